@@ -1,0 +1,3 @@
+"""NetHack GAT-MoE."""
+
+__version__ = "0.1.0"

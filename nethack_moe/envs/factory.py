@@ -1,0 +1,122 @@
+"""Creation and seeding of real NLE environments from :class:`EnvConfig`."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import gymnasium as gym
+import nle  # noqa: F401  (registers the NetHack* gymnasium ids)
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Observation keys the features read (nothing else is rendered or copied).
+OBS_KEYS: tuple[str, ...] = ("glyphs", "blstats", "message", "tty_chars")
+
+_ROLES = ("arc", "bar", "cav", "hea", "kni", "mon", "pri", "rog", "ran", "sam", "tou", "val", "wiz")
+_RACES = ("hum", "elf", "dwa", "gno", "orc")
+_ALIGNS = ("law", "neu", "cha")
+_GENDERS = ("mal", "fem")
+_CHAR_RE = re.compile(r"^(@|[a-z]{3})(-(@|[a-z]{3})){0,3}$")
+
+
+def nle_task_ids() -> list[str]:
+    """All NLE task ids registered with gymnasium (``NetHackScore-v0`` ...)."""
+    return sorted(k for k in gym.envs.registry if k.startswith("NetHack"))
+
+
+def validate_character(character: str) -> None:
+    """Raise ``ValueError`` naming the bad part of an NLE character string (``mon-hum-neu-mal``)."""
+    if not isinstance(character, str) or not _CHAR_RE.match(character):
+        raise ValueError(
+            f"env.character={character!r} is not of the form role-race-alignment-gender "
+            f"(e.g. 'mon-hum-neu-mal', '@' for random parts)"
+        )
+    allowed = (_ROLES, _RACES, _ALIGNS, _GENDERS)
+    what = ("role", "race", "alignment", "gender")
+    for part, ok, name in zip(character.split("-"), allowed, what, strict=False):
+        if part != "@" and part not in ok:
+            raise ValueError(
+                f"env.character={character!r}: unknown {name} {part!r}; allowed: {', '.join(ok)} or '@'"
+            )
+
+
+@dataclass
+class EnvConfig:
+    """Which NetHack task to play and how."""
+
+    task: str = "NetHackScore-v0"
+    """Registered NLE gymnasium id (NetHackScore-v0, NetHackChallenge-v0, NetHackStaircase-v0 ...)."""
+    max_episode_steps: int = 500
+    """Episode cap in env steps; hitting it truncates the episode (not death)."""
+    character: str = "mon-hum-neu-mal"
+    """NLE character string role-race-alignment-gender."""
+    fix_moon_phase: bool = True
+    """Fix the moon phase so that a seeded game is reproducible (PROTOCOL.md)."""
+    crop_size: int = 9
+    """Side of the egocentric glyph crop (odd)."""
+    penalty_step: float = -0.01
+    """NLE's penalty per step that does not advance the game clock (NetHackScore default)."""
+    descend_bonus: float = 0.0
+    """Reward shaping: extra reward for each new deepest level (documented; score is unaffected)."""
+    reward_scale: float = 1.0
+    """Multiplier on the env reward before shaping (score is unaffected)."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad field and the allowed values."""
+        ids = nle_task_ids()
+        if self.task not in ids:
+            raise ValueError(f"env.task={self.task!r} is not a registered NLE task; allowed: {', '.join(ids)}")
+        if not isinstance(self.max_episode_steps, int) or self.max_episode_steps <= 0:
+            raise ValueError(f"env.max_episode_steps={self.max_episode_steps!r} must be a positive integer")
+        validate_character(self.character)
+        if self.crop_size < 3 or self.crop_size % 2 == 0:
+            raise ValueError(f"env.crop_size={self.crop_size!r} must be an odd integer >= 3")
+        if self.reward_scale <= 0:
+            raise ValueError(f"env.reward_scale={self.reward_scale!r} must be > 0")
+
+
+def make_env(cfg: EnvConfig) -> gym.Env:
+    """Create one NLE env from config (validated first)."""
+    cfg.validate()
+    kwargs: dict = dict(
+        observation_keys=OBS_KEYS,
+        # one more than our cap: the vector env truncates first, while blstats are still valid
+        max_episode_steps=cfg.max_episode_steps + 1,
+        character=cfg.character,
+        fix_moon_phase=cfg.fix_moon_phase,
+    )
+    if cfg.task in ("NetHackScore-v0", "NetHackStaircase-v0", "NetHackStaircasePet-v0"):
+        kwargs["penalty_step"] = cfg.penalty_step
+    # Build the NLE class directly: gym.make would swallow ``max_episode_steps`` into a TimeLimit
+    # wrapper instead of NLE's own cap, and add checker wrappers to the hot path.
+    spec = gym.spec(cfg.task)
+    creator = gym.envs.registration.load_env_creator(spec.entry_point)
+    env = creator(**{**spec.kwargs, **kwargs})
+    return env
+
+
+def seed_env(env: gym.Env, core: int, disp: int) -> None:
+    """Seed the game itself (``reset(seed=)`` alone does not seed NetHack in nle 1.3.0)."""
+    env.unwrapped.seed(int(core), int(disp), False)
+
+
+_EVAL_LO, _EVAL_HI = 0, 2**32
+
+
+def train_seeds(base_seed: int, env_index: int, episode: int) -> tuple[int, int]:
+    """Core/disp seeds for the ``episode``-th game of env slot ``env_index`` in training.
+
+    Derived with NumPy's SeedSequence, then shifted above 2**32, so they can never equal the
+    evaluation seeds (``100000 + i``, PROTOCOL.md) and do not depend on how envs map to workers.
+    """
+    ss = np.random.SeedSequence([int(base_seed) & 0xFFFFFFFF, int(env_index), int(episode)])
+    core, disp = ss.generate_state(2, dtype=np.uint32)
+    return int(core) + 2**32, int(disp) + 2**32
+
+
+def eval_seeds(seed_start: int, i: int) -> tuple[int, int]:
+    """Evaluation seeds: ``core = disp = seed_start + i`` (E200: seed_start = 100000)."""
+    return seed_start + i, seed_start + i

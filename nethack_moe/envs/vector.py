@@ -1,0 +1,464 @@
+"""N NLE envs over W worker processes, stepping in lock-step into shared-memory arrays.
+
+The learner sees one batch per step: ``buf.state [N, S]``, ``buf.crop [N, C, C]``,
+``buf.atoms [N, A]``, ``buf.reward [N]``, ``buf.terminated [N]``, ``buf.truncated [N]``.
+Envs auto-reset; a finished episode's record is in ``buf.episode [N, F]`` (``done`` column set)
+for the step on which it ended, and the features of its last observation are in ``buf.final_*``
+(used to bootstrap truncated episodes).
+
+Seeds depend only on the env slot and its episode count (:func:`train_seeds`), so the same base
+seed gives the same games whatever the number of workers. ``num_workers=0`` runs the envs in
+the calling process (useful for tests and evaluation on one core).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+from typing import Any
+
+import numpy as np
+from nle import nethack as nh
+
+from nethack_moe import features as F
+from nethack_moe.envs.accounting import EP, EPISODE_FIELDS, EpisodeRecord, EpisodeTracker, record_from_row
+from nethack_moe.envs.factory import EnvConfig, eval_seeds, make_env, seed_env, train_seeds
+
+log = logging.getLogger(__name__)
+
+
+_ABORTED = -1  # nle.env.base.NLE.StepStatus.ABORTED
+
+
+class WorkerError(RuntimeError):
+    """An env worker crashed or stopped answering."""
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """How env slot ``i`` seeds its ``k``-th episode.
+
+    ``mode="train"``: :func:`train_seeds` of (base, i, k). ``mode="eval"``: the evaluation seed
+    ``start + i + k * stride`` (stride = number of envs), so N envs share the E200 seed list.
+    """
+
+    mode: str = "train"
+    base: int = 0
+    stride: int = 1
+
+    def seeds(self, env_index: int, episode: int) -> tuple[int, int]:
+        if self.mode == "train":
+            return train_seeds(self.base, env_index, episode)
+        if self.mode == "eval":
+            return eval_seeds(self.base, env_index + episode * self.stride)
+        raise ValueError(f"unknown seed mode {self.mode!r}")
+
+
+def _array_specs(n: int, spec: F.FeatureSpec) -> dict[str, tuple[tuple[int, ...], Any]]:
+    c = spec.crop_size
+    return {
+        "state": ((n, F.STATE_DIM), np.float32),
+        "crop": ((n, c, c), np.int16),
+        "atoms": ((n, F.N_ATOMS), np.bool_),
+        "blstats": ((n, nh.NLE_BLSTATS_SIZE), np.int64),
+        "final_state": ((n, F.STATE_DIM), np.float32),
+        "final_crop": ((n, c, c), np.int16),
+        "final_atoms": ((n, F.N_ATOMS), np.bool_),
+        "reward": ((n,), np.float32),
+        "terminated": ((n,), np.bool_),
+        "truncated": ((n,), np.bool_),
+        "actions": ((n,), np.int64),
+        "episode": ((n, len(EPISODE_FIELDS)), np.float64),
+        "episode_count": ((n,), np.int64),
+        "memory": ((n, 3), np.int64),
+    }
+
+
+class SharedBuffers:
+    """Named numpy arrays backed by one shared-memory block (or plain memory)."""
+
+    def __init__(self, n: int, spec: F.FeatureSpec, shm_name: str | None = None, create: bool = True):
+        specs = _array_specs(n, spec)
+        offsets: dict[str, int] = {}
+        total = 0
+        for k, (shape, dt) in specs.items():
+            total = (total + 63) // 64 * 64
+            offsets[k] = total
+            total += int(np.prod(shape)) * np.dtype(dt).itemsize
+        self.shm: shared_memory.SharedMemory | None
+        if create:
+            self.shm = shared_memory.SharedMemory(create=True, size=max(total, 1))
+        else:
+            self.shm = shared_memory.SharedMemory(name=shm_name)
+        self.name = self.shm.name
+        self._owner = create
+        for k, (shape, dt) in specs.items():
+            arr = np.ndarray(shape, dtype=dt, buffer=self.shm.buf, offset=offsets[k])
+            setattr(self, k, arr)
+        if create:
+            self.memory[:] = -1  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        if self.shm is None:
+            return
+        for k in list(self.__dict__):
+            if isinstance(self.__dict__[k], np.ndarray):
+                del self.__dict__[k]
+        self.shm.close()
+        if self._owner:
+            try:
+                self.shm.unlink()
+            except FileNotFoundError:
+                pass
+        self.shm = None
+
+    # declared for type checkers
+    state: np.ndarray
+    crop: np.ndarray
+    atoms: np.ndarray
+    blstats: np.ndarray
+    final_state: np.ndarray
+    final_crop: np.ndarray
+    final_atoms: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    actions: np.ndarray
+    episode: np.ndarray
+    episode_count: np.ndarray
+    memory: np.ndarray
+
+
+class EnvGroup:
+    """The envs ``lo..hi-1`` of one worker and the code that steps them into the buffers."""
+
+    def __init__(self, cfg: EnvConfig, spec: F.FeatureSpec, buf: SharedBuffers, lo: int, hi: int, plan: SeedPlan):
+        self.cfg, self.spec, self.buf, self.lo, self.hi, self.plan = cfg, spec, buf, lo, hi, plan
+        self.n = hi - lo
+        self.envs = [make_env(cfg).unwrapped for _ in range(self.n)]
+        self.cap = cfg.max_episode_steps
+        self.tracker = EpisodeTracker(self.n)
+        # staging for the raw observations of this group (reused every step)
+        self.glyphs = np.zeros((self.n, F.ROWS, F.COLS), np.int16)
+        self.blstats = np.zeros((self.n, nh.NLE_BLSTATS_SIZE), np.int64)
+        self.message = np.zeros((self.n, nh.NLE_MESSAGE_SIZE), np.uint8)
+        self.tty = np.zeros((self.n, nh.NLE_TERM_LI, nh.NLE_TERM_CO), np.uint8)
+        self.sl = slice(lo, hi)
+        self._final_idx: list[int] = []
+
+    def _stage(self, j: int, obs: dict) -> None:
+        self.glyphs[j] = obs["glyphs"]
+        self.blstats[j] = obs["blstats"]
+        self.message[j] = obs["message"]
+        self.tty[j] = obs["tty_chars"]
+
+    def _reset_one(self, j: int) -> None:
+        i = self.lo + j
+        k = int(self.buf.episode_count[i])
+        core, disp = self.plan.seeds(i, k)
+        env = self.envs[j]
+        seed_env(env, core, disp)
+        obs, _ = env.reset()
+        self._stage(j, obs)
+        self.tracker.start(j, obs["blstats"], core, disp)
+        self.buf.memory[i] = -1
+
+    def _features(self) -> None:
+        b, sl = self.buf, self.sl
+        F.compute_features(
+            self.glyphs, self.blstats, self.message, self.tty, self.spec,
+            out_state=b.state[sl], out_crop=b.crop[sl], out_atoms=b.atoms[sl], memory=b.memory[sl],
+        )  # fmt: skip
+        b.blstats[sl] = self.blstats
+
+    def reset(self) -> None:
+        for j in range(self.n):
+            self._reset_one(j)
+        b, sl = self.buf, self.sl
+        b.reward[sl] = 0.0
+        b.terminated[sl] = False
+        b.truncated[sl] = False
+        b.episode[sl] = 0.0
+        self._features()
+
+    def step(self) -> None:
+        b = self.buf
+        acts = b.actions[self.sl]
+        b.episode[self.sl, EP["done"]] = 0.0
+        shape_bonus = self.cfg.descend_bonus
+        scale = self.cfg.reward_scale
+        ended: list[int] = []
+        for j, env in enumerate(self.envs):
+            i = self.lo + j
+            obs, r, done, trunc, info = env.step(int(acts[j]))
+            # We cap episodes ourselves, one step before NLE's own cap (make_env), because NLE
+            # quits the game at its cap and zeroes blstats: the last observation stays usable.
+            trunc = bool(trunc) or int(info["end_status"]) == _ABORTED
+            trunc = trunc or (not done and self.tracker.length[j] + 1 >= self.cap)
+            term = bool(done) and not trunc
+            r = float(r) * scale
+            if shape_bonus and not term:
+                d = obs["blstats"][nh.NLE_BL_DEPTH]
+                if d > self.tracker.max_depth[j]:
+                    r += shape_bonus * float(d - self.tracker.max_depth[j])
+            self.tracker.update(j, obs["blstats"], r, bool(done))
+            b.reward[i] = r
+            b.terminated[i] = term
+            b.truncated[i] = trunc
+            self._stage(j, obs)
+            if done or trunc:
+                ended.append(j)
+        if ended:
+            self._finish(ended)
+        self._features()
+
+    def _finish(self, ended: list[int]) -> None:
+        """Record finished episodes, keep their last features, reset them."""
+        b = self.buf
+        idx = np.asarray(ended)
+        gidx = idx + self.lo
+        # features of the last observation (before the reset overwrites the staging arrays)
+        mem = b.memory[gidx].copy()
+        st, cr, at = F.compute_features(
+            self.glyphs[idx], self.blstats[idx], self.message[idx], self.tty[idx], self.spec, memory=mem
+        )
+        b.final_state[gidx] = st
+        b.final_crop[gidx] = cr
+        b.final_atoms[gidx] = at
+        for j in ended:
+            i = self.lo + j
+            self.tracker.finish(j, bool(b.terminated[i]), b.episode[i])
+            b.episode_count[i] += 1
+            self._reset_one(j)
+
+    def drop_and_reset(self) -> None:
+        """Fresh envs after a crash: unfinished episodes are dropped, games restart."""
+        b, sl = self.buf, self.sl
+        # the current observation is the last good one: bootstrap from it
+        b.final_state[sl] = b.state[sl]
+        b.final_crop[sl] = b.crop[sl]
+        b.final_atoms[sl] = b.atoms[sl]
+        b.episode_count[sl] += 1
+        self.reset()
+        b.truncated[sl] = True
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def _worker_main(conn, cfg, spec, shm_name, n_total, lo, hi, plan, restart) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer handles Ctrl-C
+    buf = SharedBuffers(n_total, spec, shm_name=shm_name, create=False)
+    group = None
+    try:
+        group = EnvGroup(cfg, spec, buf, lo, hi, plan)
+        if restart:
+            group.drop_and_reset()
+        conn.send(("ready", os.getpid()))
+        while True:
+            cmd = conn.recv()
+            if cmd == "step":
+                group.step()
+                conn.send(("ok", None))
+            elif cmd == "reset":
+                group.reset()
+                conn.send(("ok", None))
+            elif cmd == "close":
+                break
+    except (EOFError, KeyboardInterrupt, BrokenPipeError):
+        pass
+    except Exception:  # report the traceback to the parent
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except Exception:
+            pass
+    finally:
+        if group is not None:
+            group.close()
+        buf.close()
+
+
+class VectorEnv:
+    """``num_envs`` NLE envs over ``num_workers`` processes (0 = in this process)."""
+
+    def __init__(
+        self,
+        cfg: EnvConfig,
+        num_envs: int,
+        num_workers: int = 1,
+        seed_plan: SeedPlan | None = None,
+        step_timeout: float = 60.0,
+        max_restarts: int = 5,
+        restart_window: float = 60.0,
+    ):
+        cfg.validate()
+        if num_envs <= 0:
+            raise ValueError(f"num_envs={num_envs} must be positive")
+        if num_workers < 0 or num_workers > num_envs:
+            raise ValueError(f"num_workers={num_workers} must be in 0..num_envs ({num_envs})")
+        self.cfg = cfg
+        self.spec = F.FeatureSpec(crop_size=cfg.crop_size)
+        self.num_envs = num_envs
+        self.num_workers = num_workers
+        self.plan = seed_plan or SeedPlan()
+        self.step_timeout = step_timeout
+        self.max_restarts = max_restarts
+        self.restart_window = restart_window
+        self.buf = SharedBuffers(num_envs, self.spec)
+        self.restart_times: list[float] = []
+        self.dropped_episodes = 0
+        self.worker_restarts = 0
+        probe = make_env(cfg)
+        self.n_actions = int(probe.action_space.n)
+        probe.close()
+        self._ctx = mp.get_context("forkserver")
+        w = max(num_workers, 1)
+        bounds = np.linspace(0, num_envs, w + 1).round().astype(int)
+        self.bounds = [(int(bounds[k]), int(bounds[k + 1])) for k in range(w)]
+        self._procs: list[Any] = []
+        self._conns: list[Any] = []
+        self._local: EnvGroup | None = None
+        self._closed = False
+        if num_workers == 0:
+            self._local = EnvGroup(cfg, self.spec, self.buf, 0, num_envs, self.plan)
+        else:
+            for k in range(num_workers):
+                self._procs.append(None)
+                self._conns.append(None)
+                self._start_worker(k, restart=False)
+        self.reset()
+
+    # ----------------------------------------------------------------- workers
+    def _start_worker(self, k: int, restart: bool) -> None:
+        lo, hi = self.bounds[k]
+        parent, child = self._ctx.Pipe()
+        args = (child, self.cfg, self.spec, self.buf.name, self.num_envs, lo, hi, self.plan, restart)
+        p = self._ctx.Process(target=_worker_main, args=args, daemon=True, name=f"nle-worker-{k}")
+        p.start()
+        child.close()
+        self._procs[k], self._conns[k] = p, parent
+        self._expect(k, "ready", timeout=120.0)
+
+    def _expect(self, k: int, what: str, timeout: float) -> None:
+        conn, p = self._conns[k], self._procs[k]
+        deadline = time.monotonic() + timeout
+        while not conn.poll(0.05):
+            if not p.is_alive():
+                raise WorkerError(f"env worker {k} (pid {p.pid}) died with exit code {p.exitcode}")
+            if time.monotonic() > deadline:
+                raise WorkerError(f"env worker {k} (pid {p.pid}) did not answer within {timeout:.0f} s")
+        try:
+            msg, payload = conn.recv()
+        except (EOFError, ConnectionResetError) as e:
+            raise WorkerError(f"env worker {k} (pid {p.pid}) closed its pipe") from e
+        if msg == "error":
+            raise WorkerError(f"env worker {k} failed:\n{payload}")
+        if msg != what:
+            raise WorkerError(f"env worker {k}: expected {what!r}, got {msg!r}")
+
+    def _restart(self, k: int, err: Exception) -> None:
+        now = time.monotonic()
+        self.restart_times = [t for t in self.restart_times if now - t < self.restart_window]
+        self.restart_times.append(now)
+        if len(self.restart_times) > self.max_restarts:
+            raise WorkerError(
+                f"env workers died {len(self.restart_times)} times within {self.restart_window:.0f} s; "
+                f"giving up (last error: {err})"
+            )
+        lo, hi = self.bounds[k]
+        log.warning("env worker %d died (%s); restarting it with fresh envs %d..%d", k, err, lo, hi - 1)
+        p = self._procs[k]
+        if p is not None and p.is_alive():
+            p.kill()
+        if p is not None:
+            p.join(timeout=5)
+        self.worker_restarts += 1
+        self.dropped_episodes += hi - lo
+        self._start_worker(k, restart=True)
+
+    def _broadcast(self, cmd: str) -> list[int]:
+        """Send ``cmd`` to every worker and wait; returns the workers that had to be restarted."""
+        restarted: list[int] = []
+        if self._local is not None:
+            getattr(self._local, cmd)()
+            return restarted
+        alive = []
+        for k, conn in enumerate(self._conns):
+            try:
+                conn.send(cmd)
+                alive.append(k)
+            except (BrokenPipeError, OSError) as e:
+                self._restart(k, e)
+                restarted.append(k)
+        for k in alive:
+            try:
+                self._expect(k, "ok", timeout=self.step_timeout)
+            except WorkerError as e:
+                if "failed:" in str(e):  # a Python exception inside the env code: not a crash
+                    raise
+                self._restart(k, e)
+                restarted.append(k)
+        return restarted
+
+    # ----------------------------------------------------------------- API
+    def reset(self) -> None:
+        """Reset every env (new episode numbers are not consumed: a reset replays the same seeds)."""
+        self._broadcast("reset")
+
+    def step(self, actions: np.ndarray) -> None:
+        """Step every env with ``actions [N]``; results are in :attr:`buf`."""
+        self.buf.actions[:] = actions
+        restarted = self._broadcast("step")
+        for k in restarted:
+            lo, hi = self.bounds[k]
+            self.buf.episode[lo:hi, EP["done"]] = 0.0
+            self.buf.reward[lo:hi] = 0.0
+            self.buf.terminated[lo:hi] = False
+            self.buf.truncated[lo:hi] = True
+
+    def finished(self) -> list[EpisodeRecord]:
+        """Records of the episodes that ended on the last step."""
+        done = np.flatnonzero(self.buf.episode[:, EP["done"]] > 0)
+        return [record_from_row(int(i), self.buf.episode[i]) for i in done]
+
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p in self._procs if p is not None]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._local is not None:
+            self._local.close()
+        for conn in self._conns:
+            try:
+                conn.send("close")
+            except Exception:
+                pass
+        for p in self._procs:
+            if p is None:
+                continue
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=5)
+        self.buf.close()
+
+    def __enter__(self) -> VectorEnv:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

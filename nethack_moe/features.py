@@ -1,0 +1,549 @@
+"""Pure, batched features from NLE observations.
+
+Three views of one observation:
+
+* ``state``: a normalized float vector built from ``blstats`` (and a few map summaries);
+* ``crop``: an egocentric ``C x C`` crop of *glyph groups* around the hero, padded at map edges;
+* ``atoms``: a boolean vector of named scene predicates (:data:`ATOMS`).
+
+Everything is computed with lookup tables built once from NLE's own glyph helpers
+(``nle.nethack.glyph_is_monster``, ``glyph_is_pet``, ``glyph_to_cmap`` ...), never from hand-written
+glyph id ranges. All functions take batches (leading dimension ``B``) and write into preallocated
+output arrays when given them, so the vector env can fill shared memory without allocating.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from nle import nethack as nh
+
+# --------------------------------------------------------------------------------------------
+# Glyph lookup tables (built once from NLE's helpers)
+# --------------------------------------------------------------------------------------------
+
+N_GLYPHS = int(nh.MAX_GLYPH) + 1  # glyph ids 0..MAX_GLYPH (MAX_GLYPH is "nothing")
+_ALL = np.arange(N_GLYPHS, dtype=np.int32)
+
+
+def _cmap_index(name_pred) -> np.ndarray:
+    """Cmap indices whose NLE explanation satisfies ``name_pred``."""
+    idx = [i for i in range(nh.MAXPCHARS) if name_pred(nh.symdef.from_idx(i).explanation)]
+    return np.asarray(idx, dtype=np.int32)
+
+
+IS_MONSTER = np.asarray(nh.glyph_is_monster(_ALL), dtype=bool)
+IS_PET = np.asarray(nh.glyph_is_pet(_ALL), dtype=bool)
+IS_OBJECT = np.asarray(nh.glyph_is_object(_ALL), dtype=bool)
+IS_TRAP = np.asarray(nh.glyph_is_trap(_ALL), dtype=bool)
+IS_CMAP = np.asarray(nh.glyph_is_cmap(_ALL), dtype=bool)
+IS_INVISIBLE = np.asarray(nh.glyph_is_invisible(_ALL), dtype=bool)
+IS_WARNING = np.asarray(nh.glyph_is_warning(_ALL), dtype=bool)
+IS_SWALLOW = np.asarray(nh.glyph_is_swallow(_ALL), dtype=bool)
+#: Hostile as far as NLE tells: a monster glyph that is not a pet (glyphs do not mark peacefuls).
+IS_HOSTILE = (IS_MONSTER & ~IS_PET) | IS_INVISIBLE | IS_WARNING
+
+CMAP_OF = np.full(N_GLYPHS, -1, dtype=np.int32)
+CMAP_OF[IS_CMAP] = np.asarray(nh.glyph_to_cmap(_ALL[IS_CMAP]), dtype=np.int32)
+
+_DOWNSTAIRS = _cmap_index(lambda e: e in ("staircase down", "ladder down"))
+_UPSTAIRS = _cmap_index(lambda e: e in ("staircase up", "ladder up"))
+_DOORS = _cmap_index(lambda e: e in ("doorway", "open door", "closed door"))
+_CLOSED_DOORS = _cmap_index(lambda e: e == "closed door")
+_CORRIDOR = _cmap_index(lambda e: e in ("corridor", "lit corridor"))
+_FLOOR = _cmap_index(lambda e: e == "floor of a room")
+#: NetHack's S_stone (cmap index 0: solid rock, drawn blank) shares its explanation with S_darkroom.
+S_STONE = 0
+_DARK = _cmap_index(lambda e: e == "dark part of a room")
+_DARK = _DARK[_DARK != S_STONE]
+_WATER = _cmap_index(lambda e: e in ("water", "molten lava"))
+_FOUNTAIN = _cmap_index(lambda e: e in ("fountain", "sink", "altar"))
+_WALL = _cmap_index(lambda e: e == "wall")
+
+
+def _glyph_mask(cmaps: np.ndarray) -> np.ndarray:
+    return np.isin(CMAP_OF, cmaps) & IS_CMAP
+
+
+IS_DOWNSTAIRS = _glyph_mask(_DOWNSTAIRS)
+IS_UPSTAIRS = _glyph_mask(_UPSTAIRS)
+IS_DOOR = _glyph_mask(_DOORS)
+IS_CLOSED_DOOR = _glyph_mask(_CLOSED_DOORS)
+IS_CORRIDOR = _glyph_mask(_CORRIDOR)
+IS_FLOOR = _glyph_mask(_FLOOR)
+IS_DARK_FLOOR = _glyph_mask(_DARK)
+IS_WATER = _glyph_mask(_WATER)
+IS_FEATURE = _glyph_mask(_FOUNTAIN)
+IS_WALL = _glyph_mask(_WALL)
+#: "Solid rock / unexplored" as NLE draws it: the cmap stone glyph (S_stone, index 0).
+IS_STONE = IS_CMAP & (CMAP_OF == S_STONE)
+IS_FOOD = np.zeros(N_GLYPHS, dtype=bool)
+IS_BOULDER = np.zeros(N_GLYPHS, dtype=bool)
+_obj_glyphs = _ALL[IS_OBJECT & ~np.asarray(nh.glyph_is_statue(_ALL), dtype=bool)]
+for _g in _obj_glyphs:
+    _o = nh.objclass(nh.glyph_to_obj(int(_g)))
+    if ord(_o.oc_class) == nh.FOOD_CLASS:
+        IS_FOOD[_g] = True
+    if nh.OBJ_NAME(_o) == "boulder":
+        IS_BOULDER[_g] = True
+IS_CORPSE = np.asarray(nh.glyph_is_body(_ALL), dtype=bool)
+IS_FOOD |= IS_CORPSE
+IS_ITEM = IS_OBJECT & ~IS_BOULDER
+
+IS_FLOATING_EYE = np.zeros(N_GLYPHS, dtype=bool)
+for _g in _ALL[IS_MONSTER]:
+    if nh.permonst(nh.glyph_to_mon(int(_g))).mname == "floating eye":
+        IS_FLOATING_EYE[_g] = True
+
+
+def _build_groups() -> tuple[np.ndarray, int]:
+    """Map every glyph to a small *group* id: cmap feature, monster class, object class, ..."""
+    group = np.zeros(N_GLYPHS, dtype=np.int16)
+    nxt = 1  # 0 = padding outside the map
+    # every cmap symbol is its own group (walls, doors, stairs, traps ... keep their meaning)
+    for i in range(nh.MAXPCHARS):
+        group[IS_CMAP & (CMAP_OF == i)] = nxt
+        nxt += 1
+    # monsters by class letter, pets separately
+    mon_classes: dict[int, int] = {}
+    for g in _ALL[IS_MONSTER]:
+        pm = nh.permonst(nh.glyph_to_mon(int(g)))
+        cls = int(ord(pm.mlet)) if isinstance(pm.mlet, str) else int(pm.mlet)
+        if cls not in mon_classes:
+            mon_classes[cls] = nxt
+            nxt += 1
+        group[g] = mon_classes[cls]
+    pet_group = nxt
+    nxt += 1
+    group[IS_PET] = pet_group
+    floating_eye_group = nxt
+    nxt += 1
+    group[IS_FLOATING_EYE] = floating_eye_group
+    # objects by object class
+    obj_classes: dict[int, int] = {}
+    for g in _ALL[IS_OBJECT]:
+        if IS_CORPSE[g]:
+            continue
+        cls = int(ord(nh.objclass(nh.glyph_to_obj(int(g))).oc_class))
+        if cls not in obj_classes:
+            obj_classes[cls] = nxt
+            nxt += 1
+        group[g] = obj_classes[cls]
+    group[IS_CORPSE] = nxt
+    nxt += 1
+    group[IS_BOULDER] = nxt
+    nxt += 1
+    other = nxt  # invisible, warnings, swallow, zaps, explosions ...
+    nxt += 1
+    group[(group == 0)] = other
+    return group, nxt
+
+
+GLYPH_GROUP, N_GLYPH_GROUPS = _build_groups()
+PAD_GROUP = 0
+
+# --------------------------------------------------------------------------------------------
+# Scene atoms
+# --------------------------------------------------------------------------------------------
+
+#: (name, one-line meaning). The order is the order of the atom vector.
+ATOM_SPECS: tuple[tuple[str, str], ...] = (
+    ("hp_low", "HP below 1/3 of max HP"),
+    ("hp_critical", "HP below 1/6 of max HP (or at most 5)"),
+    ("hp_full", "HP at max HP"),
+    ("hungry", "hunger state is Hungry"),
+    ("weak", "hunger state is Weak or Fainting (or worse)"),
+    ("satiated", "hunger state is Satiated"),
+    ("confused", "the Conf status condition is set"),
+    ("stunned", "the Stun status condition is set"),
+    ("blind", "the Blind status condition is set"),
+    ("hallucinating", "the Hallu status condition is set"),
+    ("sick", "FoodPois or TermIll status condition is set"),
+    ("encumbered", "carrying capacity is Burdened or worse"),
+    ("hostile_adjacent", "a non-pet monster (or invisible/warning marker) in the 8 cells around"),
+    ("hostile_near", "a non-pet monster within Chebyshev distance 3"),
+    ("hostile_visible", "a non-pet monster anywhere on the map"),
+    ("many_hostiles", "three or more non-pet monsters on the map"),
+    ("floating_eye_adjacent", "a floating eye in the 8 cells around (never melee it)"),
+    ("pet_adjacent", "the pet is in the 8 cells around"),
+    ("pet_visible", "the pet is on the map"),
+    ("downstairs_visible", "a down staircase or ladder is on the map (or remembered on this level)"),
+    ("on_downstairs", "standing on a down staircase or ladder (remembered under the hero)"),
+    ("upstairs_visible", "an up staircase or ladder is on the map"),
+    ("door_adjacent", "a doorway, open or closed door in the 4 orthogonal cells"),
+    ("closed_door_adjacent", "a closed door in the 4 orthogonal cells"),
+    ("in_corridor", "the hero stands in a corridor"),
+    ("in_room", "the hero stands on a room floor or doorway"),
+    ("dark_room", "dark room floor next to the hero (unlit room)"),
+    ("item_here", "an object lies under the hero (from the last message or remembered glyph)"),
+    ("item_adjacent", "an object (not a boulder) in the 8 cells around"),
+    ("food_visible", "a food item or corpse on the map"),
+    ("trap_adjacent", "a known trap in the 8 cells around"),
+    ("boulder_adjacent", "a boulder in the 8 cells around"),
+    ("water_adjacent", "water or lava in the 8 cells around"),
+    ("dead_end", "at most one walkable cell among the 8 around"),
+    ("unexplored_adjacent", "blank (unexplored/solid) cells in the 4 orthogonal cells"),
+    ("more_prompt", "a --More-- is shown on the screen"),
+    ("question_prompt", "the game asks a question (direction, menu or y/n)"),
+    ("deeper_than_1", "dungeon depth is 2 or more"),
+    ("low_xp", "experience level is 1 or 2"),
+    ("prayer_ready", "more than 300 turns have passed (first prayer is usually safe)"),
+)
+ATOMS: tuple[str, ...] = tuple(n for n, _ in ATOM_SPECS)
+ATOM_INDEX: dict[str, int] = {n: i for i, n in enumerate(ATOMS)}
+N_ATOMS = len(ATOMS)
+
+# blstats hunger codes (NetHack u.uhs): 0 not hungry, 1 satiated? -> NetHack: 0 SATIATED? see below
+# NetHack hunger states: NOT_HUNGRY=0? In NetHack 3.6: SATIATED=0, NOT_HUNGRY=1, HUNGRY=2, WEAK=3,
+# FAINTING=4, FAINTED=5, STARVED=6.
+HUNGER_SATIATED, HUNGER_NOT_HUNGRY, HUNGER_HUNGRY, HUNGER_WEAK = 0, 1, 2, 3
+N_HUNGER = 7
+N_ENCUMBRANCE = 6
+_CONDITION_BITS = (
+    nh.BL_MASK_STONE,
+    nh.BL_MASK_SLIME,
+    nh.BL_MASK_STRNGL,
+    nh.BL_MASK_FOODPOIS,
+    nh.BL_MASK_TERMILL,
+    nh.BL_MASK_BLIND,
+    nh.BL_MASK_DEAF,
+    nh.BL_MASK_STUN,
+    nh.BL_MASK_CONF,
+    nh.BL_MASK_HALLU,
+    nh.BL_MASK_LEV,
+    nh.BL_MASK_FLY,
+    nh.BL_MASK_RIDE,
+)
+
+# --------------------------------------------------------------------------------------------
+# State vector layout
+# --------------------------------------------------------------------------------------------
+_STATE_SCALARS = (
+    "hp_ratio",
+    "hp_log",
+    "energy_ratio",
+    "depth",
+    "xl",
+    "ac",
+    "gold_log",
+    "str",
+    "dex",
+    "con",
+    "time_log",
+    "score_log",
+    "x",
+    "y",
+    "down_dx",
+    "down_dy",
+    "down_visible",
+    "near_hostile_dx",
+    "near_hostile_dy",
+)
+_COND_ARRAY = np.asarray(_CONDITION_BITS, dtype=np.int64)
+STATE_NAMES: tuple[str, ...] = (
+    _STATE_SCALARS
+    + tuple(f"hunger_{i}" for i in range(N_HUNGER))
+    + tuple(f"enc_{i}" for i in range(N_ENCUMBRANCE))
+    + tuple(f"cond_{i}" for i in range(len(_CONDITION_BITS)))
+)
+STATE_DIM = len(STATE_NAMES)
+
+ROWS, COLS = int(nh.DUNGEON_SHAPE[0]), int(nh.DUNGEON_SHAPE[1])
+_MORE = np.frombuffer(b"--More--", dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Shapes of the features, shared by the env layer and the model."""
+
+    crop_size: int = 9
+    """Side of the egocentric glyph-group crop (odd)."""
+
+    @property
+    def state_dim(self) -> int:
+        return STATE_DIM
+
+    @property
+    def n_atoms(self) -> int:
+        return N_ATOMS
+
+    @property
+    def n_glyph_groups(self) -> int:
+        return int(N_GLYPH_GROUPS)
+
+    @property
+    def atom_names(self) -> tuple[str, ...]:
+        return ATOMS
+
+
+_RING8 = np.array([0, 1, 2, 3, 5, 6, 7, 8])  # indices into the flattened 3x3 block around the hero
+_RING4 = np.array([1, 3, 5, 7])
+_WALKABLE = IS_FLOOR | IS_DARK_FLOOR | IS_CORRIDOR | IS_DOOR | IS_DOWNSTAIRS | IS_UPSTAIRS | IS_ITEM
+_WALKABLE |= IS_MONSTER | IS_FEATURE | IS_TRAP
+
+# one flag word per glyph, so one lookup answers every per-cell question
+_FLAG_TABLES = (
+    ("hostile", IS_HOSTILE),
+    ("pet", IS_PET),
+    ("down", IS_DOWNSTAIRS),
+    ("up", IS_UPSTAIRS),
+    ("food", IS_FOOD),
+    ("door", IS_DOOR),
+    ("closed_door", IS_CLOSED_DOOR),
+    ("corridor", IS_CORRIDOR),
+    ("roomish", IS_FLOOR | IS_DARK_FLOOR | IS_DOOR),
+    ("dark", IS_DARK_FLOOR),
+    ("item", IS_ITEM),
+    ("trap", IS_TRAP),
+    ("boulder", IS_BOULDER),
+    ("water", IS_WATER),
+    ("walkable", _WALKABLE),
+    ("stone", IS_STONE),
+)
+_BIT = {name: np.uint32(1 << k) for k, (name, _) in enumerate(_FLAG_TABLES)}
+GLYPH_FLAGS = np.zeros(N_GLYPHS, dtype=np.uint32)
+for _name, _tab in _FLAG_TABLES:
+    GLYPH_FLAGS[_tab] |= _BIT[_name]
+#: Glyph used for cells outside the map (matches no table).
+PAD_GLYPH = int(nh.MAX_GLYPH)
+_BIG = 10_000
+
+
+def _nearest(mask: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Chebyshev distance and position of the nearest true cell per batch row ([B] each)."""
+    B = mask.shape[0]
+    dmin = np.full(B, _BIG, np.int64)
+    py = np.zeros(B, np.int64)
+    px = np.zeros(B, np.int64)
+    bi, yi, xi = np.nonzero(mask)
+    if bi.size:
+        d = np.maximum(np.abs(yi - ys[bi]), np.abs(xi - xs[bi]))
+        order = np.lexsort((d, bi))
+        first = np.unique(bi[order], return_index=True)[1]
+        sel = order[first]
+        rows = bi[sel]
+        dmin[rows] = d[sel]
+        py[rows] = yi[sel]
+        px[rows] = xi[sel]
+    return dmin, py, px
+
+
+_PAD_CACHE: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _padded(glyphs: np.ndarray, r: int) -> np.ndarray:
+    """The glyph map padded by ``r`` cells of :data:`PAD_GLYPH` (buffer reused per shape)."""
+    B = glyphs.shape[0]
+    buf = _PAD_CACHE.get((B, r))
+    if buf is None:
+        buf = np.full((B, ROWS + 2 * r, COLS + 2 * r), PAD_GLYPH, dtype=np.int16)
+        _PAD_CACHE[(B, r)] = buf
+    buf[:, r : r + ROWS, r : r + COLS] = glyphs
+    return buf
+
+
+def new_memory(batch: int) -> np.ndarray:
+    """Per-env level memory ``[B, 3]`` int64: depth, y, x of the last seen down staircase (-1 = none).
+
+    The hero's glyph hides what it stands on, so "standing on the stairs" needs the remembered
+    stairs position. Reset a row (``mem[i] = -1``) when env ``i`` starts a new episode.
+    """
+    return np.full((batch, 3), -1, dtype=np.int64)
+
+
+def compute_features(
+    glyphs: np.ndarray,
+    blstats: np.ndarray,
+    message: np.ndarray,
+    tty_chars: np.ndarray | None,
+    spec: FeatureSpec,
+    out_state: np.ndarray | None = None,
+    out_crop: np.ndarray | None = None,
+    out_atoms: np.ndarray | None = None,
+    memory: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features of a batch of observations.
+
+    Args:
+        glyphs: ``[B, 21, 79]`` glyph ids.
+        blstats: ``[B, 27]`` bottom-line stats.
+        message: ``[B, 256]`` message bytes.
+        tty_chars: ``[B, 24, 80]`` terminal characters (for ``--More--``), or ``None``.
+        spec: crop size.
+        out_*: optional preallocated outputs (``[B, STATE_DIM]`` float32, ``[B, C, C]`` int16,
+            ``[B, N_ATOMS]`` bool).
+        memory: optional level memory from :func:`new_memory`, updated in place; without it a
+            staircase under the hero is not seen (``on_downstairs`` stays false).
+
+    Returns:
+        ``(state, crop, atoms)``.
+    """
+    B = glyphs.shape[0]
+    C = spec.crop_size
+    r = C // 2
+    state = out_state if out_state is not None else np.empty((B, STATE_DIM), np.float32)
+    crop = out_crop if out_crop is not None else np.empty((B, C, C), np.int16)
+    atoms = out_atoms if out_atoms is not None else np.empty((B, N_ATOMS), bool)
+    bl = blstats.astype(np.int64, copy=False)
+    xs = np.clip(bl[:, nh.NLE_BL_X], 0, COLS - 1)
+    ys = np.clip(bl[:, nh.NLE_BL_Y], 0, ROWS - 1)
+    bidx = np.arange(B)
+
+    # ---- egocentric window (hero at the centre), padded at the map edges ----
+    P = _padded(glyphs, r)
+    ar = np.arange(C)
+    win = P[bidx[:, None, None], (ys[:, None] + ar)[:, :, None], (xs[:, None] + ar)[:, None, :]]
+    crop[:] = GLYPH_GROUP[win]
+    block = win[:, r - 1 : r + 2, r - 1 : r + 2].reshape(B, 9)
+    bflags = GLYPH_FLAGS[block]  # [B, 9]
+    ring8 = bflags[:, _RING8]
+    ring4 = bflags[:, _RING4]
+
+    def near8(name: str) -> np.ndarray:
+        return (ring8 & _BIT[name]).any(1)
+
+    def near4(name: str) -> np.ndarray:
+        return (ring4 & _BIT[name]).any(1)
+
+    # ---- whole-map questions from one flag lookup ----
+    flags = GLYPH_FLAGS[glyphs]  # [B, R, C]
+    hostile = (flags & _BIT["hostile"]) != 0
+    hostile[bidx, ys, xs] = False  # the hero's own glyph is not a hostile
+    h_min, h_y, h_x = _nearest(hostile, ys, xs)
+    d_min, d_y, d_x = _nearest((flags & _BIT["down"]) != 0, ys, xs)
+    down_vis = d_min < _BIG
+    hvis = h_min < _BIG
+    depth = bl[:, nh.NLE_BL_DEPTH]
+    if memory is not None:
+        seen = down_vis
+        memory[seen, 0] = depth[seen]
+        memory[seen, 1] = d_y[seen]
+        memory[seen, 2] = d_x[seen]
+        known = (~seen) & (memory[:, 0] == depth)
+        d_y = np.where(known, memory[:, 1], d_y)
+        d_x = np.where(known, memory[:, 2], d_x)
+        d_min = np.where(known, np.maximum(np.abs(d_y - ys), np.abs(d_x - xs)), d_min)
+        down_vis = down_vis | known
+    flat = flags.reshape(B, -1)
+    hunger = np.clip(bl[:, nh.NLE_BL_HUNGER], 0, N_HUNGER - 1)
+    enc = np.clip(bl[:, nh.NLE_BL_CAP], 0, N_ENCUMBRANCE - 1)
+    cond = bl[:, nh.NLE_BL_CONDITION]
+    hp = bl[:, nh.NLE_BL_HP].astype(np.float32)
+    hpmax = np.maximum(bl[:, nh.NLE_BL_HPMAX], 1).astype(np.float32)
+
+    # ---- state vector ----
+    s = state
+    s[:, 0] = hp / hpmax
+    s[:, 1] = np.log1p(np.maximum(hp, 0)) / 5.0
+    s[:, 2] = bl[:, nh.NLE_BL_ENE] / np.maximum(bl[:, nh.NLE_BL_ENEMAX], 1)
+    s[:, 3] = depth / 10.0
+    s[:, 4] = bl[:, nh.NLE_BL_XP] / 10.0
+    s[:, 5] = (10 - bl[:, nh.NLE_BL_AC]) / 10.0
+    s[:, 6] = np.log1p(np.maximum(bl[:, nh.NLE_BL_GOLD], 0)) / 5.0
+    s[:, 7] = bl[:, nh.NLE_BL_STR25] / 25.0
+    s[:, 8] = bl[:, nh.NLE_BL_DEX] / 25.0
+    s[:, 9] = bl[:, nh.NLE_BL_CON] / 25.0
+    s[:, 10] = np.log1p(np.maximum(bl[:, nh.NLE_BL_TIME], 0)) / 8.0
+    s[:, 11] = np.log1p(np.maximum(bl[:, nh.NLE_BL_SCORE], 0)) / 8.0
+    s[:, 12] = xs / COLS
+    s[:, 13] = ys / ROWS
+    s[:, 14] = np.where(down_vis, np.clip((d_x - xs) / 20.0, -1, 1), 0.0)
+    s[:, 15] = np.where(down_vis, np.clip((d_y - ys) / 10.0, -1, 1), 0.0)
+    s[:, 16] = down_vis
+    s[:, 17] = np.where(hvis, np.clip((h_x - xs) / 10.0, -1, 1), 0.0)
+    s[:, 18] = np.where(hvis, np.clip((h_y - ys) / 10.0, -1, 1), 0.0)
+    o = len(_STATE_SCALARS)
+    s[:, o : o + N_HUNGER] = hunger[:, None] == np.arange(N_HUNGER)[None, :]
+    o += N_HUNGER
+    s[:, o : o + N_ENCUMBRANCE] = enc[:, None] == np.arange(N_ENCUMBRANCE)[None, :]
+    o += N_ENCUMBRANCE
+    s[:, o : o + len(_CONDITION_BITS)] = (cond[:, None] & _COND_ARRAY[None, :]) != 0
+
+    # ---- atoms ----
+    a = atoms
+    A = ATOM_INDEX
+    a[:, A["hp_low"]] = hp * 3 < hpmax
+    a[:, A["hp_critical"]] = (hp * 6 < hpmax) | (hp <= 5)
+    a[:, A["hp_full"]] = hp >= hpmax
+    a[:, A["hungry"]] = hunger == HUNGER_HUNGRY
+    a[:, A["weak"]] = hunger >= HUNGER_WEAK
+    a[:, A["satiated"]] = hunger == HUNGER_SATIATED
+    a[:, A["confused"]] = (cond & nh.BL_MASK_CONF) != 0
+    a[:, A["stunned"]] = (cond & nh.BL_MASK_STUN) != 0
+    a[:, A["blind"]] = (cond & nh.BL_MASK_BLIND) != 0
+    a[:, A["hallucinating"]] = (cond & nh.BL_MASK_HALLU) != 0
+    a[:, A["sick"]] = (cond & (nh.BL_MASK_FOODPOIS | nh.BL_MASK_TERMILL)) != 0
+    a[:, A["encumbered"]] = enc >= 1
+    a[:, A["hostile_adjacent"]] = h_min <= 1
+    a[:, A["hostile_near"]] = h_min <= 3
+    a[:, A["hostile_visible"]] = hvis
+    a[:, A["many_hostiles"]] = hostile.reshape(B, -1).sum(1) >= 3
+    a[:, A["floating_eye_adjacent"]] = IS_FLOATING_EYE[block[:, _RING8]].any(1)
+    a[:, A["pet_adjacent"]] = near8("pet")
+    a[:, A["pet_visible"]] = (flat & _BIT["pet"]).any(1)
+    a[:, A["downstairs_visible"]] = down_vis
+    a[:, A["on_downstairs"]] = d_min == 0
+    a[:, A["upstairs_visible"]] = (flat & _BIT["up"]).any(1)
+    a[:, A["door_adjacent"]] = near4("door")
+    a[:, A["closed_door_adjacent"]] = near4("closed_door")
+    # the hero's glyph hides the terrain under it: judge it from the 4 orthogonal neighbours
+    a[:, A["in_corridor"]] = near4("corridor")
+    a[:, A["in_room"]] = near4("roomish")
+    a[:, A["dark_room"]] = near8("dark")
+    a[:, A["item_here"]] = _item_here(message)
+    a[:, A["item_adjacent"]] = near8("item")
+    a[:, A["food_visible"]] = (flat & _BIT["food"]).any(1)
+    a[:, A["trap_adjacent"]] = near8("trap")
+    a[:, A["boulder_adjacent"]] = near8("boulder")
+    a[:, A["water_adjacent"]] = near8("water")
+    a[:, A["dead_end"]] = ((ring8 & _BIT["walkable"]) != 0).sum(1) <= 1
+    a[:, A["unexplored_adjacent"]] = near4("stone")
+    a[:, A["more_prompt"]] = _has_more(tty_chars, B)
+    a[:, A["question_prompt"]] = _is_question(message)
+    a[:, A["deeper_than_1"]] = depth >= 2
+    a[:, A["low_xp"]] = bl[:, nh.NLE_BL_XP] <= 2
+    a[:, A["prayer_ready"]] = bl[:, nh.NLE_BL_TIME] > 300
+    return state, crop, atoms
+
+
+def _item_here(message: np.ndarray) -> np.ndarray:
+    B = message.shape[0]
+    out = np.zeros(B, dtype=bool)
+    raw = np.ascontiguousarray(message).view(np.uint8).reshape(B, -1)
+    for i in range(B):
+        row = raw[i]
+        if row[0] == 0:
+            continue
+        m = row.tobytes()
+        out[i] = (b"You see here" in m) or (b"objects here" in m) or (b"You have a little trouble" in m)
+    return out
+
+
+def _is_question(message: np.ndarray) -> np.ndarray:
+    B = message.shape[0]
+    out = np.zeros(B, dtype=bool)
+    raw = np.ascontiguousarray(message).view(np.uint8).reshape(B, -1)
+    for i in range(B):
+        if raw[i, 0] == 0:
+            continue
+        m = raw[i].tobytes().rstrip(b"\0").rstrip()
+        out[i] = m.endswith(b"?") or m.endswith(b"]") or b"In what direction" in m
+    return out
+
+
+def _has_more(tty_chars: np.ndarray | None, B: int) -> np.ndarray:
+    """``--More--`` anywhere on the terminal (vectorized substring search)."""
+    if tty_chars is None:
+        return np.zeros(B, dtype=bool)
+    t = tty_chars.reshape(B, -1).view(np.uint8) if tty_chars.dtype != np.uint8 else tty_chars.reshape(B, -1)
+    n = t.shape[1] - len(_MORE) + 1
+    hit = t[:, :n] == _MORE[0]
+    for k in range(1, len(_MORE)):
+        hit &= t[:, k : k + n] == _MORE[k]
+    return hit.any(1)
+
+
+def atom_names_true(atoms_row: np.ndarray) -> list[str]:
+    """Names of the atoms set in one atom vector."""
+    return [ATOMS[i] for i in np.flatnonzero(atoms_row)]
