@@ -185,7 +185,7 @@ def compare(
     plot_in: dict[str, Any] = {}
     for g in groups:
         plot_in[g.name] = g.scores if g.scores else (g.summary or {})
-    plot_path = plot_compare(plot_in, out / "compare.png")
+    plot_path = plot_compare(plot_in, out / "compare.png", title="Score per run")
     ci_method = next((g.summary.get("ci_method") for g in groups if g.summary), "BCa")
     note = (
         f"Bootstrap {int(100 * 0.95)} % CIs ({ci_method}, {n_resamples} resamples, seed {seed}); "

@@ -24,10 +24,16 @@ log = logging.getLogger(__name__)
 RECORD_TYPES = ("run_start", "episode", "update", "checkpoint", "event")
 
 
-def read_metrics(path: str | Path, types: str | Iterable[str] | None = None) -> list[dict[str, Any]]:
+def read_metrics(
+    path: str | Path,
+    types: str | Iterable[str] | None = None,
+    *,
+    bad_lines: list[int] | None = None,
+) -> list[dict[str, Any]]:
     """Records of a ``metrics.jsonl`` file, in file order, optionally only those of ``types``.
 
-    Non-JSON lines are skipped with a warning (a torn last line is normal after a crash).
+    Non-JSON lines are skipped with a warning (a torn last line is normal after a crash); their
+    1-based line numbers are appended to ``bad_lines`` when given.
     """
     path = Path(path)
     want: set[str] | None
@@ -49,6 +55,8 @@ def read_metrics(path: str | Path, types: str | Iterable[str] | None = None) -> 
         if rec is None:
             where = "last line" if all(not s.strip() for s in lines[i + 1 :]) else f"line {i + 1}"
             log.warning("%s: skipping torn/non-JSON %s (of %d): %.60r", path, where, n, line)
+            if bad_lines is not None:
+                bad_lines.append(i + 1)
             continue
         if want is None or rec.get("type") in want:
             out.append(rec)
@@ -121,6 +129,9 @@ class RunData:
     events: list[dict[str, Any]]
     run_start: dict[str, Any] | None
     phases: list[Phase]
+    bad_lines: list[int] = field(default_factory=list)
+    duplicate_episodes: int = 0
+    duplicate_updates: int = 0
 
 
 def load_config(run_dir: Path) -> tuple[dict[str, Any] | None, str | None, str]:
@@ -183,7 +194,8 @@ def load_run(run_dir: str | Path) -> RunData:
     """Read ``metrics.jsonl``, the config and the phases of a run directory."""
     run_dir = Path(run_dir)
     mpath = run_dir / "metrics.jsonl"
-    records = read_metrics(mpath) if mpath.is_file() else []
+    bad: list[int] = []
+    records = read_metrics(mpath, bad_lines=bad) if mpath.is_file() else []
     if not mpath.is_file():
         log.warning("%s: no metrics.jsonl", run_dir)
     by = split_by_type(records)
@@ -206,6 +218,9 @@ def load_run(run_dir: str | Path) -> RunData:
         events=by["event"],
         run_start=run_start,
         phases=phases_from_config(config, episodes),
+        bad_lines=bad,
+        duplicate_episodes=len(by["episode"]) - len(episodes),
+        duplicate_updates=len(by["update"]) - len(updates),
     )
 
 

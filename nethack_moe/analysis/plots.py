@@ -154,13 +154,21 @@ def _phase_boundaries(episodes: Sequence[Mapping[str, Any]]) -> list[tuple[int, 
     return out
 
 
-def _draw_phases(ax: Any, bounds: Sequence[tuple[int, str]], label: bool = True) -> None:
-    for i, (ep, name) in enumerate(bounds):
+def _draw_phases(
+    ax: Any, bounds: Sequence[tuple[int, str]], label: bool = True, end: float | None = None
+) -> None:
+    """Dashed lines at phase starts; with ``label``, phase names on a top axis at mid-phase."""
+    for i, (ep, _name) in enumerate(bounds):
         if i > 0:
             ax.axvline(ep, color="black", ls="--", lw=0.9, alpha=0.6)
-        if label:
-            ax.text(ep, 0.98, f" {name}", transform=ax.get_xaxis_transform(), va="top",
-                    ha="left", fontsize=8, color="black", alpha=0.8)
+    if label and bounds:
+        last = end if end is not None else ax.get_xlim()[1]
+        starts = [float(b[0]) for b in bounds]
+        ends = starts[1:] + [float(last)]
+        mids = [(a + b) / 2 for a, b in zip(starts, ends, strict=True)]
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(mids, [str(b[1]) for b in bounds], fontsize=9)
+        top.tick_params(length=0)
 
 
 def _num(v: Any) -> float:
@@ -192,7 +200,7 @@ def plot_training_curves(
     bounds = list(phases) if phases is not None else _phase_boundaries(eps)
     paths: list[Path] = []
 
-    fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+    fig, axes = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
     x = np.array([_num(e.get("episode")) for e in eps])
     for ax, key, title in ((axes[0], "score", "Score"), (axes[1], "reward", "Reward")):
         y = np.array([_num(e.get(key)) for e in eps])
@@ -204,17 +212,19 @@ def plot_training_curves(
             hi = np.nanpercentile(y, 99.5) if np.isfinite(y).any() else 1.0
             lo = min(0.0, float(np.nanmin(y))) if np.isfinite(y).any() else 0.0
             ax.set_ylim(lo, max(hi * 1.1, lo + 1.0))
-        _draw_phases(ax, bounds, label=ax is axes[0])
+        _draw_phases(ax, bounds, label=ax is axes[0], end=float(x.max()) if x.size else None)
         ax.set_ylabel(key)
         ax.set_title(f"{title} per episode (y-axis clipped at the 99.5th percentile)")
-        ax.legend(loc="upper left", fontsize=8)
+        if y.size:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
         ax.grid(alpha=0.3)
     axes[1].set_xlabel("episode")
     paths.append(_save(fig, prefix + "_scores.png"))
 
     if ups:
         ux = np.array([_num(u.get("episode")) for u in ups])
-        fig, (a1, a2) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+        fig, (a1, a2) = plt.subplots(2, 1, figsize=(12, 7.5), sharex=True)
+        x_end = float(np.nanmax(ux)) if np.isfinite(ux).any() else None
         for key, lab, c in (
             ("routing/alpha_entropy", "alpha entropy mean H(α_s)", "C0"),
             ("routing/usage_entropy", "usage entropy H(ᾱ)", "C2"),
@@ -230,16 +240,16 @@ def plot_training_curves(
         a1.set_ylabel("nats")
         a1.set_title("Routing during training")
         a1.grid(alpha=0.3)
-        _draw_phases(a1, bounds)
+        _draw_phases(a1, bounds, end=x_end)
         tw = a1.twinx()
         temp = np.array([_num(u.get("temperature")) for u in ups])
         if np.isfinite(temp).any():
             tw.plot(ux, temp, color="black", ls="--", lw=1.0, alpha=0.7, label="temperature")
-            tw.set_ylim(0, max(1.05 * float(np.nanmax(temp)), 0.1))
+            tw.set_ylim(0, max(1.1 * float(np.nanmax(temp)), 1.1))
         tw.set_ylabel("router temperature")
         h1, l1 = a1.get_legend_handles_labels()
         h2, l2 = tw.get_legend_handles_labels()
-        a1.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8)
+        a1.legend(h1 + h2, l1 + l2, loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=8)
 
         eff = np.array([_num(u.get("routing/effective_experts")) for u in ups])
         if np.isfinite(eff).any():
@@ -262,14 +272,20 @@ def plot_training_curves(
         a2.set_ylabel("effective experts")
         a2.set_xlabel("episode")
         a2.grid(alpha=0.3)
-        _draw_phases(a2, bounds, label=False)
+        _draw_phases(a2, bounds, label=False, end=x_end)
         h4, l4 = a2.get_legend_handles_labels()
-        a2.legend(h4 + h3, l4 + l3, loc="lower left", fontsize=8, ncol=3)
+        a2.legend(h4 + h3, l4 + l3, loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=8)
         paths.append(_save(fig, prefix + "_routing.png"))
     return paths
 
 
-def plot_compare(groups: Mapping[str, Any], path: str | Path, *, ylabel: str = "score") -> Path:
+def plot_compare(
+    groups: Mapping[str, Any],
+    path: str | Path,
+    *,
+    ylabel: str = "score",
+    title: str = "Comparison",
+) -> Path:
     """Overlay of several score samples: box + jittered points per group, mean with its CI.
 
     ``groups`` maps a name to a list of per-episode values, or to a summary dict (``mean``,
@@ -316,7 +332,7 @@ def plot_compare(groups: Mapping[str, Any], path: str | Path, *, ylabel: str = "
         ax.set_yscale("symlog", linthresh=10)
         ylabel += " (symlog scale)"
     ax.set_ylabel(ylabel)
-    ax.set_title("Comparison (boxes: quartiles, whiskers 1.5 IQR; points: episodes)")
+    ax.set_title(f"{title}\n(boxes: quartiles, whiskers 1.5 IQR, points: episodes)", fontsize=11)
     ax.grid(alpha=0.3, axis="y")
     if mean_label_done:
         ax.legend(loc="upper right", fontsize=8)

@@ -27,7 +27,13 @@ import numpy as np
 from nle import nethack as nh
 
 from nethack_moe import features as F
-from nethack_moe.envs.accounting import EP, EPISODE_FIELDS, EpisodeRecord, EpisodeTracker, record_from_row
+from nethack_moe.envs.accounting import (
+    EP,
+    EPISODE_FIELDS,
+    EpisodeRecord,
+    EpisodeTracker,
+    record_from_row,
+)
 from nethack_moe.envs.factory import EnvConfig, eval_seeds, make_env, seed_env, train_seeds
 
 log = logging.getLogger(__name__)
@@ -60,9 +66,11 @@ class SeedPlan:
         raise ValueError(f"unknown seed mode {self.mode!r}")
 
 
-def _array_specs(n: int, spec: F.FeatureSpec) -> dict[str, tuple[tuple[int, ...], Any]]:
+def _array_specs(n: int, spec: F.FeatureSpec, cap: int) -> dict[str, tuple[tuple[int, ...], Any]]:
     c = spec.crop_size
     return {
+        "history": ((n, cap + 1), np.int16),
+        "length": ((n,), np.int64),
         "state": ((n, F.STATE_DIM), np.float32),
         "crop": ((n, c, c), np.int16),
         "atoms": ((n, F.N_ATOMS), np.bool_),
@@ -83,8 +91,10 @@ def _array_specs(n: int, spec: F.FeatureSpec) -> dict[str, tuple[tuple[int, ...]
 class SharedBuffers:
     """Named numpy arrays backed by one shared-memory block (or plain memory)."""
 
-    def __init__(self, n: int, spec: F.FeatureSpec, shm_name: str | None = None, create: bool = True):
-        specs = _array_specs(n, spec)
+    def __init__(
+        self, n: int, spec: F.FeatureSpec, cap: int, shm_name: str | None = None, create: bool = True
+    ):
+        specs = _array_specs(n, spec, cap)
         offsets: dict[str, int] = {}
         total = 0
         for k, (shape, dt) in specs.items():
@@ -119,6 +129,8 @@ class SharedBuffers:
         self.shm = None
 
     # declared for type checkers
+    history: np.ndarray
+    length: np.ndarray
     state: np.ndarray
     crop: np.ndarray
     atoms: np.ndarray
@@ -168,6 +180,7 @@ class EnvGroup:
         self._stage(j, obs)
         self.tracker.start(j, obs["blstats"], core, disp)
         self.buf.memory[i] = -1
+        self.buf.length[i] = 0
 
     def _features(self) -> None:
         b, sl = self.buf, self.sl
@@ -187,35 +200,64 @@ class EnvGroup:
         b.episode[sl] = 0.0
         self._features()
 
+    def _advance(self, j: int, action: int) -> tuple[Any, float, bool, bool, bool]:
+        """Step env ``j`` once; returns (obs, reward, terminated, truncated, ended)."""
+        env = self.envs[j]
+        i = self.lo + j
+        self.buf.history[i, self.tracker.length[j]] = action
+        obs, r, done, trunc, info = env.step(action)
+        # We cap episodes ourselves, one step before NLE's own cap (make_env), because NLE
+        # quits the game at its cap and zeroes blstats: the last observation stays usable.
+        trunc = bool(trunc) or int(info["end_status"]) == _ABORTED
+        trunc = trunc or (not done and self.tracker.length[j] + 1 >= self.cap)
+        term = bool(done) and not trunc
+        r = float(r) * self.cfg.reward_scale
+        if self.cfg.descend_bonus and not done:
+            d = obs["blstats"][nh.NLE_BL_DEPTH]
+            if d > self.tracker.max_depth[j]:
+                r += self.cfg.descend_bonus * float(d - self.tracker.max_depth[j])
+        self.tracker.update(j, obs["blstats"], r, bool(done))
+        self.buf.length[i] = self.tracker.length[j]
+        return obs, r, term, trunc, bool(done or trunc)
+
     def step(self) -> None:
         b = self.buf
         acts = b.actions[self.sl]
         b.episode[self.sl, EP["done"]] = 0.0
-        shape_bonus = self.cfg.descend_bonus
-        scale = self.cfg.reward_scale
         ended: list[int] = []
-        for j, env in enumerate(self.envs):
+        for j in range(self.n):
             i = self.lo + j
-            obs, r, done, trunc, info = env.step(int(acts[j]))
-            # We cap episodes ourselves, one step before NLE's own cap (make_env), because NLE
-            # quits the game at its cap and zeroes blstats: the last observation stays usable.
-            trunc = bool(trunc) or int(info["end_status"]) == _ABORTED
-            trunc = trunc or (not done and self.tracker.length[j] + 1 >= self.cap)
-            term = bool(done) and not trunc
-            r = float(r) * scale
-            if shape_bonus and not term:
-                d = obs["blstats"][nh.NLE_BL_DEPTH]
-                if d > self.tracker.max_depth[j]:
-                    r += shape_bonus * float(d - self.tracker.max_depth[j])
-            self.tracker.update(j, obs["blstats"], r, bool(done))
+            obs, r, term, trunc, end = self._advance(j, int(acts[j]))
             b.reward[i] = r
             b.terminated[i] = term
             b.truncated[i] = trunc
             self._stage(j, obs)
-            if done or trunc:
+            if end:
                 ended.append(j)
         if ended:
             self._finish(ended)
+        self._features()
+
+    def replay(self) -> None:
+        """Rebuild every env's current game from its seeds and the recorded actions (exact resume)."""
+        b = self.buf
+        saved_len = b.length[self.sl].copy()
+        saved_hist = b.history[self.sl].copy()
+        for j in range(self.n):
+            i = self.lo + j
+            self._reset_one(j)
+            mem = b.memory[i : i + 1]
+            for t in range(int(saved_len[j])):
+                obs, *_ = self._advance(j, int(saved_hist[j, t]))
+                self._stage(j, obs)
+                F.compute_features(
+                    self.glyphs[j : j + 1], self.blstats[j : j + 1], self.message[j : j + 1],
+                    self.tty[j : j + 1], self.spec, memory=mem,
+                )  # fmt: skip
+        b.reward[self.sl] = 0.0
+        b.terminated[self.sl] = False
+        b.truncated[self.sl] = False
+        b.episode[self.sl] = 0.0
         self._features()
 
     def _finish(self, ended: list[int]) -> None:
@@ -255,7 +297,7 @@ class EnvGroup:
 
 def _worker_main(conn, cfg, spec, shm_name, n_total, lo, hi, plan, restart) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer handles Ctrl-C
-    buf = SharedBuffers(n_total, spec, shm_name=shm_name, create=False)
+    buf = SharedBuffers(n_total, spec, cfg.max_episode_steps, shm_name=shm_name, create=False)
     group = None
     try:
         group = EnvGroup(cfg, spec, buf, lo, hi, plan)
@@ -269,6 +311,9 @@ def _worker_main(conn, cfg, spec, shm_name, n_total, lo, hi, plan, restart) -> N
                 conn.send(("ok", None))
             elif cmd == "reset":
                 group.reset()
+                conn.send(("ok", None))
+            elif cmd == "replay":
+                group.replay()
                 conn.send(("ok", None))
             elif cmd == "close":
                 break
@@ -311,7 +356,7 @@ class VectorEnv:
         self.step_timeout = step_timeout
         self.max_restarts = max_restarts
         self.restart_window = restart_window
-        self.buf = SharedBuffers(num_envs, self.spec)
+        self.buf = SharedBuffers(num_envs, self.spec, cfg.max_episode_steps)
         self.restart_times: list[float] = []
         self.dropped_episodes = 0
         self.worker_restarts = 0
@@ -422,6 +467,27 @@ class VectorEnv:
             self.buf.reward[lo:hi] = 0.0
             self.buf.terminated[lo:hi] = False
             self.buf.truncated[lo:hi] = True
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """What :meth:`set_state` needs to rebuild every env exactly (seeds + actions so far)."""
+        L = int(self.buf.length.max()) if self.num_envs else 0
+        return {
+            "episode_count": self.buf.episode_count.copy(),
+            "length": self.buf.length.copy(),
+            "history": self.buf.history[:, :L].copy(),
+        }
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Replay each env's current episode from its seeds and recorded actions."""
+        ec = np.asarray(state["episode_count"])
+        if ec.shape != (self.num_envs,):
+            raise ValueError(f"env state is for {ec.shape[0]} envs, this vector env has {self.num_envs}")
+        hist = np.asarray(state["history"])
+        self.buf.episode_count[:] = ec
+        self.buf.length[:] = np.asarray(state["length"])
+        self.buf.history[:] = 0
+        self.buf.history[:, : hist.shape[1]] = hist
+        self._broadcast("replay")
 
     def finished(self) -> list[EpisodeRecord]:
         """Records of the episodes that ended on the last step."""

@@ -1,0 +1,105 @@
+"""Throughput benchmarks (PROTOCOL.md, Throughput): env SPS, vector SPS, rollout SPS, train SPS."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import multiprocessing as mp
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from nethack_moe.envs.factory import EnvConfig, make_env, seed_env, train_seeds
+from nethack_moe.envs.vector import SeedPlan, VectorEnv
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, GPU, versions and date, for every benchmark record."""
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import nle
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "nle": getattr(nle, "__version__", "1.3.0"),
+        "host": platform.node(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _raw_env_worker(cfg: EnvConfig, steps: int, seed: int, q) -> None:
+    env = make_env(cfg).unwrapped
+    rng = np.random.default_rng(seed)
+    n_act = env.action_space.n
+    acts = rng.integers(0, n_act, steps)
+    k = 0
+    seed_env(env, *train_seeds(seed, 0, k))
+    env.reset()
+    t0 = time.perf_counter()
+    for i in range(steps):
+        _, _, done, trunc, _ = env.step(int(acts[i]))
+        if done or trunc:
+            k += 1
+            seed_env(env, *train_seeds(seed, 0, k))
+            env.reset()
+    q.put(steps / (time.perf_counter() - t0))
+    env.close()
+
+
+def raw_env_sps(cfg: EnvConfig, processes: int, steps: int, seed: int = 0) -> float:
+    """Raw NLE ``env.step`` calls per second with random actions over ``processes`` processes."""
+    ctx = mp.get_context("forkserver")
+    q = ctx.Queue()
+    ps = [ctx.Process(target=_raw_env_worker, args=(cfg, steps, seed + k, q)) for k in range(processes)]
+    for p in ps:
+        p.start()
+    rates = [q.get() for _ in ps]
+    for p in ps:
+        p.join()
+    return float(sum(rates))
+
+
+def vector_env_sps(cfg: EnvConfig, num_envs: int, workers: int, steps: int, seed: int = 0) -> float:
+    """Vector env (features included) steps per second with random actions."""
+    with VectorEnv(cfg, num_envs, workers, SeedPlan("train", seed)) as venv:
+        rng = np.random.default_rng(seed)
+        acts = rng.integers(0, venv.n_actions, (steps, num_envs))
+        venv.step(acts[0])
+        t0 = time.perf_counter()
+        for t in range(1, steps):
+            venv.step(acts[t])
+        return (steps - 1) * num_envs / (time.perf_counter() - t0)
+
+
+def bench_env(num_envs: int, workers: int, steps: int, task: str = "NetHackScore-v0") -> dict[str, Any]:
+    """``bench env``: raw env SPS on ``max(workers, 1)`` processes vs the vector env, same run."""
+    cfg = EnvConfig(task=task)
+    procs = max(workers, 1)
+    per_env_steps = max(steps // num_envs, 50)
+    vec = vector_env_sps(cfg, num_envs, workers, per_env_steps)
+    raw = raw_env_sps(cfg, procs, max(steps // procs, 1000))
+    return {
+        "env_sps": raw,
+        "vector_sps": vec,
+        "ratio": vec / raw if raw > 0 else None,
+        "num_envs": num_envs,
+        "workers": workers,
+        "raw_processes": procs,
+        "task": task,
+        "machine": machine_info(),
+    }

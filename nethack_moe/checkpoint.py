@@ -1,0 +1,107 @@
+"""Safe, atomic checkpoints.
+
+A checkpoint is a ``torch.save`` of plain containers of tensors, numbers and strings, loaded with
+``torch.load(..., weights_only=True)``: a file from someone else cannot run code. Writes go to a
+temporary file in the same directory, are fsynced, then renamed over the target, so a crash never
+leaves a half-written file under a checkpoint's name; a failed write (e.g. a full disk) leaves the
+previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+FORMAT = "nethack-moe-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, unsafe, or does not fit the requested model."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Save ``payload`` (plain containers only) atomically, tagged with the format version."""
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely; raises :class:`CheckpointError` with a one-line reason."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    if p.is_dir():
+        raise CheckpointError(f"checkpoint {str(p)!r} is a directory, not a file")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {str(p)!r} is empty")
+    try:
+        data = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {str(p)!r} refused: it holds objects that are not plain data ({first})") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {str(p)!r} is truncated or not a checkpoint ({first})") from e
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {str(p)!r} is not a nethack-moe checkpoint")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} has format version {data.get('format_version')}, "
+            f"this nethack-moe reads version {FORMAT_VERSION}"
+        )
+    return data
+
+
+def check_model_compat(ckpt: dict, model_cfg: dict, path: str | Path) -> None:
+    """Raise :class:`CheckpointError` if the checkpoint's model config differs from ``model_cfg``."""
+    theirs = ckpt.get("config", {}).get("model", {})
+    diffs = [
+        f"{k}: checkpoint {theirs.get(k)!r} vs requested {model_cfg.get(k)!r}"
+        for k in sorted(set(theirs) | set(model_cfg))
+        if _norm(theirs.get(k)) != _norm(model_cfg.get(k))
+    ]
+    if diffs:
+        raise CheckpointError(f"checkpoint {str(path)!r} is for another model ({'; '.join(diffs)})")
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    return v

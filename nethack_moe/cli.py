@@ -1,0 +1,184 @@
+"""``nethack-moe``: the command line. Library code logs; only this module prints.
+
+Exit status: 0 success, 2 bad input (config, checkpoint, paths), 1 failure during the work,
+130 / 143 training interrupted by SIGINT / SIGTERM (a checkpoint was written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+def _write_json(path: str | None, data: Any) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
+        print(f"wrote {path}")
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k.ljust(w)}  {v}" for k, v in rows)
+
+
+# ---------------------------------------------------------------- commands
+def cmd_version(args: argparse.Namespace) -> int:
+    import nle
+    import torch
+
+    from nethack_moe import __version__
+
+    print(f"nethack-moe {__version__} (torch {torch.__version__}, nle {getattr(nle, '__version__', '?')})")
+    return 0
+
+
+def cmd_bench_env(args: argparse.Namespace) -> int:
+    from nethack_moe.bench import bench_env
+
+    r = bench_env(args.num_envs, args.workers, args.steps, args.task)
+    m = r["machine"]
+    print(f"bench env — {m['cpu']} ({m['cores']} cores), torch {m['torch']}, nle {m['nle']}, {m['date']}")
+    print(
+        _table(
+            [
+                (f"env SPS (raw NLE, random actions, {r['raw_processes']} proc)", f"{r['env_sps']:,.0f}"),
+                (f"vector SPS (N={r['num_envs']}, W={r['workers']}, features)", f"{r['vector_sps']:,.0f}"),
+                ("ratio vector / raw", f"{r['ratio']:.2f}"),
+            ]
+        )
+    )
+    _write_json(args.json, r)
+    return 0
+
+
+def cmd_bench_model(args: argparse.Namespace) -> int:
+    from nethack_moe.models.bench import bench_model
+
+    sizes = tuple(int(x) for x in args.batch_sizes.split(","))
+    r = bench_model(args.variant, batch_sizes=sizes, device=args.device)
+    print(f"bench model — variant {r['variant']}, {r['params']:,} parameters, device {r['device']}")
+    rows = [(f"batch {b}", f"fwd {r['fwd_ms'][b]:.1f} ms   fwd+bwd {r['fwd_bwd_ms'][b]:.1f} ms") for b in sizes]
+    print(_table(rows))
+    _write_json(args.json, r)
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from nethack_moe.knowledge.graph import format_stats, load_graph
+
+    g = load_graph(args.path)
+    print(format_stats(g.stats()))
+    return 0
+
+
+def _load_cfg(args: argparse.Namespace):
+    from nethack_moe.config import make_config
+
+    sets = list(args.set or [])
+    if getattr(args, "device", None):
+        sets.append(f"run.device={args.device}")
+    if getattr(args, "name", None):
+        sets.append(f"run.name={args.name}")
+    if getattr(args, "workers", None) is not None:
+        sets.append(f"run.num_workers={args.workers}")
+    return make_config(args.config, sets)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nethack_moe.ppo.trainer import NonFiniteError, TrainingInterrupted, train
+
+    cfg = _load_cfg(args)
+    try:
+        summary = train(cfg, resume=args.resume, overwrite=args.overwrite)
+    except TrainingInterrupted as e:
+        print(f"nethack-moe: {e}", file=sys.stderr)
+        return 130 if e.signum == 2 else 143
+    except NonFiniteError as e:
+        print(f"nethack-moe: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"done: {summary['episodes']} episodes, {summary['env_steps']:,} env steps in "
+        f"{summary['wall_s']:.0f} s ({summary['train_sps']:,.0f} SPS); final checkpoint {summary['final']}"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="nethack-moe",
+        description="Train, evaluate and explain a GAT-guided mixture-of-experts NetHack agent.",
+    )
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("version", help="print versions")
+    p.set_defaults(fn=cmd_version)
+
+    p = sub.add_parser("train", help="PPO training under the routing curriculum (default: S500)")
+    p.add_argument("--config", default="s500", help="preset name (s500, smoke, finetune_7000) or YAML file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--resume", metavar="RUN_DIR_OR_CKPT", help="continue a run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="shortcut for --set run.device=")
+    p.add_argument("--name", help="shortcut for --set run.name=")
+    p.add_argument("--workers", type=int, help="shortcut for --set run.num_workers=")
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("graph", help="print knowledge-graph statistics")
+    p.add_argument("--path", help="graph YAML (default: the packaged one)")
+    p.set_defaults(fn=cmd_graph)
+
+    b = sub.add_parser("bench", help="throughput benchmarks").add_subparsers(dest="what", required=True)
+    p = b.add_parser("env", help="raw NLE SPS vs vector env SPS (with features)")
+    p.add_argument("--num-envs", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--steps", type=int, default=40000, help="total env steps per measurement")
+    p.add_argument("--task", default="NetHackScore-v0")
+    p.add_argument("--json", help="write the result as JSON")
+    p.set_defaults(fn=cmd_bench_env)
+    p = b.add_parser("model", help="parameters and forward/backward time per batch size")
+    p.add_argument("--variant", default="gat_moe")
+    p.add_argument("--batch-sizes", default="32,256,1024")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", help="write the result as JSON")
+    p.set_defaults(fn=cmd_bench_model)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``nethack-moe`` console script."""
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from nethack_moe.checkpoint import CheckpointError
+    from nethack_moe.config import ConfigError
+
+    try:
+        return int(args.fn(args) or 0)
+    except (UsageError, ConfigError, CheckpointError, FileExistsError, FileNotFoundError) as e:
+        print(f"nethack-moe: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as e:
+        if type(e).__name__ in ("GraphError",):
+            print(f"nethack-moe: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

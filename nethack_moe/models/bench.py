@@ -1,0 +1,153 @@
+"""Model speed benchmark on real NLE observations (forward and forward+backward)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from nethack_moe.features import FeatureSpec, compute_features
+from nethack_moe.models.config import ModelConfig
+from nethack_moe.models.policy import build_model
+
+log = logging.getLogger(__name__)
+
+N_ACTIONS = 23
+_OBS_KEYS = ("glyphs", "blstats", "message", "tty_chars")
+
+
+def collect_observations(
+    n: int, seed: int = 1, spec: FeatureSpec | None = None, env_id: str = "NetHackScore-v0"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features ``(state, crop, atoms)`` of ``n`` states of uniformly random play in NLE.
+
+    The game is seeded with ``env.unwrapped.seed(seed, seed, False)`` and actions come from a
+    ``numpy`` generator with the same seed, so the batch is reproducible. Episodes that end are
+    reset and play goes on.
+    """
+    import gymnasium as gym
+    import nle  # noqa: F401  (registers the NetHack envs)
+
+    spec = spec or FeatureSpec()
+    env = gym.make(env_id, observation_keys=_OBS_KEYS)
+    rng = np.random.default_rng(seed)
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in _OBS_KEYS}
+    try:
+        env.unwrapped.seed(seed, seed, False)  # type: ignore[attr-defined]
+        obs, _ = env.reset()
+        n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
+        for _ in range(n):
+            for k in _OBS_KEYS:
+                cols[k].append(np.array(obs[k], copy=True))  # NLE reuses its arrays
+            obs, _, term, trunc, _ = env.step(int(rng.integers(n_actions)))
+            if term or trunc:
+                obs, _ = env.reset()
+    finally:
+        env.close()
+    batch = {k: np.stack(v) for k, v in cols.items()}
+    return compute_features(
+        batch["glyphs"], batch["blstats"], batch["message"], batch["tty_chars"], spec
+    )
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, core count, torch / Python versions and the GPU name when CUDA is available."""
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_model(
+    variant: str,
+    batch_sizes: tuple[int, ...] = (32, 256, 1024),
+    device: str = "cpu",
+    repeats: int = 20,
+    warmup: int = 3,
+    n_states: int = 512,
+    seed: int = 1,
+    cfg: ModelConfig | None = None,
+) -> dict[str, Any]:
+    """Median forward and forward+backward time of ``variant`` on real observations.
+
+    The ``n_states`` states of random play (see :func:`collect_observations`) are tiled to fill
+    each batch, so the number of distinct atom vectors (GAT deduplication) is realistic.
+
+    Returns:
+        ``{"variant", "device", "params", "fwd_ms": {B: ms}, "fwd_bwd_ms": {B: ms},
+        "distinct_atoms": {B: n}, "machine": {...}}``.
+    """
+    cfg = cfg or ModelConfig(variant=variant)
+    cfg.variant = variant
+    cfg.validate()
+    spec = FeatureSpec()
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    model = build_model(cfg, spec, N_ACTIONS).to(dev)
+    state, crop, atoms = collect_observations(n_states, seed=seed, spec=spec)
+    fwd: dict[int, float] = {}
+    fwd_bwd: dict[int, float] = {}
+    distinct: dict[int, int] = {}
+    for bs in batch_sizes:
+        idx = np.arange(bs) % len(state)
+        s = torch.as_tensor(state[idx], device=dev)
+        c = torch.as_tensor(crop[idx], device=dev)
+        a = torch.as_tensor(atoms[idx], device=dev)
+        distinct[bs] = int(np.unique(atoms[idx], axis=0).shape[0])
+        times_f, times_fb = [], []
+        for k in range(warmup + repeats):
+            with torch.no_grad():
+                _sync(dev)
+                t0 = time.perf_counter()
+                model(s, c, a)
+                _sync(dev)
+                t1 = time.perf_counter()
+            model.zero_grad(set_to_none=True)
+            _sync(dev)
+            t2 = time.perf_counter()
+            out = model(s, c, a)
+            loss = out.logits.logsumexp(-1).mean() + out.value.square().mean()
+            loss.backward()
+            _sync(dev)
+            t3 = time.perf_counter()
+            if k >= warmup:
+                times_f.append((t1 - t0) * 1e3)
+                times_fb.append((t3 - t2) * 1e3)
+        fwd[bs] = statistics.median(times_f)
+        fwd_bwd[bs] = statistics.median(times_fb)
+        log.info("%s B=%d fwd %.2f ms fwd+bwd %.2f ms", variant, bs, fwd[bs], fwd_bwd[bs])
+    return {
+        "variant": variant,
+        "device": str(dev),
+        "params": sum(p.numel() for p in model.parameters()),
+        "fwd_ms": fwd,
+        "fwd_bwd_ms": fwd_bwd,
+        "distinct_atoms": distinct,
+        "machine": machine_info(),
+    }

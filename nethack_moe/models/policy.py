@@ -1,0 +1,218 @@
+"""The actor-critic: state encoder, knowledge-graph GAT, router, experts and critic.
+
+```
+state [B,S] ─ MLP ─┐
+crop [B,C,C] ─ glyph-group embedding ─ convs ─ MLP ─┴─ merge ─ h_state [B,H]
+atoms [B,A] ─ GAT over the knowledge graph ─ h_graph [B,G], operator scores [B,O]
+z = [h_state, h_graph]   (mlp variants: z = h_state)
+router(z) ─ logits [B,E] ─ route(kind, T) ─ alpha [B,E]
+experts(h_state) ─ [B,E,n_actions] ─ sum_i alpha_i · logits_i ─ policy logits [B,n_actions]
+critic(z) ─ value [B]
+```
+
+The same :meth:`ActorCritic.forward` serves acting and learning.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nethack_moe.features import FeatureSpec
+from nethack_moe.knowledge.graph import KnowledgeGraph, load_graph
+from nethack_moe.models.config import ModelConfig
+from nethack_moe.models.gat import GATEncoder
+from nethack_moe.models.routing import check_routing, route
+
+
+class PolicyOutput(NamedTuple):
+    """Everything one forward pass computes."""
+
+    logits: Tensor
+    """``[B, n_actions]`` mixed action logits (the policy is ``softmax(logits)``)."""
+    value: Tensor
+    """``[B]`` state value."""
+    alpha: Tensor
+    """``[B, E]`` expert weights (ones ``[B, 1]`` for single-expert variants)."""
+    router_logits: Tensor
+    """``[B, E]`` router logits before the temperature (zeros ``[B, 1]`` for single variants)."""
+    expert_logits: Tensor
+    """``[B, E, n_actions]`` action logits of every expert."""
+    operator_scores: Tensor | None
+    """``[B, n_operators]`` GAT operator scores, ``None`` without a graph."""
+
+
+class StateEncoder(nn.Module):
+    """``state [B,S]`` + ``crop [B,C,C]`` glyph groups -> ``h_state [B, hidden]``."""
+
+    def __init__(self, spec: FeatureSpec, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.state_mlp = nn.Sequential(nn.Linear(spec.state_dim, cfg.hidden), nn.ReLU())
+        self.glyph_emb = nn.Embedding(spec.n_glyph_groups, cfg.glyph_embed_dim, padding_idx=0)
+        convs: list[nn.Module] = []
+        c_in, side = cfg.glyph_embed_dim, spec.crop_size
+        for k, c_out in enumerate(cfg.conv_channels):
+            stride = 2 if k == len(cfg.conv_channels) - 1 else 1
+            convs += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU()]
+            c_in, side = c_out, (side - 1) // stride + 1
+        self.convs = nn.Sequential(*convs)
+        self.crop_mlp = nn.Sequential(nn.Linear(c_in * side * side, cfg.hidden), nn.ReLU())
+        self.merge = nn.Sequential(nn.Linear(2 * cfg.hidden, cfg.hidden), nn.ReLU())
+
+    def forward(self, state: Tensor, crop: Tensor) -> Tensor:
+        """Encode; ``crop`` may be int16 or int64."""
+        e = self.glyph_emb(crop.long()).permute(0, 3, 1, 2)  # [B, G, C, C]
+        c = self.crop_mlp(self.convs(e).flatten(1))  # [B, H]
+        s = self.state_mlp(state.float())  # [B, H]
+        return self.merge(torch.cat([s, c], dim=-1))  # [B, H]
+
+
+class ExpertBank(nn.Module):
+    """``E`` two-layer MLPs evaluated together: ``x [B, D]`` -> ``[B, E, n_actions]``.
+
+    Expert ``i`` owns the slices ``w1[i], b1[i], w2[i], b2[i]``.
+    """
+
+    def __init__(self, n_experts: int, in_dim: int, hidden: int, n_actions: int) -> None:
+        super().__init__()
+        self.n_experts, self.in_dim, self.hidden, self.n_actions = n_experts, in_dim, hidden, n_actions
+        self.w1 = nn.Parameter(torch.empty(n_experts, in_dim, hidden))
+        self.b1 = nn.Parameter(torch.empty(n_experts, hidden))
+        self.w2 = nn.Parameter(torch.empty(n_experts, hidden, n_actions))
+        self.b2 = nn.Parameter(torch.zeros(n_experts, n_actions))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.Linear``-like first layer; small orthogonal output layer (near-uniform policy)."""
+        b = 1.0 / math.sqrt(self.in_dim)
+        nn.init.uniform_(self.w1, -b, b)
+        nn.init.uniform_(self.b1, -b, b)
+        for i in range(self.n_experts):
+            nn.init.orthogonal_(self.w2.data[i], gain=0.01)
+        nn.init.zeros_(self.b2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """All experts' logits ``[B, E, n_actions]``."""
+        B = x.shape[0]
+        w1 = self.w1.permute(1, 0, 2).reshape(self.in_dim, -1)  # [D, E*Hh]: one GEMM for all
+        h = F.relu((x @ w1).view(B, self.n_experts, self.hidden) + self.b1)  # [B, E, Hh]
+        out = torch.bmm(h.transpose(0, 1), self.w2)  # [E, B, A]
+        return out.transpose(0, 1) + self.b2  # [B, E, A]
+
+
+class ActorCritic(nn.Module):
+    """The policy/value network; build it with :func:`build_model`."""
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        spec: FeatureSpec,
+        n_actions: int,
+        graph: KnowledgeGraph | None = None,
+    ) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.spec = spec
+        self.n_actions = n_actions
+        self.n_experts = cfg.effective_n_experts
+        self.expert_names = cfg.effective_expert_names
+        self.encoder = StateEncoder(spec, cfg)
+        self.gat: GATEncoder | None = None
+        self.graph: KnowledgeGraph | None = None
+        z_dim = cfg.hidden
+        if cfg.uses_graph:
+            if graph is None:
+                graph = load_graph(
+                    cfg.graph_path,
+                    expert_names=cfg.expert_names if cfg.is_moe else None,
+                    atoms=spec.atom_names,
+                )
+            self.graph = graph
+            self.gat = GATEncoder(
+                graph,
+                gat_dim=cfg.gat_dim,
+                heads=cfg.gat_heads,
+                layers=cfg.gat_layers,
+                node_embed_dim=cfg.node_embed_dim,
+                out_dim=cfg.graph_embed_dim,
+                dedup=cfg.gat_dedup,
+            )
+            z_dim += cfg.graph_embed_dim
+        self.z_dim = z_dim
+        self.router: nn.Sequential | None = None
+        if cfg.is_moe:
+            self.router = nn.Sequential(
+                nn.Linear(z_dim, cfg.router_hidden), nn.ReLU(), nn.Linear(cfg.router_hidden, cfg.n_experts)
+            )
+            last = self.router[-1]
+            assert isinstance(last, nn.Linear)
+            nn.init.orthogonal_(last.weight, gain=0.01)  # start near-uniform routing
+            nn.init.zeros_(last.bias)
+        expert_in = z_dim if cfg.expert_input == "z" else cfg.hidden
+        self.experts = ExpertBank(self.n_experts, expert_in, cfg.expert_hidden, n_actions)
+        self.critic = nn.Sequential(
+            nn.Linear(z_dim, cfg.critic_hidden), nn.ReLU(), nn.Linear(cfg.critic_hidden, 1)
+        )
+
+    @property
+    def operator_names(self) -> tuple[str, ...]:
+        """Names of the GAT operator scores (empty without a graph)."""
+        return self.graph.operator_names if self.graph is not None else ()
+
+    def forward(
+        self,
+        state: Tensor,
+        crop: Tensor,
+        atoms: Tensor,
+        routing: str | None = None,
+        temperature: float | None = None,
+    ) -> PolicyOutput:
+        """One pass for acting or learning.
+
+        Args:
+            state: ``[B, state_dim]`` float.
+            crop: ``[B, C, C]`` glyph-group ids (int16 or int64).
+            atoms: ``[B, n_atoms]`` bool / uint8 / float 0-1.
+            routing: ``softmax`` | ``sparsemax`` | ``entmax15`` (default: the config's).
+            temperature: router temperature > 0 (default: the config's).
+        """
+        routing = self.cfg.routing if routing is None else routing
+        temperature = self.cfg.temperature if temperature is None else float(temperature)
+        check_routing(routing, temperature)
+        h_state = self.encoder(state, crop)  # [B, H]
+        B = h_state.shape[0]
+        op_scores: Tensor | None = None
+        if self.gat is not None:
+            g = self.gat(atoms)
+            op_scores = g.operator_scores  # [B, O]
+            z = torch.cat([h_state, g.h_graph], dim=-1)  # [B, H + G]
+        else:
+            z = h_state
+        expert_logits = self.experts(z if self.cfg.expert_input == "z" else h_state)  # [B, E, A]
+        if self.router is not None:
+            router_logits = self.router(z)  # [B, E]
+            alpha = route(router_logits, routing, temperature)  # [B, E]
+            logits = (alpha.unsqueeze(-1) * expert_logits).sum(1)  # [B, E, A] -> [B, A]
+        else:
+            router_logits = h_state.new_zeros(B, 1)
+            alpha = h_state.new_ones(B, 1)
+            logits = expert_logits[:, 0]  # [B, A]
+        value = self.critic(z).squeeze(-1)  # [B]
+        return PolicyOutput(logits, value, alpha, router_logits, expert_logits, op_scores)
+
+    def expert_prior(self, operator_scores: Tensor, temperature: float = 1.0) -> Tensor:
+        """``[B, E]`` expert mass of the GAT's operators (softmax over operator scores, summed per
+        expert); the target of the optional routing-prior KL term. Needs a graph."""
+        if self.gat is None:
+            raise ValueError(f"variant {self.cfg.variant!r} has no knowledge graph")
+        return self.gat.expert_prior(operator_scores, temperature)
+
+
+def build_model(cfg: ModelConfig, spec: FeatureSpec, n_actions: int) -> ActorCritic:
+    """Build the actor-critic for ``cfg.variant`` (loads the knowledge graph when needed)."""
+    return ActorCritic(cfg, spec, n_actions)

@@ -1,0 +1,256 @@
+"""Report, metrics reader and compare on synthetic run directories (no NLE, no model)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from nethack_moe.analysis.compare import compare
+from nethack_moe.analysis.metrics_io import load_run, read_metrics
+from nethack_moe.report import check_expectation, write_report
+
+PHASES = [
+    {"name": "warmup", "start_episode": 0, "routing": "softmax", "temperature": [1.0, 1.0],
+     "lr": 1e-4, "coefficients": {"entropy": 0.02}},
+    {"name": "transition", "start_episode": 400, "routing": "sparsemax",
+     "temperature": [1.0, 0.5], "lr": 5e-5, "coefficients": {"entropy": 0.02}},
+    {"name": "finetune", "start_episode": 800, "routing": "sparsemax", "temperature": [0.5, 0.5],
+     "lr": 1e-5, "coefficients": {"entropy": 0.01}},
+]
+
+
+def _phase_of(ep: int) -> str:
+    return "warmup" if ep <= 400 else ("transition" if ep <= 800 else "finetune")
+
+
+def make_run(root: Path, n_episodes: int = 1200, with_config: bool = True) -> Path:
+    """A run directory with episode/update/checkpoint/event records and a torn last line."""
+    rng = np.random.default_rng(123)
+    run = root / "synthetic_run"
+    (run / "checkpoints").mkdir(parents=True)
+    recs: list[dict] = []
+    config = {
+        "name": "synthetic",
+        "curriculum": {"total_episodes": 1200, "phases": PHASES},
+        "expectations": {
+            "final_phase_mean_score": ">= 0",
+            "final_phase_alpha_entropy": "0.3..0.5",
+            "final_phase_routing_mi": "<= -1",
+            "nonsense_metric": ">= 1",
+            "warmup_mean_score": 12,
+        },
+    }
+    recs.append({"type": "run_start", "config": config, "wall": 0.0})
+    boost = {"warmup": 0, "transition": 2, "finetune": 5}
+    steps = 0
+    upd = 0
+    for ep in range(1, n_episodes + 1):
+        ph = _phase_of(ep)
+        score = int(rng.geometric(0.12)) - 1 + boost[ph] * int(rng.integers(0, 2))
+        length = int(rng.integers(50, 501))
+        steps += length
+        recs.append({
+            "type": "episode", "episode": ep, "env_steps": steps, "score": score,
+            "reward": float(score * 0.9 + rng.normal()), "length": length,
+            "depth": int(1 + rng.integers(0, 3)), "died": bool(rng.random() < 0.3), "phase": ph,
+            "temperature": 1.0, "routing": "softmax" if ph == "warmup" else "sparsemax",
+            "seed_core": ep, "seed_disp": ep, "wall": ep * 0.5,
+        })
+        if ep % 4 == 0:
+            upd += 1
+            h = {"warmup": 1.38, "transition": 0.9, "finetune": 0.7}[ph] + rng.normal(0, 0.01)
+            mi = {"warmup": 0.001, "transition": 0.2, "finetune": 0.4}[ph] + rng.normal(0, 0.005)
+            u = rng.dirichlet(np.ones(4) * 20).tolist()
+            recs.append({
+                "type": "update", "update": upd, "episode": ep, "env_steps": steps, "phase": ph,
+                "routing": "sparsemax", "temperature": 0.5, "lr": 1e-4, "loss/total": 0.1,
+                "approx_kl": 0.01, "clip_frac": 0.1, "explained_var": 0.5,
+                "grad_norm": 1.0 + rng.random(), "skipped": upd == 7,
+                "nonfinite_term": "loss/value" if upd == 7 else None,
+                "routing/alpha_entropy": float(h), "routing/alpha_entropy_std": 0.01,
+                "routing/usage_entropy": float(h + mi), "routing/mi": float(mi),
+                "routing/effective_experts": float(math.exp(h + mi)),
+                "routing/sparsity": 0.0 if ph == "warmup" else 0.4,
+                "routing/usage": u, "routing/argmax_share": u, "sps": 1000.0, "wall": ep * 0.5,
+            })
+        if ep % 400 == 0:
+            recs.append({"type": "checkpoint", "episode": ep,
+                         "path": str(run / "checkpoints" / f"model_{ep:05d}.pt"),
+                         "kind": "periodic"})
+    recs.append({"type": "event", "kind": "worker_restart", "episode": 500, "worker": 1})
+    recs.append({"type": "event", "kind": "dropped_episode", "episode": 500})
+    for ep in (400, 800):
+        (run / "checkpoints" / f"model_{ep:05d}.pt").write_bytes(b"x" * 2048)
+    (run / "checkpoints" / "best.pt").write_bytes(b"y" * 100)
+    with (run / "metrics.jsonl").open("w") as f:
+        for r in recs:
+            f.write(json.dumps(r) + "\n")
+        f.write('{"type": "episode", "episode": 1201, "sco')  # torn last line
+    if with_config:
+        (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return run
+
+
+def _parse_table(md: str, header_start: str) -> list[list[str]]:
+    lines = md.splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith(header_start))
+    rows = []
+    for ln in lines[i + 2 :]:
+        if not ln.startswith("|"):
+            break
+        rows.append([c.strip() for c in ln.strip().strip("|").split("|")])
+    return rows
+
+
+def test_read_metrics_skips_torn_line(tmp_path, caplog):
+    run = make_run(tmp_path, n_episodes=20)
+    with caplog.at_level(logging.WARNING):
+        recs = read_metrics(run / "metrics.jsonl")
+    assert any("torn" in r.message for r in caplog.records)
+    assert sum(r["type"] == "episode" for r in recs) == 20
+    assert len(read_metrics(run / "metrics.jsonl", "update")) == 5
+    # a torn record glued to the next one: the second record is recovered
+    p = tmp_path / "glued.jsonl"
+    p.write_text('{"type":"episode","epi{"type":"update","update":1}\n{"type":"event"}\n')
+    bad: list[int] = []
+    assert [r["type"] for r in read_metrics(p, bad_lines=bad)] == ["update", "event"]
+    assert bad == []
+
+
+def test_report_phase_table_matches_records(tmp_path):
+    run = make_run(tmp_path)
+    out = write_report(run, n_resamples=500)
+    assert out == run / "report.md"
+    md = out.read_text()
+    recs = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()[:-1]]
+    eps = [r for r in recs if r["type"] == "episode"]
+    ups = [r for r in recs if r["type"] == "update"]
+    rows = _parse_table(md, "| phase (configured range)")
+    assert [r[0] for r in rows] == ["warmup (0–400)", "transition (400–800)", "finetune (800–1200)"]
+    for row, ph in zip(rows, ("warmup", "transition", "finetune"), strict=True):
+        pe = [e for e in eps if e["phase"] == ph]
+        pu = [u for u in ups if u["phase"] == ph]
+        sc = np.array([e["score"] for e in pe], dtype=float)
+        assert row[1] == f"{pe[0]['episode']}–{pe[-1]['episode']}"
+        assert int(row[2]) == len(pe) == 400
+        assert float(row[3]) == pytest.approx(sc.mean(), abs=0.005)
+        assert float(row[4]) == pytest.approx(np.mean([e["reward"] for e in pe]), abs=0.005)
+        m = re.match(r"(\d+) \(ep (\d+)\)", row[5])
+        assert m is not None
+        i = int(np.argmax(sc))
+        assert int(m.group(1)) == int(sc.max()) and int(m.group(2)) == pe[i]["episode"]
+        h = np.array([u["routing/alpha_entropy"] for u in pu])
+        mean_s, std_s = row[6].split(" ± ")
+        assert float(mean_s) == pytest.approx(h.mean(), abs=5e-5)
+        assert float(std_s) == pytest.approx(h.std(ddof=1), abs=5e-5)
+        assert float(row[7]) == pytest.approx(sc.std(ddof=1), abs=0.005)
+        assert float(row[8]) == pytest.approx(np.mean([u["routing/mi"] for u in pu]), abs=5e-5)
+        eff = np.mean([u["routing/effective_experts"] for u in pu])
+        assert float(row[9]) == pytest.approx(eff, abs=0.005)
+    # other sections
+    seg = _parse_table(md, "| episodes | phase | n |")
+    assert len(seg) == 3 and seg[0][0] == "0–500" and int(seg[0][2]) == 500
+    assert "More high scores or more low scores?" in md
+    assert "worker restarts | 1" in md and "dropped episodes | 1" in md
+    assert "updates skipped (NaN/Inf) | 1 (loss/value: 1)" in md
+    assert "torn / non-JSON lines skipped in metrics.jsonl | 1" in md
+    exp = {r[0]: r for r in _parse_table(md, "| metric | target |")}
+    assert exp["`final_phase_mean_score`"][3].endswith("met")
+    assert "not met" in exp["`final_phase_alpha_entropy`"][3]
+    assert "not met" in exp["`final_phase_routing_mi`"][3]
+    assert exp["`nonsense_metric`"][3] == "unknown metric"
+    assert "not understood" in exp["`warmup_mean_score`"][3]
+    assert "`model_00400.pt`" in md and "`best.pt`" in md
+    assert "```yaml" in md and "total_episodes: 1200" in md
+    for img in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+        assert (run / img).is_file(), img
+    assert (run / "report_plots" / "training_scores.png").is_file()
+    assert (run / "report_plots" / "training_routing.png").is_file()
+
+
+def test_report_smoke_run_without_config(tmp_path):
+    run = tmp_path / "smoke"
+    run.mkdir()
+    with (run / "metrics.jsonl").open("w") as f:
+        for ep in range(1, 11):
+            f.write(json.dumps({"type": "episode", "episode": ep, "score": ep % 3,
+                                "reward": 0.5, "length": 10, "depth": 1, "died": False,
+                                "phase": "warmup", "env_steps": 10 * ep}) + "\n")
+    out = write_report(run, tmp_path / "elsewhere" / "r.md", n_resamples=200)
+    md = out.read_text()
+    assert "No config file" in md
+    rows = _parse_table(md, "| phase (configured range)")
+    assert len(rows) == 1 and rows[0][2] == "10" and rows[0][3] == "1.00"
+    assert "Only one phase" in md
+    assert (tmp_path / "elsewhere" / "report_plots" / "training_scores.png").is_file()
+    # an empty run directory does not crash either
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "No episode records" in write_report(empty).read_text()
+
+
+def test_load_run_keeps_last_record_after_resume(tmp_path):
+    run = tmp_path / "resumed"
+    run.mkdir()
+    rows = [{"type": "episode", "episode": e, "score": 1, "phase": "a"} for e in (1, 2, 3)]
+    rows += [{"type": "event", "kind": "resumed", "episode": 2}]
+    rows += [{"type": "episode", "episode": 3, "score": 7, "phase": "a"}]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    data = load_run(run)
+    assert [e["score"] for e in data.episodes] == [1, 1, 7]
+    assert data.duplicate_episodes == 1
+    assert [p.name for p in data.phases] == ["a"]
+
+
+def test_check_expectation():
+    assert check_expectation(">= 15", 15.0)[0] == "met"
+    assert check_expectation("> 15", 15.0)[0] == "not met"
+    assert check_expectation("0.3..0.5", 0.4)[0] == "met"
+    assert check_expectation("0.3-0.5", 0.6)[0] == "not met"
+    assert check_expectation({"min": 1, "max": 2}, 1.5)[0] == "met"
+    assert check_expectation("<= -1", -2.0)[0] == "met"
+    assert check_expectation(">= 1", None)[0] == "no data"
+    assert check_expectation(15, 20.0)[0] == "unparsed"
+    assert check_expectation("about 15", 20.0)[0] == "unparsed"
+
+
+def _eval_json(path: Path, scores: list[int], name: str = "final") -> Path:
+    eps = [{"seed": 100000 + i, "score": s, "reward": float(s), "length": 100,
+            "depth": 1 + (s > 20), "died": i % 4 == 0} for i, s in enumerate(scores)]
+    path.write_text(json.dumps({
+        "protocol": "E200", "created": "2026-01-01T00:00:00", "machine": "test",
+        "checkpoints": {name: {"path": f"runs/x/{name}.pt", "greedy": False,
+                               "summary": {}, "episodes": eps}},
+    }))
+    return path
+
+
+def test_compare_two_eval_files(tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.geometric(0.1, 200).tolist()
+    b = (rng.geometric(0.05, 200) + 3).tolist()
+    fa = _eval_json(tmp_path / "a.json", a)
+    fb = _eval_json(tmp_path / "b.json", b)
+    table, plot = compare([fa, fb], tmp_path / "cmp", n_resamples=500)
+    assert plot.is_file() and (tmp_path / "cmp" / "compare.md").is_file()
+    rows = _parse_table(table, "| run |")
+    assert [r[0] for r in rows] == ["a", "b"]
+    for row, s in zip(rows, (a, b), strict=True):
+        assert int(row[2]) == 200
+        m = re.match(r"([\d.]+) \[([\d.]+), ([\d.]+)\]", row[3])
+        assert m is not None
+        mean, lo, hi = (float(x) for x in m.groups())
+        assert mean == pytest.approx(np.mean(s), abs=0.005) and lo < mean < hi
+        assert row[7] == "25.0 %"
+    # a run directory without evaluation: its last training phase, labelled as training
+    run = make_run(tmp_path / "r", n_episodes=40)
+    table2, _ = compare([run, fa], tmp_path / "cmp2", n_resamples=200)
+    rows2 = _parse_table(table2, "| run |")
+    assert rows2[0][1].startswith("training, phase warmup") and rows2[0][2] == "40"

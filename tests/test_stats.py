@@ -1,0 +1,109 @@
+"""Evaluation statistics against hand-computed values."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from nethack_moe.analysis.stats import (
+    best_window,
+    bootstrap_ci,
+    compare_tails,
+    diff_ci,
+    histogram,
+    iqm,
+    moving_average,
+    score_quantiles,
+    summarize,
+    text_histogram,
+)
+
+X = [1, 2, 3, 4, 5, 6, 7, 100]
+
+
+def test_summary_hand_values():
+    s = summarize(X, died=[True, False, False, False, True, False, False, False],
+                  depth=[1, 1, 2, 2, 1, 1, 3, 5], length=[10] * 8, n_resamples=2000, seed=0)
+    assert s["n"] == 8
+    assert s["mean"] == pytest.approx(16.0)
+    # sample std: deviations 15,14,13,12,11,10,9,84 -> sum sq = 1036 + 7056 = 8092; /7
+    assert s["std"] == pytest.approx(math.sqrt(8092 / 7))
+    assert s["median"] == pytest.approx(4.5)
+    assert s["iqm"] == pytest.approx((3 + 4 + 5 + 6) / 4)
+    assert s["min"] == 1.0 and s["max"] == 100.0
+    assert s["q25"] == pytest.approx(2.75) and s["q75"] == pytest.approx(6.25)
+    assert s["died"] == pytest.approx(0.25)
+    assert s["depth"] == pytest.approx(2.0)
+    assert s["length"] == pytest.approx(10.0)
+    lo, hi = s["ci_mean"]
+    assert lo <= s["mean"] <= hi
+    lo, hi = s["ci_iqm"]
+    assert lo <= s["iqm"] <= hi
+    assert s["ci_method"] in ("BCa", "percentile")
+    json.dumps(s)  # JSON-serializable
+    assert all(not isinstance(v, np.generic) for v in s.values())
+
+
+def test_iqm_of_1_to_8():
+    assert iqm(np.arange(1, 9)) == pytest.approx(4.5)
+    assert summarize(range(1, 9), ci=False)["iqm"] == pytest.approx(4.5)
+
+
+def test_bootstrap_is_deterministic_and_contains_mean():
+    rng = np.random.default_rng(3)
+    x = rng.geometric(0.1, 200)
+    a = summarize(x, seed=7)
+    b = summarize(x, seed=7)
+    assert a["ci_mean"] == b["ci_mean"] and a["ci_iqm"] == b["ci_iqm"]
+    assert a["ci_mean"][0] < x.mean() < a["ci_mean"][1]
+    c = summarize(x, seed=8)
+    assert c["ci_mean"] != a["ci_mean"]  # the seed matters
+    # percentile method on demand
+    ci, method = bootstrap_ci(x, "mean", method="percentile", n_resamples=2000)
+    assert method == "percentile" and ci is not None and ci[0] < x.mean() < ci[1]
+
+
+def test_degenerate_data():
+    s = summarize([5, 5, 5, 5])
+    assert s["ci_mean"] == [5.0, 5.0] and s["ci_iqm"] == [5.0, 5.0] and s["std"] == 0.0
+    one = summarize([3])
+    assert one["ci_mean"] == [3.0, 3.0] and one["std"] == 0.0
+    empty = summarize([])
+    assert empty["n"] == 0 and empty["mean"] is None and empty["ci_mean"] is None
+    json.dumps(empty)
+    # almost constant data: BCa may be undefined, the interval stays finite and ordered
+    s = summarize([0] * 199 + [5])
+    for key in ("ci_mean", "ci_iqm"):
+        lo, hi = s[key]
+        assert math.isfinite(lo) and math.isfinite(hi) and lo <= hi
+    assert s["ci_iqm"] == [0.0, 0.0] or s["ci_iqm"][0] <= 0.0 <= s["ci_iqm"][1]
+
+
+def test_quantiles_histogram_helpers():
+    q = score_quantiles(range(101))
+    assert q["p10"] == pytest.approx(10) and q["p50"] == pytest.approx(50)
+    assert q["p99"] == pytest.approx(99)
+    h = histogram([0, 0, 1, 4, 5, 9, 10, 2500], edges=(0, 1, 5, 10, 2000))
+    assert h["counts"] == [2, 2, 2, 1, 1]
+    assert h["labels"] == ["0", "1–4", "5–9", "10–1999", "≥2000"]
+    assert sum(h["shares"]) == pytest.approx(1.0)
+    txt = text_histogram([0, 1, 1, 7])
+    assert "1–4" in txt and "50.0 %" in txt
+    assert text_histogram([]) == "(no episodes)"
+
+
+def test_tails_moving_average_best_window():
+    rng = np.random.default_rng(0)
+    ref = rng.geometric(0.1, 1000)
+    up = compare_tails(ref, ref + 20)
+    assert up["high"] == "more" and up["low"] == "fewer"
+    same = compare_tails(ref, ref)
+    assert same["high"] == "same" and same["low"] == "same"
+    assert np.allclose(moving_average([1, 2, 3, 4], 2), [1, 1.5, 2.5, 3.5])
+    assert best_window([1, 5, 5, 1, 9], 2) == (1, 5.0)
+    assert best_window([1, 2], 3) is None
+    ci = diff_ci(ref, ref + 5, n_resamples=500)
+    assert ci is not None and ci[0] < 5 < ci[1]
