@@ -65,7 +65,10 @@ def raw_env_sps(cfg: EnvConfig, processes: int, steps: int, seed: int = 0) -> fl
     """Raw NLE ``env.step`` calls per second with random actions over ``processes`` processes."""
     ctx = mp.get_context("forkserver")
     q = ctx.Queue()
-    ps = [ctx.Process(target=_raw_env_worker, args=(cfg, steps, seed + k, q)) for k in range(processes)]
+    ps = [
+        ctx.Process(target=_raw_env_worker, args=(cfg, steps, seed + k, q))
+        for k in range(processes)
+    ]
     for p in ps:
         p.start()
     rates = [q.get() for _ in ps]
@@ -86,7 +89,9 @@ def vector_env_sps(cfg: EnvConfig, num_envs: int, workers: int, steps: int, seed
         return (steps - 1) * num_envs / (time.perf_counter() - t0)
 
 
-def bench_env(num_envs: int, workers: int, steps: int, task: str = "NetHackScore-v0") -> dict[str, Any]:
+def bench_env(
+    num_envs: int, workers: int, steps: int, task: str = "NetHackScore-v0"
+) -> dict[str, Any]:
     """``bench env``: raw env SPS on ``max(workers, 1)`` processes vs the vector env, same run."""
     cfg = EnvConfig(task=task)
     procs = max(workers, 1)

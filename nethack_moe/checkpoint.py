@@ -75,10 +75,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         data = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint {str(p)!r} refused: it holds objects that are not plain data ({first})") from e
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} refused: it holds objects that are not plain data ({first})"
+        ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint {str(p)!r} is truncated or not a checkpoint ({first})") from e
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} is truncated or not a checkpoint ({first})"
+        ) from e
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {str(p)!r} is not a nethack-moe checkpoint")
     if data.get("format_version") != FORMAT_VERSION:

@@ -39,7 +39,9 @@ def cmd_version(args: argparse.Namespace) -> int:
 
     from nethack_moe import __version__
 
-    print(f"nethack-moe {__version__} (torch {torch.__version__}, nle {getattr(nle, '__version__', '?')})")
+    print(
+        f"nethack-moe {__version__} (torch {torch.__version__}, nle {getattr(nle, '__version__', '?')})"
+    )
     return 0
 
 
@@ -48,12 +50,20 @@ def cmd_bench_env(args: argparse.Namespace) -> int:
 
     r = bench_env(args.num_envs, args.workers, args.steps, args.task)
     m = r["machine"]
-    print(f"bench env — {m['cpu']} ({m['cores']} cores), torch {m['torch']}, nle {m['nle']}, {m['date']}")
+    print(
+        f"bench env — {m['cpu']} ({m['cores']} cores), torch {m['torch']}, nle {m['nle']}, {m['date']}"
+    )
     print(
         _table(
             [
-                (f"env SPS (raw NLE, random actions, {r['raw_processes']} proc)", f"{r['env_sps']:,.0f}"),
-                (f"vector SPS (N={r['num_envs']}, W={r['workers']}, features)", f"{r['vector_sps']:,.0f}"),
+                (
+                    f"env SPS (raw NLE, random actions, {r['raw_processes']} proc)",
+                    f"{r['env_sps']:,.0f}",
+                ),
+                (
+                    f"vector SPS (N={r['num_envs']}, W={r['workers']}, features)",
+                    f"{r['vector_sps']:,.0f}",
+                ),
                 ("ratio vector / raw", f"{r['ratio']:.2f}"),
             ]
         )
@@ -68,7 +78,10 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
     sizes = tuple(int(x) for x in args.batch_sizes.split(","))
     r = bench_model(args.variant, batch_sizes=sizes, device=args.device)
     print(f"bench model — variant {r['variant']}, {r['params']:,} parameters, device {r['device']}")
-    rows = [(f"batch {b}", f"fwd {r['fwd_ms'][b]:.1f} ms   fwd+bwd {r['fwd_bwd_ms'][b]:.1f} ms") for b in sizes]
+    rows = [
+        (f"batch {b}", f"fwd {r['fwd_ms'][b]:.1f} ms   fwd+bwd {r['fwd_bwd_ms'][b]:.1f} ms")
+        for b in sizes
+    ]
     print(_table(rows))
     _write_json(args.json, r)
     return 0
@@ -127,11 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_version)
 
     p = sub.add_parser("train", help="PPO training under the routing curriculum (default: S500)")
-    p.add_argument("--config", default="s500", help="preset name (s500, smoke, finetune_7000) or YAML file")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
-    p.add_argument("--resume", metavar="RUN_DIR_OR_CKPT", help="continue a run from its last checkpoint")
+    p.add_argument(
+        "--config", default="s500", help="preset name (s500, smoke, finetune_7000) or YAML file"
+    )
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)"
+    )
+    p.add_argument(
+        "--resume", metavar="RUN_DIR_OR_CKPT", help="continue a run from its last checkpoint"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="shortcut for --set run.device=")
+    p.add_argument(
+        "--device", choices=["cpu", "cuda", "auto"], help="shortcut for --set run.device="
+    )
     p.add_argument("--name", help="shortcut for --set run.name=")
     p.add_argument("--workers", type=int, help="shortcut for --set run.num_workers=")
     p.set_defaults(fn=cmd_train)
@@ -140,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", help="graph YAML (default: the packaged one)")
     p.set_defaults(fn=cmd_graph)
 
-    b = sub.add_parser("bench", help="throughput benchmarks").add_subparsers(dest="what", required=True)
+    b = sub.add_parser("bench", help="throughput benchmarks").add_subparsers(
+        dest="what", required=True
+    )
     p = b.add_parser("env", help="raw NLE SPS vs vector env SPS (with features)")
     p.add_argument("--num-envs", type=int, default=32)
     p.add_argument("--workers", type=int, default=2)

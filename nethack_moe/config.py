@@ -142,15 +142,13 @@ class TrainConfig:
             raise ConfigError("ppo.clip_coef and ppo.max_grad_norm must be > 0, ppo.vf_coef >= 0")
         r = self.run
         if r.num_workers < 0 or r.num_workers > p.num_envs:
-            raise ConfigError(f"run.num_workers={r.num_workers} must be in 0..ppo.num_envs ({p.num_envs})")
+            raise ConfigError(
+                f"run.num_workers={r.num_workers} must be in 0..ppo.num_envs ({p.num_envs})"
+            )
         if r.device not in ("cpu", "cuda", "auto") and not r.device.startswith("cuda:"):
             raise ConfigError(f"run.device={r.device!r}; allowed: cpu, cuda, cuda:N, auto")
         if r.checkpoint_every <= 0 or r.best_window <= 0:
             raise ConfigError("run.checkpoint_every and run.best_window must be positive")
-        moe = self.model.variant.endswith("_moe")
-        for ph in self.curriculum.phases:
-            if not moe and ph.routing != "softmax" and self.model.n_experts > 1:
-                raise ConfigError(f"phase {ph.name!r}: routing {ph.routing!r} needs an MoE variant")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -247,7 +245,9 @@ def build_dataclass(cls: type, data: dict, prefix: str = "") -> Any:
     for k, v in data.items():
         key = f"{prefix}.{k}" if prefix else str(k)
         if k not in names:
-            raise ConfigError(f"unknown config key {key!r}; known keys here: {', '.join(sorted(names))}")
+            raise ConfigError(
+                f"unknown config key {key!r}; known keys here: {', '.join(sorted(names))}"
+            )
         kwargs[k] = _coerce(v, hints[k], key)
     try:
         return cls(**kwargs)
@@ -287,7 +287,9 @@ def load_config_dict(name_or_path: str) -> dict:
     if not p.suffix:
         p = PRESET_DIR / f"{name_or_path}.yaml"
         if not p.exists():
-            raise ConfigError(f"unknown config preset {name_or_path!r}; presets: {', '.join(preset_names())}")
+            raise ConfigError(
+                f"unknown config preset {name_or_path!r}; presets: {', '.join(preset_names())}"
+            )
     if not p.exists():
         raise ConfigError(f"config file {str(p)!r} does not exist")
     try:
@@ -334,7 +336,9 @@ def config_from_dict(data: dict) -> TrainConfig:
     """Build (not validate) a :class:`TrainConfig` from a plain dict (e.g. a checkpoint's)."""
     cfg = build_dataclass(TrainConfig, data)
     # phases arrive as dicts through the generic builder; make sure they are Phase objects
-    cfg.curriculum.phases = [p if isinstance(p, Phase) else build_dataclass(Phase, p) for p in cfg.curriculum.phases]
+    cfg.curriculum.phases = [
+        p if isinstance(p, Phase) else build_dataclass(Phase, p) for p in cfg.curriculum.phases
+    ]
     return cfg
 
 

@@ -60,9 +60,13 @@ class CurriculumConfig:
                 raise ValueError(f"{where}: start_episode={p.start_episode} must increase")
             prev = p.start_episode
             if p.routing not in ROUTING_KINDS:
-                raise ValueError(f"{where}: routing={p.routing!r}; allowed: {', '.join(ROUTING_KINDS)}")
+                raise ValueError(
+                    f"{where}: routing={p.routing!r}; allowed: {', '.join(ROUTING_KINDS)}"
+                )
             if len(p.temperature) != 2 or min(p.temperature) <= 0:
-                raise ValueError(f"{where}: temperature={p.temperature} must be [start, end], both > 0")
+                raise ValueError(
+                    f"{where}: temperature={p.temperature} must be [start, end], both > 0"
+                )
             if not p.lr > 0:
                 raise ValueError(f"{where}: lr={p.lr} must be > 0")
             for c, v in p.coefficients.items():

@@ -168,7 +168,10 @@ ATOM_SPECS: tuple[tuple[str, str], ...] = (
     ("floating_eye_adjacent", "a floating eye in the 8 cells around (never melee it)"),
     ("pet_adjacent", "the pet is in the 8 cells around"),
     ("pet_visible", "the pet is on the map"),
-    ("downstairs_visible", "a down staircase or ladder is on the map (or remembered on this level)"),
+    (
+        "downstairs_visible",
+        "a down staircase or ladder is on the map (or remembered on this level)",
+    ),
     ("on_downstairs", "standing on a down staircase or ladder (remembered under the hero)"),
     ("upstairs_visible", "an up staircase or ladder is on the map"),
     ("door_adjacent", "a doorway, open or closed door in the 4 orthogonal cells"),
@@ -516,7 +519,9 @@ def _item_here(message: np.ndarray) -> np.ndarray:
         if row[0] == 0:
             continue
         m = row.tobytes()
-        out[i] = (b"You see here" in m) or (b"objects here" in m) or (b"You have a little trouble" in m)
+        out[i] = (
+            (b"You see here" in m) or (b"objects here" in m) or (b"You have a little trouble" in m)
+        )
     return out
 
 
@@ -536,7 +541,11 @@ def _has_more(tty_chars: np.ndarray | None, B: int) -> np.ndarray:
     """``--More--`` anywhere on the terminal (vectorized substring search)."""
     if tty_chars is None:
         return np.zeros(B, dtype=bool)
-    t = tty_chars.reshape(B, -1).view(np.uint8) if tty_chars.dtype != np.uint8 else tty_chars.reshape(B, -1)
+    t = (
+        tty_chars.reshape(B, -1).view(np.uint8)
+        if tty_chars.dtype != np.uint8
+        else tty_chars.reshape(B, -1)
+    )
     n = t.shape[1] - len(_MORE) + 1
     hit = t[:, :n] == _MORE[0]
     for k in range(1, len(_MORE)):

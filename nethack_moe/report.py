@@ -288,9 +288,7 @@ def _expert_names(run: RunData, n: int | None) -> list[str] | None:
 
 
 _TARGET_RE = re.compile(r"^\s*(>=|<=|==|!=|>|<|≥|≤)\s*(-?[0-9.eE+]+)\s*$")
-_RANGE_RE = re.compile(
-    r"^\s*\[?\s*(-?[0-9.eE+]+)\s*(?:\.\.|–|-|to|,)\s*(-?[0-9.eE+]+)\s*\]?\s*$"
-)
+_RANGE_RE = re.compile(r"^\s*\[?\s*(-?[0-9.eE+]+)\s*(?:\.\.|–|-|to|,)\s*(-?[0-9.eE+]+)\s*\]?\s*$")
 
 
 def check_expectation(target: Any, actual: float | None) -> tuple[str, str]:
@@ -308,7 +306,8 @@ def check_expectation(target: Any, actual: float | None) -> tuple[str, str]:
             lo = float(target["min"]) if target.get("min") is not None else None
             hi = float(target["max"]) if target.get("max") is not None else None
             text = " and ".join(
-                t for t in ([f">= {lo:g}"] if lo is not None else [])
+                t
+                for t in ([f">= {lo:g}"] if lo is not None else [])
                 + ([f"<= {hi:g}"] if hi is not None else [])
             )
             if lo is None and hi is None:
@@ -341,8 +340,39 @@ def check_expectation(target: Any, actual: float | None) -> tuple[str, str]:
     return ("met" if ok else "not met"), text
 
 
+def _count(e: dict[str, Any]) -> int:
+    c = e.get("count", 1)
+    return int(c) if isinstance(c, (int, float)) and not isinstance(c, bool) else 1
+
+
+def stability_counts(run: RunData) -> dict[str, int]:
+    """Counts of the stability events of a run.
+
+    Worker restarts: the ``count`` of ``worker_restart`` events (1 each without it). Dropped
+    episodes: the larger of the ``dropped_episode`` events (with their ``count``) and the largest
+    ``dropped_total`` carried by any event. Skipped updates: update records with ``skipped``.
+    """
+    by: dict[str, list[dict[str, Any]]] = {}
+    for e in run.events:
+        by.setdefault(str(e.get("kind")), []).append(e)
+    dropped_events = sum(_count(e) for e in by.get("dropped_episode", []))
+    totals = [e.get("dropped_total") for e in run.events]
+    dropped_total = max((int(t) for t in totals if isinstance(t, (int, float))), default=0)
+    return {
+        "worker_restarts": sum(_count(e) for e in by.get("worker_restart", [])),
+        "dropped_episodes": max(dropped_events, dropped_total),
+        "nonfinite_skip_events": len(by.get("nonfinite_skip", [])),
+        "skipped_updates": sum(1 for u in run.updates if u.get("skipped")),
+        "interrupted": len(by.get("interrupted", [])),
+        "resumed": len(by.get("resumed", [])),
+    }
+
+
 def report_metrics(
-    run: RunData, stats: list[dict[str, Any]], evals: list[tuple[Path, dict[str, Any]]]
+    run: RunData,
+    stats: list[dict[str, Any]],
+    evals: list[tuple[Path, dict[str, Any]]],
+    window: int = 100,
 ) -> dict[str, float | None]:
     """The named figures expectations can refer to (``final_phase_mean_score`` ...)."""
     m: dict[str, float | None] = {}
@@ -380,14 +410,12 @@ def report_metrics(
     m["episodes"] = float(len(run.episodes))
     m["max_score"] = float(scores.max()) if scores.size else None
     m["mean_score"] = float(scores.mean()) if scores.size else None
-    bw = best_window(scores, 100)
+    bw = best_window(scores, window)
     m["best_window_mean_score"] = bw[1] if bw else None
-    ev = Counter(str(e.get("kind")) for e in run.events)
-    m["worker_restarts"] = float(ev.get("worker_restart", 0))
-    m["dropped_episodes"] = float(ev.get("dropped_episode", 0))
-    m["nonfinite_skips"] = float(
-        max(ev.get("nonfinite_skip", 0), sum(1 for u in run.updates if u.get("skipped")))
-    )
+    sc_ = stability_counts(run)
+    m["worker_restarts"] = float(sc_["worker_restarts"])
+    m["dropped_episodes"] = float(sc_["dropped_episodes"])
+    m["nonfinite_skips"] = float(max(sc_["nonfinite_skip_events"], sc_["skipped_updates"]))
     if evals:
         p, data = evals[-1]
         ck = data.get("checkpoints") or {}
@@ -469,7 +497,7 @@ def write_report(
     total = int(total) if isinstance(total, (int, float)) else None
     E = _n_experts(run, stats)
     expert_names = _expert_names(run, E)
-    metrics = report_metrics(run, stats, evals)
+    metrics = report_metrics(run, stats, evals, window)
     all_scores = _fin([e.get("score") for e in run.episodes])
     rel = plot_dir.relative_to(out_path.parent).as_posix()
 
@@ -478,19 +506,27 @@ def write_report(
     name = run_dir.resolve().name
     add(f"# Training report: {name}\n")
     now = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    env_steps = max((int(r.get("env_steps", 0) or 0) for r in run.episodes + run.updates), default=0)
-    add(f"**Generated**: {now} by `nethack_moe.report` (every number below is computed from the "
-        "run directory)  ")
+    env_steps = max(
+        (int(r.get("env_steps", 0) or 0) for r in run.episodes + run.updates), default=0
+    )
+    add(
+        f"**Generated**: {now} by `nethack_moe.report` (every number below is computed from the "
+        "run directory)  "
+    )
     add(f"**Run directory**: `{run_dir}`  ")
     tot = f" of {total}" if total else ""
-    add(f"**Episodes**: {len(run.episodes)}{tot} completed, {env_steps:,} env steps, "
-        f"{len(run.updates)} updates  ")
+    add(
+        f"**Episodes**: {len(run.episodes)}{tot} completed, {env_steps:,} env steps, "
+        f"{len(run.updates)} updates  "
+    )
     add(f"**Wall time** (span of the logged records): {_hms(_wall_span(run))}  ")
     add(f"**Status**: {_status(run, total)}  ")
     add(f"**Config**: {run.config_source}\n")
-    add("Scores are in-game score gains per episode and rewards the learner's training reward "
+    add(
+        "Scores are in-game score gains per episode and rewards the learner's training reward "
         "(PROTOCOL.md, S500). Training figures are averages over the training episodes under the "
-        "sampling policy; they are not held-out evaluations (E200).\n")
+        "sampling policy; they are not held-out evaluations (E200).\n"
+    )
     add("---\n")
 
     # ---------------------------------------------------------------- executive summary
@@ -529,7 +565,7 @@ def write_report(
         if bw is not None:
             i, mean = bw
             e0, e1 = run.episodes[i].get("episode"), run.episodes[i + w - 1].get("episode")
-            phs = sorted({str(e.get("phase")) for e in run.episodes[i : i + w]})
+            phs = list(dict.fromkeys(str(e.get("phase")) for e in run.episodes[i : i + w]))
             key.append(
                 f"**Best window of {w} episodes**: episodes {e0}–{e1} ({', '.join(phs)}), "
                 f"mean score {_f(mean)}"
@@ -564,8 +600,10 @@ def write_report(
                 f"{_pct(s.get('died'))}, depth {_f(s.get('depth'))}"
             )
     else:
-        key.append("**Evaluation**: no `eval/*.json` in the run directory; run `evaluate` "
-                   "(E200) for held-out figures with confidence intervals.")
+        key.append(
+            "**Evaluation**: no `eval/*.json` in the run directory; run `evaluate` "
+            "(E200) for held-out figures with confidence intervals."
+        )
     last_routed = [s for s in stats if s["routing"]["alpha_entropy"] is not None]
     if last_routed and E:
         st = last_routed[-1]
@@ -600,7 +638,7 @@ def write_report(
     add(
         _table(
             [
-                "phase (configured range)",
+                "phase (episode range)",
                 "episodes",
                 "n",
                 "mean score",
@@ -618,8 +656,10 @@ def write_report(
     if len(with_eps) > 1:
         a, b = with_eps[0], with_eps[-1]
         ra, rb = a["routing"], b["routing"]
-        add("Change from the first to the last phase with episodes "
-            f"({a['phase'].name} → {b['phase'].name}):\n")
+        add(
+            "Change from the first to the last phase with episodes "
+            f"({a['phase'].name} → {b['phase'].name}):\n"
+        )
         add("```")
         for lab, va, vb, nd in (
             ("mean score", a["score"]["mean"], b["score"]["mean"], 2),
@@ -651,8 +691,10 @@ def write_report(
                 f"died {_pct(s['died'])}  depth {_f(s['depth'])}  length {_f(s['length'], 0)}"
             )
         add("```")
-        add(f"(± is the sample std over episodes; CI: bootstrap of the mean, "
-            f"{with_eps[0]['score'].get('ci_method', '')}, {n_resamples} resamples.)\n")
+        add(
+            f"(± is the sample std over episodes; CI: bootstrap of the mean, "
+            f"{with_eps[0]['score'].get('ci_method', '')}, {n_resamples} resamples.)\n"
+        )
     else:
         add("No episodes.\n")
 
@@ -712,8 +754,11 @@ def write_report(
                 + [_f(q[k], 1) for k in ("p10", "p25", "p50", "p75", "p90", "p99")]
                 + [_f(st["score"]["max"], 0), _pct(zero)]
             )
-        add(_table(["phase", "n", "p10", "p25", "median", "p75", "p90", "p99", "max",
-                    "score 0"], qrows))
+        add(
+            _table(
+                ["phase", "n", "p10", "p25", "median", "p75", "p90", "p99", "max", "score 0"], qrows
+            )
+        )
         add("")
         for st in with_eps:
             add(f"**{st['phase'].name}**\n")
@@ -722,9 +767,11 @@ def write_report(
             add("```\n")
         if len(with_eps) > 1:
             ref = with_eps[0]
-            add(f"**More high scores or more low scores?** Each phase against {ref['phase'].name} "
+            add(
+                f"**More high scores or more low scores?** Each phase against {ref['phase'].name} "
                 f"(high: at or above {ref['phase'].name}'s 90th percentile; low: at or below its "
-                "25th percentile; a change counts when it exceeds two standard errors):\n")
+                "25th percentile; a change counts when it exceeds two standard errors):\n"
+            )
             for st in with_eps[1:]:
                 c = compare_tails(ref["scores"], st["scores"])
                 add(f"- {st['phase'].name}: {c['answer']}.")
@@ -735,8 +782,10 @@ def write_report(
 
     # ---------------------------------------------------------------- routing
     add("## 2. Routing (expert specialization)\n")
-    add("Figures from the training batches of each update (PROTOCOL.md, routing figures). A low "
-        "alpha entropy alone is not specialization: read it with routing MI and usage shares.\n")
+    add(
+        "Figures from the training batches of each update (PROTOCOL.md, routing figures). A low "
+        "alpha entropy alone is not specialization: read it with routing MI and usage shares.\n"
+    )
     if last_routed:
         rows = []
         for st in stats:
@@ -765,19 +814,40 @@ def write_report(
                 ]
             )
         names = ", ".join(expert_names) if expert_names else (f"{E} experts" if E else "")
-        add(_table(["phase", "routing", "temperature", "updates", "alpha entropy",
-                    "within-batch std", "usage entropy", "routing MI", "effective experts",
-                    "sparsity", f"usage ᾱ ({names})", "argmax share", "verdict"], rows))
+        add(
+            _table(
+                [
+                    "phase",
+                    "routing",
+                    "temperature",
+                    "updates",
+                    "alpha entropy",
+                    "within-batch std",
+                    "usage entropy",
+                    "routing MI",
+                    "effective experts",
+                    "sparsity",
+                    f"usage ᾱ ({names})",
+                    "argmax share",
+                    "verdict",
+                ],
+                rows,
+            )
+        )
         add("")
         if E and E > 1:
-            add(f"Reference values for E = {E}: ln {E} = {math.log(E):.4f} (uniform), ln 2 = "
-                f"{math.log(2):.4f} (two experts half-and-half), 0 (one expert per state).\n")
+            add(
+                f"Reference values for E = {E}: ln {E} = {math.log(E):.4f} (uniform), ln 2 = "
+                f"{math.log(2):.4f} (two experts half-and-half), 0 (one expert per state).\n"
+            )
         if len(last_routed) > 1:
             add("```")
             for p0, p1 in zip(last_routed[:-1], last_routed[1:], strict=True):
                 va, vb = p0["routing"]["alpha_entropy"], p1["routing"]["alpha_entropy"]
-                add(f"alpha entropy {p0['phase'].name} → {p1['phase'].name}: "
-                    f"{_signed(vb - va, 4)}{_rel(va, vb)}")
+                add(
+                    f"alpha entropy {p0['phase'].name} → {p1['phase'].name}: "
+                    f"{_signed(vb - va, 4)}{_rel(va, vb)}"
+                )
             add("```\n")
     else:
         add("No routing figures in the update records.\n")
@@ -792,10 +862,12 @@ def write_report(
         for p, ck, rfig in eval_routing:
             n_e = int(rfig.get("n_experts") or len(rfig.get("usage") or []) or (E or 0))
             sw = rfig.get("switch_rate")
-            add(f"- `{ck}` (`eval/{p.name}`): alpha entropy {_f(rfig.get('alpha_entropy'), 4)}, "
+            add(
+                f"- `{ck}` (`eval/{p.name}`): alpha entropy {_f(rfig.get('alpha_entropy'), 4)}, "
                 f"routing MI {_f(rfig.get('routing_mi'), 4)}, effective experts "
                 f"{_f(rfig.get('effective_experts'))}, switch rate {_pct(sw)}: "
-                f"{verdict(rfig, n_e)}")
+                f"{verdict(rfig, n_e)}"
+            )
         add("")
     add("---\n")
 
@@ -807,8 +879,7 @@ def write_report(
             groups.extend(groups_from_eval(data, p.stem, p))
         add(summary_table(groups, n_resamples=n_resamples, seed=seed))
         add("")
-        add("Seeds core = disp = 100000 + i (E200). CIs: bootstrap, "
-            f"{n_resamples} resamples.\n")
+        add(f"Seeds core = disp = 100000 + i (E200). CIs: bootstrap, {n_resamples} resamples.\n")
     else:
         add("No evaluation files (`eval/*.json`).\n")
         groups = []
@@ -821,50 +892,76 @@ def write_report(
         exp = cfg["report"].get("expectations")
     if isinstance(exp, dict) and exp:
         rows = []
-        marks = {"met": "✅ met", "not met": "❌ not met", "no data": "– no data",
-                 "unparsed": "? target not understood"}
+        marks = {
+            "met": "✅ met",
+            "not met": "❌ not met",
+            "no data": "– no data",
+            "unparsed": "? target not understood",
+        }
         for k, target in exp.items():
             known = str(k) in metrics
             actual = metrics.get(str(k))
             status, text = check_expectation(target, actual)
             if not known:
                 status = "unknown metric"
-            rows.append([f"`{k}`", text, _f(actual, 4) if actual is not None else "–",
-                         marks.get(status, status)])
+            rows.append(
+                [
+                    f"`{k}`",
+                    text,
+                    _f(actual, 4) if actual is not None else "–",
+                    marks.get(status, status),
+                ]
+            )
         add(_table(["metric", "target", "actual", "status"], rows))
         add("")
         if any(r[3] in ("unknown metric", "? target not understood") for r in rows):
-            add("Targets are written `'>= x'`, `'<= x'`, `'> x'`, `'< x'`, `'== x'` or "
-                "`'a..b'`. " + _known_metrics_text(metrics, stats) + "\n")
-    elif exp is not None:
+            add(
+                "Targets are written `'>= x'`, `'<= x'`, `'> x'`, `'< x'`, `'== x'` or "
+                "`'a..b'`. " + _known_metrics_text(metrics, stats) + "\n"
+            )
+    elif exp is not None and exp != {}:
         add("The config's `expectations` is not a mapping of metric → target; ignored.\n")
     else:
-        add("The config states no `expectations:` (a mapping of metric → target such as "
-            "`final_phase_mean_score: \">= 15\"`).\n")
+        add(
+            "The config states no `expectations:` (a mapping of metric → target such as "
+            '`final_phase_mean_score: ">= 15"`).\n'
+        )
     add("---\n")
 
     # ---------------------------------------------------------------- stability
     add("## 5. Training stability\n")
     ev = Counter(str(e.get("kind")) for e in run.events)
+    stab = stability_counts(run)
     skipped = [u for u in run.updates if u.get("skipped")]
     terms = Counter(str(u.get("nonfinite_term")) for u in skipped if u.get("nonfinite_term"))
     srows = [
         ["updates logged", str(len(run.updates))],
-        ["updates skipped (NaN/Inf)", f"{len(skipped)}"
-         + (f" ({', '.join(f'{k}: {v}' for k, v in terms.items())})" if terms else "")],
-        ["`nonfinite_skip` events", str(ev.get("nonfinite_skip", 0))],
-        ["worker restarts", str(ev.get("worker_restart", 0))],
-        ["dropped episodes", str(ev.get("dropped_episode", 0))],
-        ["interruptions", str(ev.get("interrupted", 0))],
-        ["resumes", str(ev.get("resumed", 0))],
-        ["torn / non-JSON lines skipped in metrics.jsonl",
-         f"{len(run.bad_lines)}" + (f" (lines {', '.join(map(str, run.bad_lines[:10]))})"
-                                    if run.bad_lines else "")],
-        ["episode / update records superseded after a resume",
-         f"{run.duplicate_episodes} / {run.duplicate_updates}"],
+        [
+            "updates skipped (NaN/Inf)",
+            f"{len(skipped)}"
+            + (f" ({', '.join(f'{k}: {v}' for k, v in terms.items())})" if terms else ""),
+        ],
+        ["`nonfinite_skip` events", str(stab["nonfinite_skip_events"])],
+        ["worker restarts", str(stab["worker_restarts"])],
+        ["dropped episodes (unfinished when a worker died)", str(stab["dropped_episodes"])],
+        ["interruptions", str(stab["interrupted"])],
+        ["resumes", str(stab["resumed"])],
+        [
+            "torn / non-JSON lines skipped in metrics.jsonl",
+            f"{len(run.bad_lines)}"
+            + (f" (lines {', '.join(map(str, run.bad_lines[:10]))})" if run.bad_lines else ""),
+        ],
+        [
+            "episode / update records superseded after a resume",
+            f"{run.duplicate_episodes} / {run.duplicate_updates}",
+        ],
     ]
-    other = {k: v for k, v in ev.items() if k not in {
-        "nonfinite_skip", "worker_restart", "dropped_episode", "interrupted", "resumed"}}
+    other = {
+        k: v
+        for k, v in ev.items()
+        if k
+        not in {"nonfinite_skip", "worker_restart", "dropped_episode", "interrupted", "resumed"}
+    }
     for k, v in sorted(other.items()):
         srows.append([f"`{k}` events", str(v)])
     add(_table(["item", "count"], srows))
@@ -877,18 +974,33 @@ def write_report(
                 continue
             gn = _fin([u.get("grad_norm") for u in ups])
             sps_ = _fin([u.get("sps") for u in ups])
-            rows.append([
-                st["phase"].name,
-                _f(_mean([u.get("approx_kl") for u in ups]), 4),
-                _f(_mean([u.get("clip_frac") for u in ups]), 3),
-                _f(_mean([u.get("explained_var") for u in ups]), 3),
-                f"{_f(np.median(gn) if gn.size else None)} / {_f(gn.max() if gn.size else None)}",
-                _f(_mean([u.get("loss/total") for u in ups]), 4),
-                "–" if st["lr"] is None else f"{float(st['lr']):.3g}",
-                _f(float(sps_.mean()) if sps_.size else None, 0),
-            ])
-        add(_table(["phase", "approx KL", "clip frac", "explained var", "grad norm median / max",
-                    "total loss", "lr", "SPS (trainer's)"], rows))
+            rows.append(
+                [
+                    st["phase"].name,
+                    _f(_mean([u.get("approx_kl") for u in ups]), 4),
+                    _f(_mean([u.get("clip_frac") for u in ups]), 3),
+                    _f(_mean([u.get("explained_var") for u in ups]), 3),
+                    f"{_f(np.median(gn) if gn.size else None)} / {_f(gn.max() if gn.size else None)}",
+                    _f(_mean([u.get("loss/total") for u in ups]), 4),
+                    "–" if st["lr"] is None else f"{float(st['lr']):.3g}",
+                    _f(float(sps_.mean()) if sps_.size else None, 0),
+                ]
+            )
+        add(
+            _table(
+                [
+                    "phase",
+                    "approx KL",
+                    "clip frac",
+                    "explained var",
+                    "grad norm median / max",
+                    "total loss",
+                    "lr",
+                    "SPS (trainer's)",
+                ],
+                rows,
+            )
+        )
         add("")
     add("---\n")
 
@@ -923,31 +1035,56 @@ def write_report(
     add("## 7. Figures\n")
     figs: list[tuple[str, Path]] = []
     try:
-        tp = plots.plot_training_curves(run.episodes + run.updates, plot_dir / "training",
-                                        window=window)
+        tp = plots.plot_training_curves(
+            run.episodes + run.updates, plot_dir / "training", window=window
+        )
         if run.episodes:
             figs.append(("Score and reward per episode", tp[0]))
         if len(tp) > 1:
             figs.append(("Routing during training", tp[1]))
         if with_eps:
-            figs.append(("Score per phase", plots.plot_compare(
-                {s["phase"].name: s["scores"].tolist() for s in with_eps},
-                plot_dir / "phase_scores.png", title="Score per phase (training episodes)")))
+            figs.append(
+                (
+                    "Score per phase",
+                    plots.plot_compare(
+                        {s["phase"].name: s["scores"].tolist() for s in with_eps},
+                        plot_dir / "phase_scores.png",
+                        title="Score per phase (training episodes)",
+                    ),
+                )
+            )
         if last_routed and last_routed[-1]["usage"]:
             st = last_routed[-1]
             fig = {**st["routing"], "usage": st["usage"], "argmax_share": st["argmax_share"]}
-            figs.append((f"Expert usage ({st['phase'].name})", plots.plot_usage_bars(
-                fig, expert_names, plot_dir / "usage_last_phase.png")))
+            figs.append(
+                (
+                    f"Expert usage ({st['phase'].name})",
+                    plots.plot_usage_bars(fig, expert_names, plot_dir / "usage_last_phase.png"),
+                )
+            )
         if groups:
-            figs.append(("Evaluation", plots.plot_compare(
-                {g.name: g.scores if g.scores else (g.summary or {}) for g in groups},
-                plot_dir / "eval_compare.png", title="Evaluation scores")))
-        for p, data in evals[-1:]:
+            figs.append(
+                (
+                    "Evaluation",
+                    plots.plot_compare(
+                        {g.name: g.scores if g.scores else (g.summary or {}) for g in groups},
+                        plot_dir / "eval_compare.png",
+                        title="Evaluation scores",
+                    ),
+                )
+            )
+        for _p, data in evals[-1:]:
             for ck, entry in (data.get("checkpoints") or {}).items():
                 tab = ((entry.get("summary") or {}).get("routing") or {}).get("scenario_table")
                 if isinstance(tab, dict) and tab.get("mean_alpha"):
-                    figs.append((f"Mean α per scenario ({ck})", plots.plot_alpha_heatmap(
-                        tab, plot_dir / f"scenario_alpha_{_safe(ck)}.png")))
+                    figs.append(
+                        (
+                            f"Mean α per scenario ({ck})",
+                            plots.plot_alpha_heatmap(
+                                tab, plot_dir / f"scenario_alpha_{_safe(ck)}.png"
+                            ),
+                        )
+                    )
     except Exception:  # noqa: BLE001 - a figure must not cost the whole report
         log.exception("plotting failed")
         add("Plotting failed (see the log); the tables above are complete.\n")
@@ -964,17 +1101,26 @@ def write_report(
         rows = []
         for ph in run.phases:
             sp = ph.spec
-            coeffs = sp.get("coefficients") if isinstance(sp.get("coefficients"), dict) else {}
+            coeffs = sp.get("coefficients")
+            if not isinstance(coeffs, dict):
+                coeffs = {}
             temp = sp.get("temperature")
-            rows.append([
-                ph.name,
-                f"{ph.start}–{'…' if ph.end is None else ph.end}",
-                str(sp.get("routing", "–")),
-                "–" if temp is None else (" → ".join(f"{float(t):g}" for t in temp)
-                                          if isinstance(temp, list) else str(temp)),
-                "–" if sp.get("lr") is None else f"{float(sp['lr']):g}",
-                ", ".join(f"{k}={v}" for k, v in coeffs.items()) or "–",
-            ])
+            rows.append(
+                [
+                    ph.name,
+                    f"{ph.start}–{'…' if ph.end is None else ph.end}",
+                    str(sp.get("routing", "–")),
+                    "–"
+                    if temp is None
+                    else (
+                        " → ".join(f"{float(t):g}" for t in temp)
+                        if isinstance(temp, list)
+                        else str(temp)
+                    ),
+                    "–" if sp.get("lr") is None else f"{float(sp['lr']):g}",
+                    ", ".join(f"{k}={v}" for k, v in coeffs.items()) or "–",
+                ]
+            )
         add(_table(["phase", "episodes", "routing", "temperature", "lr", "coefficients"], rows))
         add("")
     if run.config_text is not None:
@@ -990,8 +1136,10 @@ def write_report(
         add(yaml.safe_dump(run.config, sort_keys=False, allow_unicode=True).rstrip())
         add("```\n")
     else:
-        add("No config file (`config.yaml`) in the run directory and no `run_start` record: "
-            "phases were inferred from the episode records.\n")
+        add(
+            "No config file (`config.yaml`) in the run directory and no `run_start` record: "
+            "phases were inferred from the episode records.\n"
+        )
 
     out_path.write_text("\n".join(md) + "\n", encoding="utf-8")
     log.info("report written to %s", out_path)
@@ -1000,7 +1148,9 @@ def write_report(
 
 def _known_metrics_text(metrics: dict[str, Any], stats: list[dict[str, Any]]) -> str:
     prefixes = ["first_phase", "final_phase"] + [st["phase"].name for st in stats]
-    per_phase = sorted({k[len(p) + 1 :] for k in metrics for p in prefixes if k.startswith(p + "_")})
+    per_phase = sorted(
+        {k[len(p) + 1 :] for k in metrics for p in prefixes if k.startswith(p + "_")}
+    )
     run_level = sorted(k for k in metrics if not any(k.startswith(p + "_") for p in prefixes))
     return (
         "Known metrics: `<phase>_<figure>` for phase in "

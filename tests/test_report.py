@@ -14,15 +14,35 @@ import yaml
 
 from nethack_moe.analysis.compare import compare
 from nethack_moe.analysis.metrics_io import load_run, read_metrics
+from nethack_moe.analysis.routing import routing_figures, scenario_table
+from nethack_moe.analysis.scenarios import SCENARIOS
 from nethack_moe.report import check_expectation, write_report
 
 PHASES = [
-    {"name": "warmup", "start_episode": 0, "routing": "softmax", "temperature": [1.0, 1.0],
-     "lr": 1e-4, "coefficients": {"entropy": 0.02}},
-    {"name": "transition", "start_episode": 400, "routing": "sparsemax",
-     "temperature": [1.0, 0.5], "lr": 5e-5, "coefficients": {"entropy": 0.02}},
-    {"name": "finetune", "start_episode": 800, "routing": "sparsemax", "temperature": [0.5, 0.5],
-     "lr": 1e-5, "coefficients": {"entropy": 0.01}},
+    {
+        "name": "warmup",
+        "start_episode": 0,
+        "routing": "softmax",
+        "temperature": [1.0, 1.0],
+        "lr": 1e-4,
+        "coefficients": {"entropy": 0.02},
+    },
+    {
+        "name": "transition",
+        "start_episode": 400,
+        "routing": "sparsemax",
+        "temperature": [1.0, 0.5],
+        "lr": 5e-5,
+        "coefficients": {"entropy": 0.02},
+    },
+    {
+        "name": "finetune",
+        "start_episode": 800,
+        "routing": "sparsemax",
+        "temperature": [0.5, 0.5],
+        "lr": 1e-5,
+        "coefficients": {"entropy": 0.01},
+    },
 ]
 
 
@@ -56,35 +76,70 @@ def make_run(root: Path, n_episodes: int = 1200, with_config: bool = True) -> Pa
         score = int(rng.geometric(0.12)) - 1 + boost[ph] * int(rng.integers(0, 2))
         length = int(rng.integers(50, 501))
         steps += length
-        recs.append({
-            "type": "episode", "episode": ep, "env_steps": steps, "score": score,
-            "reward": float(score * 0.9 + rng.normal()), "length": length,
-            "depth": int(1 + rng.integers(0, 3)), "died": bool(rng.random() < 0.3), "phase": ph,
-            "temperature": 1.0, "routing": "softmax" if ph == "warmup" else "sparsemax",
-            "seed_core": ep, "seed_disp": ep, "wall": ep * 0.5,
-        })
+        recs.append(
+            {
+                "type": "episode",
+                "episode": ep,
+                "env_steps": steps,
+                "score": score,
+                "reward": float(score * 0.9 + rng.normal()),
+                "length": length,
+                "depth": int(1 + rng.integers(0, 3)),
+                "died": bool(rng.random() < 0.3),
+                "phase": ph,
+                "temperature": 1.0,
+                "routing": "softmax" if ph == "warmup" else "sparsemax",
+                "seed_core": ep,
+                "seed_disp": ep,
+                "wall": ep * 0.5,
+            }
+        )
         if ep % 4 == 0:
             upd += 1
             h = {"warmup": 1.38, "transition": 0.9, "finetune": 0.7}[ph] + rng.normal(0, 0.01)
             mi = {"warmup": 0.001, "transition": 0.2, "finetune": 0.4}[ph] + rng.normal(0, 0.005)
             u = rng.dirichlet(np.ones(4) * 20).tolist()
-            recs.append({
-                "type": "update", "update": upd, "episode": ep, "env_steps": steps, "phase": ph,
-                "routing": "sparsemax", "temperature": 0.5, "lr": 1e-4, "loss/total": 0.1,
-                "approx_kl": 0.01, "clip_frac": 0.1, "explained_var": 0.5,
-                "grad_norm": 1.0 + rng.random(), "skipped": upd == 7,
-                "nonfinite_term": "loss/value" if upd == 7 else None,
-                "routing/alpha_entropy": float(h), "routing/alpha_entropy_std": 0.01,
-                "routing/usage_entropy": float(h + mi), "routing/mi": float(mi),
-                "routing/effective_experts": float(math.exp(h + mi)),
-                "routing/sparsity": 0.0 if ph == "warmup" else 0.4,
-                "routing/usage": u, "routing/argmax_share": u, "sps": 1000.0, "wall": ep * 0.5,
-            })
+            recs.append(
+                {
+                    "type": "update",
+                    "update": upd,
+                    "episode": ep,
+                    "env_steps": steps,
+                    "phase": ph,
+                    "routing": "sparsemax",
+                    "temperature": 0.5,
+                    "lr": 1e-4,
+                    "loss/total": 0.1,
+                    "approx_kl": 0.01,
+                    "clip_frac": 0.1,
+                    "explained_var": 0.5,
+                    "grad_norm": 1.0 + rng.random(),
+                    "skipped": upd == 7,
+                    "nonfinite_term": "loss/value" if upd == 7 else None,
+                    "routing/alpha_entropy": float(h),
+                    "routing/alpha_entropy_std": 0.01,
+                    "routing/usage_entropy": float(h + mi),
+                    "routing/mi": float(mi),
+                    "routing/effective_experts": float(math.exp(h + mi)),
+                    "routing/sparsity": 0.0 if ph == "warmup" else 0.4,
+                    "routing/usage": u,
+                    "routing/argmax_share": u,
+                    "sps": 1000.0,
+                    "wall": ep * 0.5,
+                }
+            )
         if ep % 400 == 0:
-            recs.append({"type": "checkpoint", "episode": ep,
-                         "path": str(run / "checkpoints" / f"model_{ep:05d}.pt"),
-                         "kind": "periodic"})
-    recs.append({"type": "event", "kind": "worker_restart", "episode": 500, "worker": 1})
+            recs.append(
+                {
+                    "type": "checkpoint",
+                    "episode": ep,
+                    "path": str(run / "checkpoints" / f"model_{ep:05d}.pt"),
+                    "kind": "periodic",
+                }
+            )
+    recs.append(
+        {"type": "event", "kind": "worker_restart", "episode": 500, "count": 2, "dropped_total": 3}
+    )
     recs.append({"type": "event", "kind": "dropped_episode", "episode": 500})
     for ep in (400, 800):
         (run / "checkpoints" / f"model_{ep:05d}.pt").write_bytes(b"x" * 2048)
@@ -126,13 +181,21 @@ def test_read_metrics_skips_torn_line(tmp_path, caplog):
 
 def test_report_phase_table_matches_records(tmp_path):
     run = make_run(tmp_path)
+    (run / "eval").mkdir()
+    ev = _eval_json(run / "eval" / "final.json", list(range(200)))
+    data = json.loads(ev.read_text())
+    alpha = np.eye(4)[np.arange(200) % 4]
+    rfig = routing_figures(alpha, episode_ids=np.arange(200) // 50)
+    rfig["scenario_table"] = scenario_table(alpha, np.arange(200) % 4, SCENARIOS)
+    data["checkpoints"]["final"]["summary"] = {"routing": rfig}
+    ev.write_text(json.dumps(data))
     out = write_report(run, n_resamples=500)
     assert out == run / "report.md"
     md = out.read_text()
     recs = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()[:-1]]
     eps = [r for r in recs if r["type"] == "episode"]
     ups = [r for r in recs if r["type"] == "update"]
-    rows = _parse_table(md, "| phase (configured range)")
+    rows = _parse_table(md, "| phase (episode range)")
     assert [r[0] for r in rows] == ["warmup (0–400)", "transition (400–800)", "finetune (800–1200)"]
     for row, ph in zip(rows, ("warmup", "transition", "finetune"), strict=True):
         pe = [e for e in eps if e["phase"] == ph]
@@ -158,7 +221,9 @@ def test_report_phase_table_matches_records(tmp_path):
     seg = _parse_table(md, "| episodes | phase | n |")
     assert len(seg) == 3 and seg[0][0] == "0–500" and int(seg[0][2]) == 500
     assert "More high scores or more low scores?" in md
-    assert "worker restarts | 1" in md and "dropped episodes | 1" in md
+    assert (
+        "worker restarts | 2" in md and "dropped episodes (unfinished when a worker died) | 3" in md
+    )
     assert "updates skipped (NaN/Inf) | 1 (loss/value: 1)" in md
     assert "torn / non-JSON lines skipped in metrics.jsonl | 1" in md
     exp = {r[0]: r for r in _parse_table(md, "| metric | target |")}
@@ -173,6 +238,13 @@ def test_report_phase_table_matches_records(tmp_path):
         assert (run / img).is_file(), img
     assert (run / "report_plots" / "training_scores.png").is_file()
     assert (run / "report_plots" / "training_routing.png").is_file()
+    # evaluation: executive summary line, table, routing verdict and scenario heatmap
+    assert "**Latest evaluation** (E200, `eval/final.json`, checkpoint `final`, n = 200): " in md
+    assert "mean 99.50 [" in md
+    ev_rows = _parse_table(md, "| run | source |")
+    assert ev_rows[0][2] == "200" and ev_rows[0][3].startswith("99.50 [")
+    assert "`final` (`eval/final.json`): alpha entropy 0.0000" in md and "specialized" in md
+    assert (run / "report_plots" / "scenario_alpha_final.png").is_file()
 
 
 def test_report_smoke_run_without_config(tmp_path):
@@ -180,13 +252,26 @@ def test_report_smoke_run_without_config(tmp_path):
     run.mkdir()
     with (run / "metrics.jsonl").open("w") as f:
         for ep in range(1, 11):
-            f.write(json.dumps({"type": "episode", "episode": ep, "score": ep % 3,
-                                "reward": 0.5, "length": 10, "depth": 1, "died": False,
-                                "phase": "warmup", "env_steps": 10 * ep}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "type": "episode",
+                        "episode": ep,
+                        "score": ep % 3,
+                        "reward": 0.5,
+                        "length": 10,
+                        "depth": 1,
+                        "died": False,
+                        "phase": "warmup",
+                        "env_steps": 10 * ep,
+                    }
+                )
+                + "\n"
+            )
     out = write_report(run, tmp_path / "elsewhere" / "r.md", n_resamples=200)
     md = out.read_text()
     assert "No config file" in md
-    rows = _parse_table(md, "| phase (configured range)")
+    rows = _parse_table(md, "| phase (episode range)")
     assert len(rows) == 1 and rows[0][2] == "10" and rows[0][3] == "1.00"
     assert "Only one phase" in md
     assert (tmp_path / "elsewhere" / "report_plots" / "training_scores.png").is_file()
@@ -222,13 +307,34 @@ def test_check_expectation():
 
 
 def _eval_json(path: Path, scores: list[int], name: str = "final") -> Path:
-    eps = [{"seed": 100000 + i, "score": s, "reward": float(s), "length": 100,
-            "depth": 1 + (s > 20), "died": i % 4 == 0} for i, s in enumerate(scores)]
-    path.write_text(json.dumps({
-        "protocol": "E200", "created": "2026-01-01T00:00:00", "machine": "test",
-        "checkpoints": {name: {"path": f"runs/x/{name}.pt", "greedy": False,
-                               "summary": {}, "episodes": eps}},
-    }))
+    eps = [
+        {
+            "seed": 100000 + i,
+            "score": s,
+            "reward": float(s),
+            "length": 100,
+            "depth": 1 + (s > 20),
+            "died": i % 4 == 0,
+        }
+        for i, s in enumerate(scores)
+    ]
+    path.write_text(
+        json.dumps(
+            {
+                "protocol": "E200",
+                "created": "2026-01-01T00:00:00",
+                "machine": "test",
+                "checkpoints": {
+                    name: {
+                        "path": f"runs/x/{name}.pt",
+                        "greedy": False,
+                        "summary": {},
+                        "episodes": eps,
+                    }
+                },
+            }
+        )
+    )
     return path
 
 
@@ -254,3 +360,11 @@ def test_compare_two_eval_files(tmp_path):
     table2, _ = compare([run, fa], tmp_path / "cmp2", n_resamples=200)
     rows2 = _parse_table(table2, "| run |")
     assert rows2[0][1].startswith("training, phase warmup") and rows2[0][2] == "40"
+    # with evaluation files, a run directory contributes its evaluated checkpoints
+    (run / "eval").mkdir()
+    _eval_json(run / "eval" / "e1.json", a, name="best")
+    _eval_json(run / "eval" / "e2.json", b, name="final")
+    table3, _ = compare([run], tmp_path / "cmp3", n_resamples=200)
+    rows3 = _parse_table(table3, "| run |")
+    assert sorted(r[0] for r in rows3) == ["synthetic_run:best", "synthetic_run:final"]
+    assert all(r[2] == "200" for r in rows3)

@@ -178,7 +178,8 @@ def test_scenario_table_and_plots(tmp_path):
     p2 = plots.plot_usage_bars(f, None, tmp_path / "usage.png")
     p3 = plots.plot_alpha_entropy_hist(entropy(alpha, axis=1), tmp_path / "h.png", E)
     p4 = plots.plot_alpha_over_episode(alpha, None, tmp_path / "ep.png")
-    p5 = plots.plot_compare({"a": [1, 2, 3], "b": {"mean": 4.0, "ci_mean": [3.0, 5.0]}},
-                            tmp_path / "cmp.png")
+    p5 = plots.plot_compare(
+        {"a": [1, 2, 3], "b": {"mean": 4.0, "ci_mean": [3.0, 5.0]}}, tmp_path / "cmp.png"
+    )
     for p in (p1, p2, p3, p4, p5):
         assert p.is_file() and p.stat().st_size > 1000

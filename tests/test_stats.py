@@ -25,8 +25,14 @@ X = [1, 2, 3, 4, 5, 6, 7, 100]
 
 
 def test_summary_hand_values():
-    s = summarize(X, died=[True, False, False, False, True, False, False, False],
-                  depth=[1, 1, 2, 2, 1, 1, 3, 5], length=[10] * 8, n_resamples=2000, seed=0)
+    s = summarize(
+        X,
+        died=[True, False, False, False, True, False, False, False],
+        depth=[1, 1, 2, 2, 1, 1, 3, 5],
+        length=[10] * 8,
+        n_resamples=2000,
+        seed=0,
+    )
     assert s["n"] == 8
     assert s["mean"] == pytest.approx(16.0)
     # sample std: deviations 15,14,13,12,11,10,9,84 -> sum sq = 1036 + 7056 = 8092; /7

@@ -105,19 +105,27 @@ def plot_alpha_entropy_hist(entropies: Any, path: str | Path, n_experts: int) ->
     E = max(int(n_experts), 1)
     fig, ax = plt.subplots(figsize=(7, 4))
     top = math.log(E) if E > 1 else 1.0
-    bins = np.linspace(0, top * 1.02 + 1e-9, 51)
+    bins = np.linspace(0, top * 1.02 + 1e-9, 51).tolist()
     if h.size:
         ax.hist(h, bins=bins, color=_COLORS[0], alpha=0.85, label=f"{h.size} states")
     for k in range(1, E + 1):
         ax.axvline(math.log(k), color="grey", ls=":", lw=1)
-        ax.text(math.log(k), 1.0, f" ln {k}", transform=ax.get_xaxis_transform(),
-                va="top", ha="left", fontsize=8, color="dimgrey")
+        ax.text(
+            math.log(k),
+            1.0,
+            f" ln {k}",
+            transform=ax.get_xaxis_transform(),
+            va="top",
+            ha="left",
+            fontsize=8,
+            color="dimgrey",
+        )
     if h.size:
         ax.axvline(h.mean(), color="C3", lw=1.5, label=f"mean {h.mean():.3f}")
     ax.set_xlabel("alpha entropy H(α_s) [nats]")
     ax.set_ylabel("states")
     ax.set_title("Per-state router entropy")
-    ax.legend(loc="upper center", fontsize=8)
+    ax.legend(loc="upper right", bbox_to_anchor=(1.0, 0.9), fontsize=8)
     return _save(fig, path)
 
 
@@ -143,13 +151,17 @@ def plot_alpha_over_episode(
 
 
 def _phase_boundaries(episodes: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
-    """(first episode, phase name) at each change of ``phase`` along the episode records."""
+    """(start, phase name) at each change of ``phase`` along the episode records.
+
+    The start is the number of episodes completed before the phase's first episode (the
+    curriculum's ``start_episode`` convention), which is also where update records switch.
+    """
     out: list[tuple[int, str]] = []
     prev = None
     for e in episodes:
         ph = e.get("phase")
         if ph != prev:
-            out.append((int(e.get("episode", 0)), str(ph)))
+            out.append((max(int(e.get("episode", 1)) - 1, 0), str(ph)))
             prev = ph
     return out
 
@@ -207,8 +219,13 @@ def plot_training_curves(
         if y.size:
             ax.plot(x, y, ".", ms=2, alpha=0.25, color=_COLORS[0], label=f"{key} per episode")
             ok = np.isfinite(y)
-            ax.plot(x[ok], moving_average(y[ok], window), color="C3", lw=1.6,
-                    label=f"moving average ({window})")
+            ax.plot(
+                x[ok],
+                moving_average(y[ok], window),
+                color="C3",
+                lw=1.6,
+                label=f"moving average ({window})",
+            )
             hi = np.nanpercentile(y, 99.5) if np.isfinite(y).any() else 1.0
             lo = min(0.0, float(np.nanmin(y))) if np.isfinite(y).any() else 0.0
             ax.set_ylim(lo, max(hi * 1.1, lo + 1.0))
@@ -261,8 +278,14 @@ def plot_training_curves(
             )
             tw2 = a2.twinx()
             for i, name in enumerate(_names(E, None)):
-                tw2.plot(ux, mat[:, i], lw=0.9, alpha=0.7, color=_COLORS[(i + 5) % len(_COLORS)],
-                         label=f"usage {name}")
+                tw2.plot(
+                    ux,
+                    mat[:, i],
+                    lw=0.9,
+                    alpha=0.7,
+                    color=_COLORS[(i + 5) % len(_COLORS)],
+                    label=f"usage {name}",
+                )
             tw2.set_ylim(0, 1)
             tw2.set_ylabel("usage share ᾱ_i")
             h3, l3 = tw2.get_legend_handles_labels()
@@ -312,8 +335,9 @@ def plot_compare(
                 ci, _ = bootstrap_ci(vals, "mean", n_resamples=2000, seed=0)
         if vals.size:
             all_vals.extend(vals.tolist())
-            ax.boxplot([vals], positions=[i], widths=0.5, showfliers=False,
-                       medianprops={"color": "C1"})
+            ax.boxplot(
+                [vals], positions=[i], widths=0.5, showfliers=False, medianprops={"color": "C1"}
+            )
             jit = rng.uniform(-0.18, 0.18, vals.size)
             ax.plot(i + jit, vals, ".", ms=3, alpha=0.35, color=_COLORS[i % len(_COLORS)])
         if mean is not None:
@@ -321,8 +345,16 @@ def plot_compare(
             err = None
             if ci is not None and ci[0] is not None:
                 err = [[max(m - float(ci[0]), 0.0)], [max(float(ci[1]) - m, 0.0)]]
-            ax.errorbar([i + 0.3], [m], yerr=err, fmt="D", color="C3", capsize=5, ms=6,
-                        label=None if mean_label_done else "mean with 95 % CI")
+            ax.errorbar(
+                [i + 0.3],
+                [m],
+                yerr=err,
+                fmt="D",
+                color="C3",
+                capsize=5,
+                ms=6,
+                label=None if mean_label_done else "mean with 95 % CI",
+            )
             mean_label_done = True
             all_vals.append(m)
     ax.set_xticks(range(len(names)), names, rotation=15 if len(names) > 3 else 0)
@@ -331,6 +363,9 @@ def plot_compare(
     if v.size and float(v.max()) > 10 * max(float(np.percentile(v, 75)), 1.0):
         ax.set_yscale("symlog", linthresh=10)
         ylabel += " (symlog scale)"
+    if v.size:
+        lo = float(v.min())
+        ax.set_ylim(bottom=min(0.0, lo) - (0.5 if lo >= 0 else 0.05 * abs(lo)))
     ax.set_ylabel(ylabel)
     ax.set_title(f"{title}\n(boxes: quartiles, whiskers 1.5 IQR, points: episodes)", fontsize=11)
     ax.grid(alpha=0.3, axis="y")

@@ -239,7 +239,11 @@ def scenario_table(
     names = _expert_names(E, expert_names)
     S = max(int(a.shape[0]), 1)
     h = entropy(a, axis=1)
-    counts, shares, means, ents, top = [], [], [], [], []
+    counts: list[int] = []
+    shares: list[float] = []
+    means: list[list[float] | None] = []
+    ents: list[float | None] = []
+    top: list[str | None] = []
     for k in range(len(scenario_names)):
         m = lab == k
         c = int(m.sum())

@@ -26,7 +26,7 @@ COMBAT_ATOMS: tuple[str, ...] = ("hostile_adjacent", "hostile_near")
 
 def _any_atoms(atoms: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     idx = [ATOM_INDEX[n] for n in names]
-    return atoms[:, idx].any(axis=1)
+    return np.asarray(atoms[:, idx].any(axis=1), dtype=bool)
 
 
 def label_scenarios(atoms: Any, moved: Any) -> np.ndarray:

@@ -68,9 +68,13 @@ class EnvConfig:
         """Raise ``ValueError`` naming the bad field and the allowed values."""
         ids = nle_task_ids()
         if self.task not in ids:
-            raise ValueError(f"env.task={self.task!r} is not a registered NLE task; allowed: {', '.join(ids)}")
+            raise ValueError(
+                f"env.task={self.task!r} is not a registered NLE task; allowed: {', '.join(ids)}"
+            )
         if not isinstance(self.max_episode_steps, int) or self.max_episode_steps <= 0:
-            raise ValueError(f"env.max_episode_steps={self.max_episode_steps!r} must be a positive integer")
+            raise ValueError(
+                f"env.max_episode_steps={self.max_episode_steps!r} must be a positive integer"
+            )
         validate_character(self.character)
         if self.crop_size < 3 or self.crop_size % 2 == 0:
             raise ValueError(f"env.crop_size={self.crop_size!r} must be an odd integer >= 3")
@@ -95,12 +99,24 @@ def make_env(cfg: EnvConfig) -> gym.Env:
     spec = gym.spec(cfg.task)
     creator = gym.envs.registration.load_env_creator(spec.entry_point)
     env = creator(**{**spec.kwargs, **kwargs})
+    nh_obj = env.unwrapped.nethack
+    for name in ("set_initial_seeds", "set_current_seeds", "get_current_seeds"):
+        # NetHackChallenge-v0 shadows the seeding methods with functions that raise (a competition
+        # rule); drop the shadows so that training and evaluation stay reproducible.
+        if name in vars(nh_obj):
+            delattr(nh_obj, name)
     return env
 
 
 def seed_env(env: gym.Env, core: int, disp: int) -> None:
-    """Seed the game itself (``reset(seed=)`` alone does not seed NetHack in nle 1.3.0)."""
-    env.unwrapped.seed(int(core), int(disp), False)
+    """Seed the game itself (``reset(seed=)`` alone does not seed NetHack in nle 1.3.0).
+
+    NetHackChallenge-v0 refuses seed changes (a competition rule); for reproducible training and
+    evaluation we seed it through the base NLE class like every other task.
+    """
+    from nle.env.base import NLE
+
+    NLE.seed(env.unwrapped, int(core), int(disp), False)
 
 
 _EVAL_LO, _EVAL_HI = 0, 2**32

@@ -92,7 +92,12 @@ class SharedBuffers:
     """Named numpy arrays backed by one shared-memory block (or plain memory)."""
 
     def __init__(
-        self, n: int, spec: F.FeatureSpec, cap: int, shm_name: str | None = None, create: bool = True
+        self,
+        n: int,
+        spec: F.FeatureSpec,
+        cap: int,
+        shm_name: str | None = None,
+        create: bool = True,
     ):
         specs = _array_specs(n, spec, cap)
         offsets: dict[str, int] = {}
@@ -150,7 +155,15 @@ class SharedBuffers:
 class EnvGroup:
     """The envs ``lo..hi-1`` of one worker and the code that steps them into the buffers."""
 
-    def __init__(self, cfg: EnvConfig, spec: F.FeatureSpec, buf: SharedBuffers, lo: int, hi: int, plan: SeedPlan):
+    def __init__(
+        self,
+        cfg: EnvConfig,
+        spec: F.FeatureSpec,
+        buf: SharedBuffers,
+        lo: int,
+        hi: int,
+        plan: SeedPlan,
+    ):
         self.cfg, self.spec, self.buf, self.lo, self.hi, self.plan = cfg, spec, buf, lo, hi, plan
         self.n = hi - lo
         self.envs = [make_env(cfg).unwrapped for _ in range(self.n)]
@@ -268,7 +281,12 @@ class EnvGroup:
         # features of the last observation (before the reset overwrites the staging arrays)
         mem = b.memory[gidx].copy()
         st, cr, at = F.compute_features(
-            self.glyphs[idx], self.blstats[idx], self.message[idx], self.tty[idx], self.spec, memory=mem
+            self.glyphs[idx],
+            self.blstats[idx],
+            self.message[idx],
+            self.tty[idx],
+            self.spec,
+            memory=mem,
         )
         b.final_state[gidx] = st
         b.final_crop[gidx] = cr
@@ -384,7 +402,17 @@ class VectorEnv:
     def _start_worker(self, k: int, restart: bool) -> None:
         lo, hi = self.bounds[k]
         parent, child = self._ctx.Pipe()
-        args = (child, self.cfg, self.spec, self.buf.name, self.num_envs, lo, hi, self.plan, restart)
+        args = (
+            child,
+            self.cfg,
+            self.spec,
+            self.buf.name,
+            self.num_envs,
+            lo,
+            hi,
+            self.plan,
+            restart,
+        )
         p = self._ctx.Process(target=_worker_main, args=args, daemon=True, name=f"nle-worker-{k}")
         p.start()
         child.close()
@@ -398,7 +426,9 @@ class VectorEnv:
             if not p.is_alive():
                 raise WorkerError(f"env worker {k} (pid {p.pid}) died with exit code {p.exitcode}")
             if time.monotonic() > deadline:
-                raise WorkerError(f"env worker {k} (pid {p.pid}) did not answer within {timeout:.0f} s")
+                raise WorkerError(
+                    f"env worker {k} (pid {p.pid}) did not answer within {timeout:.0f} s"
+                )
         try:
             msg, payload = conn.recv()
         except (EOFError, ConnectionResetError) as e:
@@ -418,7 +448,9 @@ class VectorEnv:
                 f"giving up (last error: {err})"
             )
         lo, hi = self.bounds[k]
-        log.warning("env worker %d died (%s); restarting it with fresh envs %d..%d", k, err, lo, hi - 1)
+        log.warning(
+            "env worker %d died (%s); restarting it with fresh envs %d..%d", k, err, lo, hi - 1
+        )
         p = self._procs[k]
         if p is not None and p.is_alive():
             p.kill()
@@ -481,7 +513,9 @@ class VectorEnv:
         """Replay each env's current episode from its seeds and recorded actions."""
         ec = np.asarray(state["episode_count"])
         if ec.shape != (self.num_envs,):
-            raise ValueError(f"env state is for {ec.shape[0]} envs, this vector env has {self.num_envs}")
+            raise ValueError(
+                f"env state is for {ec.shape[0]} envs, this vector env has {self.num_envs}"
+            )
         hist = np.asarray(state["history"])
         self.buf.episode_count[:] = ec
         self.buf.length[:] = np.asarray(state["length"])

@@ -310,7 +310,9 @@ def graph_from_dict(
     if unknown:
         raise GraphError(f"{source}: unknown section(s) {sorted(unknown)}")
 
-    sections = {s: _entries(data, s) for s in ("atoms", "conditions", "rules", "operators", "experts")}
+    sections = {
+        s: _entries(data, s) for s in ("atoms", "conditions", "rules", "operators", "experts")
+    }
 
     # ---- duplicate names (within and across sections) ----
     seen: dict[str, str] = {}
@@ -328,7 +330,9 @@ def graph_from_dict(
             raise GraphError(f"unknown atom '{a}': not a feature atom (features.ATOMS)")
     missing = [a for a in feat_atoms if a not in set(file_atoms)]
     if missing:
-        raise GraphError(f"feature atom '{missing[0]}' is missing from the graph (missing: {missing})")
+        raise GraphError(
+            f"feature atom '{missing[0]}' is missing from the graph (missing: {missing})"
+        )
 
     # ---- experts ----
     file_experts = [e["name"] for e in sections["experts"]]

@@ -130,7 +130,9 @@ class ModelConfig:
         if len(set(self.expert_names)) != len(self.expert_names) or not all(
             isinstance(n, str) and n for n in self.expert_names
         ):
-            raise ValueError(f"expert_names: must be distinct non-empty strings: {self.expert_names}")
+            raise ValueError(
+                f"expert_names: must be distinct non-empty strings: {self.expert_names}"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -79,7 +79,12 @@ class ExpertBank(nn.Module):
 
     def __init__(self, n_experts: int, in_dim: int, hidden: int, n_actions: int) -> None:
         super().__init__()
-        self.n_experts, self.in_dim, self.hidden, self.n_actions = n_experts, in_dim, hidden, n_actions
+        self.n_experts, self.in_dim, self.hidden, self.n_actions = (
+            n_experts,
+            in_dim,
+            hidden,
+            n_actions,
+        )
         self.w1 = nn.Parameter(torch.empty(n_experts, in_dim, hidden))
         self.b1 = nn.Parameter(torch.empty(n_experts, hidden))
         self.w2 = nn.Parameter(torch.empty(n_experts, hidden, n_actions))
@@ -147,7 +152,9 @@ class ActorCritic(nn.Module):
         self.router: nn.Sequential | None = None
         if cfg.is_moe:
             self.router = nn.Sequential(
-                nn.Linear(z_dim, cfg.router_hidden), nn.ReLU(), nn.Linear(cfg.router_hidden, cfg.n_experts)
+                nn.Linear(z_dim, cfg.router_hidden),
+                nn.ReLU(),
+                nn.Linear(cfg.router_hidden, cfg.n_experts),
             )
             last = self.router[-1]
             assert isinstance(last, nn.Linear)

@@ -99,7 +99,9 @@ def ppo_loss(
         has = batch.prior.sum(-1) > 0
         if has.any():
             pr = batch.prior[has]
-            kl = (pr * (torch.log(pr.clamp_min(EPS)) - torch.log(alpha[has].clamp_min(EPS)))).sum(-1)
+            kl = (pr * (torch.log(pr.clamp_min(EPS)) - torch.log(alpha[has].clamp_min(EPS)))).sum(
+                -1
+            )
             routing_prior = kl.mean()
         else:
             routing_prior = alpha.new_zeros(())

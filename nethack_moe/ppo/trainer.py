@@ -91,7 +91,12 @@ class RunningMeanStd:
         return reward / math.sqrt(self.var + 1e-8)
 
     def state(self) -> dict:
-        return {"ret": torch.from_numpy(self.ret.copy()), "mean": self.mean, "var": self.var, "count": self.count}
+        return {
+            "ret": torch.from_numpy(self.ret.copy()),
+            "mean": self.mean,
+            "var": self.var,
+            "count": self.count,
+        }
 
     def load(self, s: dict) -> None:
         self.ret = s["ret"].numpy().astype(np.float64)
@@ -149,7 +154,11 @@ def repair_metrics(path: Path, offset: int | None) -> None:
     if offset < size:
         with open(path, "r+b") as f:
             f.truncate(offset)
-        log.info("metrics.jsonl truncated from %d to %d bytes (records after the checkpoint dropped)", size, offset)
+        log.info(
+            "metrics.jsonl truncated from %d to %d bytes (records after the checkpoint dropped)",
+            size,
+            offset,
+        )
 
 
 def find_resume_checkpoint(target: Path) -> Path:
@@ -158,7 +167,9 @@ def find_resume_checkpoint(target: Path) -> Path:
         return target
     ck = target / "checkpoints"
     if not ck.is_dir():
-        raise CheckpointError(f"{str(target)!r} is neither a checkpoint file nor a run directory with checkpoints/")
+        raise CheckpointError(
+            f"{str(target)!r} is neither a checkpoint file nor a run directory with checkpoints/"
+        )
     cands = []
     for p in ck.glob("*.pt"):
         if p.name == "best.pt":
@@ -183,8 +194,11 @@ class Trainer:
         resume: str | Path | None = None,
         overwrite: bool = False,
         run_dir: str | Path | None = None,
+        stop_after_updates: int | None = None,
     ):
+        """``stop_after_updates``: behave as if SIGINT arrived during that update (for tests)."""
         cfg.validate()
+        self.stop_after_updates = stop_after_updates
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir else Path(cfg.run.out_dir) / cfg.run.name
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -239,7 +253,9 @@ class Trainer:
     # ------------------------------------------------------------------ signals
     def _on_signal(self, signum, frame) -> None:
         if self._stop_signal is None:
-            log.warning("signal %d received: finishing the current update, then checkpointing", signum)
+            log.warning(
+                "signal %d received: finishing the current update, then checkpointing", signum
+            )
         self._stop_signal = signum
 
     # ------------------------------------------------------------------ main loop
@@ -290,7 +306,14 @@ class Trainer:
                  "machine": platform.node(), "torch": torch.__version__}
             )  # fmt: skip
         else:
-            metrics.write({"type": "event", "kind": "resumed", "episode": C.episodes, "from": str(self.resume_path)})
+            metrics.write(
+                {
+                    "type": "event",
+                    "kind": "resumed",
+                    "episode": C.episodes,
+                    "from": str(self.resume_path),
+                }
+            )
 
         # ---- preallocated rollout storage [T, N, ...] ----
         T, N = p.rollout_steps, p.num_envs
@@ -349,7 +372,9 @@ class Trainer:
                         out = model(s_t, c_t, a_t, routing, temperature)
                         logits = out.logits.float()
                         u = torch.rand(logits.shape, generator=gen).to(dev)
-                        act = (logits - torch.log(-torch.log(u.clamp_min(1e-10)))).argmax(-1)  # Gumbel-max
+                        act = (logits - torch.log(-torch.log(u.clamp_min(1e-10)))).argmax(
+                            -1
+                        )  # Gumbel-max
                         logps[t] = torch.log_softmax(logits, -1).gather(1, act[:, None]).squeeze(1)
                         values[t] = out.value
                         actions[t] = act
@@ -429,8 +454,12 @@ class Trainer:
                         prior = None
                         if use_prior and out.operator_scores is not None:
                             prior = model.expert_prior(out.operator_scores.detach())
-                        batch = LossBatch(f_act[mb], f_logp[mb], f_val[mb], f_adv[mb], f_ret[mb], prior)
-                        loss, terms = ppo_loss(out, batch, coefs, p.clip_coef, p.vf_coef, p.clip_vloss, p.norm_adv)
+                        batch = LossBatch(
+                            f_act[mb], f_logp[mb], f_val[mb], f_adv[mb], f_ret[mb], prior
+                        )
+                        loss, terms = ppo_loss(
+                            out, batch, coefs, p.clip_coef, p.vf_coef, p.clip_vloss, p.norm_adv
+                        )
                         vals = {kk: float(v.detach()) for kk, v in terms.items()}
                         bad = [kk for kk, v in vals.items() if not math.isfinite(v)]
                         optim.zero_grad(set_to_none=True)
@@ -493,7 +522,11 @@ class Trainer:
                 metrics.flush()
                 if tb is not None:
                     for kk, v in urec.items():
-                        if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None:
+                        if (
+                            isinstance(v, (int, float))
+                            and not isinstance(v, bool)
+                            and v is not None
+                        ):
                             tb.add_scalar(kk if "/" in kk else f"train/{kk}", v, C.env_steps)
                 if pbar is not None:
                     pbar.update(len(finished))
@@ -503,7 +536,9 @@ class Trainer:
                 log.debug("update %d done in %.2fs", C.updates, time.monotonic() - t_roll)
 
                 # ------------------------------------------------ checkpoints
-                state = lambda: self._ckpt_payload(model, optim, gen, rnorm, C, recent, venv, metrics)  # noqa: E731
+                state = lambda: self._ckpt_payload(
+                    model, optim, gen, rnorm, C, recent, venv, metrics
+                )  # noqa: E731
                 bucket = C.episodes // cfg.run.checkpoint_every
                 if bucket > last_ckpt_bucket:
                     last_ckpt_bucket = bucket
@@ -519,6 +554,8 @@ class Trainer:
                         f"{C.nonfinite_streak} consecutive updates had non-finite values "
                         f"(last: {bad_term}); stopped with a checkpoint in {self.ckpt_dir}"
                     )
+                if self.stop_after_updates is not None and C.updates >= self.stop_after_updates:
+                    self._stop_signal = self._stop_signal or signal.SIGINT
                 if self._stop_signal is not None:
                     path = self._save(f"ep_{C.episodes:06d}.pt", state(), metrics, C, "periodic")
                     metrics.write({"type": "event", "kind": "interrupted", "episode": C.episodes,
@@ -559,8 +596,12 @@ class Trainer:
         }
 
     # ------------------------------------------------------------------ checkpoints
-    def _ckpt_payload(self, model, optim, gen, rnorm, C: Counters, recent, venv: VectorEnv, metrics) -> dict:
-        env_state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in venv.get_state().items()}
+    def _ckpt_payload(
+        self, model, optim, gen, rnorm, C: Counters, recent, venv: VectorEnv, metrics
+    ) -> dict:
+        env_state = {
+            k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in venv.get_state().items()
+        }
         return {
             "version": __version__,
             "config": self.cfg.to_dict(),
@@ -573,10 +614,12 @@ class Trainer:
             "recent_scores": list(recent),
             "env_state": env_state,
             "n_actions": int(venv.n_actions),
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
         }
 
-    def _save(self, name: str, payload: dict, metrics: MetricsWriter, C: Counters, kind: str) -> Path:
+    def _save(
+        self, name: str, payload: dict, metrics: MetricsWriter, C: Counters, kind: str
+    ) -> Path:
         metrics.flush(sync=True)
         payload["metrics_offset"] = metrics.offset()
         path = self.ckpt_dir / name
@@ -590,6 +633,8 @@ class Trainer:
         return path
 
 
-def train(cfg: TrainConfig, resume: str | Path | None = None, overwrite: bool = False) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig, resume: str | Path | None = None, overwrite: bool = False
+) -> dict[str, Any]:
     """Run (or resume) a training run; see :class:`Trainer`."""
     return Trainer(cfg, resume=resume, overwrite=overwrite).run()

@@ -1,0 +1,170 @@
+"""Env factory, seeding, episode accounting and the vector env, on the real NLE."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from nle import nethack as nh
+
+from nethack_moe.envs.factory import EnvConfig, eval_seeds, make_env, seed_env, train_seeds
+from nethack_moe.envs.vector import SeedPlan, VectorEnv
+
+
+def _play(cfg: EnvConfig, core: int, disp: int, actions: np.ndarray):
+    """Independent replay with a raw env: (score while running, max depth, length, done)."""
+    env = make_env(cfg).unwrapped
+    seed_env(env, core, disp)
+    obs, _ = env.reset()
+    start = int(obs["blstats"][nh.NLE_BL_SCORE])
+    last, depth, n = start, int(obs["blstats"][nh.NLE_BL_DEPTH]), 0
+    done = False
+    for a in actions:
+        obs, _, done, _, _ = env.step(int(a))
+        n += 1
+        if done:
+            break
+        last = int(obs["blstats"][nh.NLE_BL_SCORE])
+        depth = max(depth, int(obs["blstats"][nh.NLE_BL_DEPTH]))
+        if n >= cfg.max_episode_steps:
+            break
+    env.close()
+    return last - start, depth, n, done
+
+
+def test_bad_config_values_fail_naming_the_value():
+    with pytest.raises(ValueError, match="NetHackNope-v0.*NetHackScore-v0"):
+        make_env(EnvConfig(task="NetHackNope-v0"))
+    with pytest.raises(ValueError, match="role 'zzz'.*mon"):
+        make_env(EnvConfig(character="zzz-hum-neu-mal"))
+    with pytest.raises(ValueError, match="max_episode_steps=-5"):
+        make_env(EnvConfig(max_episode_steps=-5))
+    with pytest.raises(ValueError, match="crop_size"):
+        EnvConfig(crop_size=4).validate()
+
+
+@pytest.mark.parametrize("task", ["NetHackScore-v0", "NetHackStaircase-v0", "NetHackChallenge-v0"])
+def test_factory_makes_registered_tasks(task):
+    env = make_env(EnvConfig(task=task, max_episode_steps=10))
+    seed_env(env, 1, 2)
+    obs, _ = env.reset()
+    assert set(obs) == {"glyphs", "blstats", "message", "tty_chars"}
+    env.close()
+
+
+def test_real_seeding_reproduces_a_game():
+    cfg = EnvConfig()
+    runs = []
+    for _ in range(2):
+        env = make_env(cfg).unwrapped
+        seed_env(env, 123, 456)
+        obs, _ = env.reset()
+        frames = [obs["glyphs"].copy()]
+        for a in [1, 2, 3, 4, 1, 1, 2]:
+            obs, *_ = env.step(a)
+            frames.append(obs["glyphs"].copy())
+        runs.append(np.stack(frames))
+        env.close()
+    assert np.array_equal(runs[0], runs[1])
+
+
+def test_train_seeds_never_collide_with_eval_seeds():
+    evals = {eval_seeds(100000, i)[0] for i in range(200)}
+    for i in range(8):
+        for k in range(50):
+            c, d = train_seeds(1, i, k)
+            assert c >= 2**32 and d >= 2**32 and c not in evals
+
+
+def test_accounting_on_a_death():
+    """A seeded random game that dies at step 209: score, length, depth from the running game."""
+    cfg = EnvConfig(max_episode_steps=300)
+    rng = np.random.default_rng(5)
+    acts = rng.integers(0, 23, (260, 8))
+    with VectorEnv(cfg, 8, 0, SeedPlan("train", 11)) as v:
+        rec = None
+        for t in range(260):
+            v.step(acts[t])
+            for e in v.finished():
+                if e.env_index == 5 and rec is None:
+                    rec = e
+    assert rec is not None and rec.died, rec
+    score, depth, n, done = _play(cfg, rec.seed_core, rec.seed_disp, acts[:, 5])
+    assert done and n == rec.length == 209
+    assert (rec.score, rec.depth) == (score, depth)
+
+
+def test_accounting_on_truncation():
+    cfg = EnvConfig(max_episode_steps=50)
+    rng = np.random.default_rng(1)
+    acts = rng.integers(0, 23, (50, 3))
+    with VectorEnv(cfg, 3, 0, SeedPlan("train", 4)) as v:
+        for t in range(50):
+            v.step(acts[t])
+            recs = v.finished()
+        assert v.buf.truncated.all() and not v.buf.terminated.any()
+    assert len(recs) == 3
+    for e in recs:
+        assert not e.died and e.length == 50
+        score, depth, n, done = _play(cfg, e.seed_core, e.seed_disp, acts[:, e.env_index])
+        assert (e.score, e.depth, n) == (score, depth, 50)
+        assert not done
+
+
+def _trajectory(workers: int, steps: int = 120):
+    cfg = EnvConfig(max_episode_steps=40)
+    rng = np.random.default_rng(0)
+    out = []
+    with VectorEnv(cfg, 4, workers, SeedPlan("train", 9)) as v:
+        for _ in range(steps):
+            v.step(rng.integers(0, v.n_actions, 4))
+            out.append(
+                (
+                    v.buf.state.copy(),
+                    v.buf.crop.copy(),
+                    v.buf.atoms.copy(),
+                    v.buf.reward.copy(),
+                    [e.to_dict() for e in v.finished()],
+                )
+            )
+    return out
+
+
+def test_vector_env_same_seed_same_trajectory_whatever_the_workers():
+    a, b, c = _trajectory(0), _trajectory(1), _trajectory(2)
+    for x, y, z in zip(a, b, c, strict=True):
+        for i in range(4):
+            assert np.array_equal(x[i], y[i]) and np.array_equal(x[i], z[i])
+        assert x[4] == y[4] == z[4]
+    assert sum(len(x[4]) for x in a) == 12  # 4 envs x 3 episodes of 40 steps
+
+
+def test_vector_env_replay_restores_games_exactly():
+    cfg = EnvConfig(max_episode_steps=30)
+    rng = np.random.default_rng(3)
+    acts = rng.integers(0, 23, (70, 3))
+    with VectorEnv(cfg, 3, 1, SeedPlan("train", 2)) as v:
+        for t in range(40):
+            v.step(acts[t])
+        st = v.get_state()
+        ref = []
+        for t in range(40, 70):
+            v.step(acts[t])
+            ref.append((v.buf.state.copy(), [e.to_dict() for e in v.finished()]))
+    with VectorEnv(cfg, 3, 0, SeedPlan("train", 2)) as w:
+        w.set_state(st)
+        for k, t in enumerate(range(40, 70)):
+            w.step(acts[t])
+            assert np.array_equal(ref[k][0], w.buf.state)
+            assert ref[k][1] == [e.to_dict() for e in w.finished()]
+
+
+def test_truncated_episode_keeps_its_last_features():
+    cfg = EnvConfig(max_episode_steps=5)
+    with VectorEnv(cfg, 2, 0, SeedPlan("train", 1)) as v:
+        prev = None
+        for _ in range(5):
+            prev = v.buf.state.copy()
+            v.step(np.array([19, 19]))  # wait
+        assert v.buf.truncated.all()
+        # waiting does not move the hero: the last observation looks like the one before
+        assert np.allclose(v.buf.final_state[:, 12:14], prev[:, 12:14])
