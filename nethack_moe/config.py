@@ -34,6 +34,9 @@ class PPOConfig:
     """Parallel envs N."""
     rollout_steps: int = 64
     """Steps T per env in one rollout; one update per rollout."""
+    env_groups: int = 2
+    """Envs are stepped in this many contiguous groups, so that inference on one group overlaps
+    with env stepping of the other (a layout choice; results do not depend on the workers)."""
     num_minibatches: int = 4
     """Minibatches per epoch (minibatch size = N*T / num_minibatches)."""
     update_epochs: int = 2
@@ -131,6 +134,8 @@ class TrainConfig:
         for k in ("num_envs", "rollout_steps", "num_minibatches", "update_epochs"):
             if getattr(p, k) <= 0:
                 raise ConfigError(f"ppo.{k}={getattr(p, k)} must be positive")
+        if p.env_groups <= 0 or p.num_envs % p.env_groups:
+            raise ConfigError(f"ppo.env_groups={p.env_groups} must divide ppo.num_envs={p.num_envs}")
         if p.batch_size % p.num_minibatches:
             raise ConfigError(
                 f"ppo.num_minibatches={p.num_minibatches} must divide num_envs*rollout_steps={p.batch_size}"

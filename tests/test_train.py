@@ -94,3 +94,14 @@ def test_resume_a_finished_run_with_a_longer_curriculum(smoke_run, tmp_path):
 def test_two_seeded_runs_are_identical(smoke_run, tmp_path):
     Trainer(_cfg(tmp_path, "again")).run()
     assert _records(tmp_path / "again") == _records(smoke_run / "full")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_worker_count_does_not_change_results(smoke_run, tmp_path, workers):
+    """Throughput layout (workers, overlap of stepping and inference) leaves results unchanged."""
+    cfg = make_config(
+        "smoke",
+        [f"run.out_dir={tmp_path}", "run.name=w", f"run.num_workers={workers}", "run.device=cpu"],
+    )
+    Trainer(cfg).run()
+    assert _records(tmp_path / "w") == _records(smoke_run / "full")

@@ -195,13 +195,15 @@ class EnvGroup:
         self.buf.memory[i] = -1
         self.buf.length[i] = 0
 
-    def _features(self) -> None:
-        b, sl = self.buf, self.sl
+    def _features(self, j0: int = 0, j1: int | None = None) -> None:
+        """Features of local envs ``j0..j1-1`` straight into the shared arrays."""
+        j1 = self.n if j1 is None else j1
+        b, sl = self.buf, slice(self.lo + j0, self.lo + j1)
         F.compute_features(
-            self.glyphs, self.blstats, self.message, self.tty, self.spec,
+            self.glyphs[j0:j1], self.blstats[j0:j1], self.message[j0:j1], self.tty[j0:j1], self.spec,
             out_state=b.state[sl], out_crop=b.crop[sl], out_atoms=b.atoms[sl], memory=b.memory[sl],
         )  # fmt: skip
-        b.blstats[sl] = self.blstats
+        b.blstats[sl] = self.blstats[j0:j1]
 
     def reset(self) -> None:
         for j in range(self.n):
@@ -233,14 +235,19 @@ class EnvGroup:
         self.buf.length[i] = self.tracker.length[j]
         return obs, r, term, trunc, bool(done or trunc)
 
-    def step(self) -> None:
+    def step(self, lo: int | None = None, hi: int | None = None) -> None:
+        """Step the envs of this group that lie in the global range ``lo..hi-1`` (default: all)."""
+        j0 = 0 if lo is None else max(lo - self.lo, 0)
+        j1 = self.n if hi is None else min(hi - self.lo, self.n)
+        if j1 <= j0:
+            return
         b = self.buf
-        acts = b.actions[self.sl]
-        b.episode[self.sl, EP["done"]] = 0.0
+        acts = b.actions[self.lo + j0 : self.lo + j1]
+        b.episode[self.lo + j0 : self.lo + j1, EP["done"]] = 0.0
         ended: list[int] = []
-        for j in range(self.n):
+        for j in range(j0, j1):
             i = self.lo + j
-            obs, r, term, trunc, end = self._advance(j, int(acts[j]))
+            obs, r, term, trunc, end = self._advance(j, int(acts[j - j0]))
             b.reward[i] = r
             b.terminated[i] = term
             b.truncated[i] = trunc
@@ -249,7 +256,7 @@ class EnvGroup:
                 ended.append(j)
         if ended:
             self._finish(ended)
-        self._features()
+        self._features(j0, j1)
 
     def replay(self) -> None:
         """Rebuild every env's current game from its seeds and the recorded actions (exact resume)."""
@@ -324,8 +331,8 @@ def _worker_main(conn, cfg, spec, shm_name, n_total, lo, hi, plan, restart) -> N
         conn.send(("ready", os.getpid()))
         while True:
             cmd = conn.recv()
-            if cmd == "step":
-                group.step()
+            if isinstance(cmd, tuple) and cmd[0] == "step":
+                group.step(cmd[1], cmd[2])
                 conn.send(("ok", None))
             elif cmd == "reset":
                 group.reset()
@@ -387,6 +394,7 @@ class VectorEnv:
         self.bounds = [(int(bounds[k]), int(bounds[k + 1])) for k in range(w)]
         self._procs: list[Any] = []
         self._conns: list[Any] = []
+        self._pending: list[list[tuple[int, int]]] = [[] for _ in range(w)]
         self._local: EnvGroup | None = None
         self._closed = False
         if num_workers == 0:
@@ -460,6 +468,58 @@ class VectorEnv:
         self.dropped_episodes += hi - lo
         self._start_worker(k, restart=True)
 
+    def _workers_in(self, lo: int, hi: int) -> list[int]:
+        return [k for k, (a, b) in enumerate(self.bounds) if a < hi and b > lo]
+
+    def _mark_restarted(self, k: int) -> None:
+        """A restarted worker's envs start fresh games: their last step counts as truncated."""
+        lo, hi = self.bounds[k]
+        self.buf.episode[lo:hi, EP["done"]] = 0.0
+        self.buf.reward[lo:hi] = 0.0
+        self.buf.terminated[lo:hi] = False
+        self.buf.truncated[lo:hi] = True
+        self._pending[k].clear()
+
+    def step_async(self, actions: np.ndarray, lo: int = 0, hi: int | None = None) -> None:
+        """Start stepping envs ``lo..hi-1`` with ``actions [hi-lo]``; collect with :meth:`step_wait`.
+
+        Ranges are queued per worker, so one worker can step one half of its envs while the
+        caller computes the other half's actions (overlapping env stepping with inference).
+        """
+        hi = self.num_envs if hi is None else hi
+        self.buf.actions[lo:hi] = actions
+        if self._local is not None:
+            self._local.step(lo, hi)
+            return
+        for k in self._workers_in(lo, hi):
+            try:
+                self._conns[k].send(("step", lo, hi))
+                self._pending[k].append((lo, hi))
+            except (BrokenPipeError, OSError) as e:
+                self._restart(k, e)
+                self._mark_restarted(k)
+
+    def step_wait(self, lo: int = 0, hi: int | None = None) -> None:
+        """Wait until envs ``lo..hi-1`` have stepped; results are in :attr:`buf`."""
+        hi = self.num_envs if hi is None else hi
+        if self._local is not None:
+            return
+        for k in self._workers_in(lo, hi):
+            while self._pending[k] and self._pending[k][0] != (lo, hi):
+                self._wait_one(k)  # an earlier range queued on the same worker
+            if self._pending[k]:
+                self._wait_one(k)
+
+    def _wait_one(self, k: int) -> None:
+        try:
+            self._expect(k, "ok", timeout=self.step_timeout)
+            self._pending[k].pop(0)
+        except WorkerError as e:
+            if "failed:" in str(e):  # a Python exception inside the env code: not a crash
+                raise
+            self._restart(k, e)
+            self._mark_restarted(k)
+
     def _broadcast(self, cmd: str) -> list[int]:
         """Send ``cmd`` to every worker and wait; returns the workers that had to be restarted."""
         restarted: list[int] = []
@@ -491,14 +551,8 @@ class VectorEnv:
 
     def step(self, actions: np.ndarray) -> None:
         """Step every env with ``actions [N]``; results are in :attr:`buf`."""
-        self.buf.actions[:] = actions
-        restarted = self._broadcast("step")
-        for k in restarted:
-            lo, hi = self.bounds[k]
-            self.buf.episode[lo:hi, EP["done"]] = 0.0
-            self.buf.reward[lo:hi] = 0.0
-            self.buf.terminated[lo:hi] = False
-            self.buf.truncated[lo:hi] = True
+        self.step_async(actions)
+        self.step_wait()
 
     def get_state(self) -> dict[str, np.ndarray]:
         """What :meth:`set_state` needs to rebuild every env exactly (seeds + actions so far)."""
@@ -523,9 +577,9 @@ class VectorEnv:
         self.buf.history[:, : hist.shape[1]] = hist
         self._broadcast("replay")
 
-    def finished(self) -> list[EpisodeRecord]:
-        """Records of the episodes that ended on the last step."""
-        done = np.flatnonzero(self.buf.episode[:, EP["done"]] > 0)
+    def finished(self, lo: int = 0, hi: int | None = None) -> list[EpisodeRecord]:
+        """Records of the episodes of envs ``lo..hi-1`` that ended on their last step."""
+        done = np.flatnonzero(self.buf.episode[lo:hi, EP["done"]] > 0) + lo
         return [record_from_row(int(i), self.buf.episode[i]) for i in done]
 
     def worker_pids(self) -> list[int]:

@@ -78,16 +78,21 @@ class RunningMeanStd:
         self.var = 1.0
         self.count = 1e-4
 
-    def scale(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
-        self.ret = self.ret * self.gamma + reward
-        b_mean, b_var, b_n = float(self.ret.mean()), float(self.ret.var()), self.ret.size
+    def scale(
+        self, reward: np.ndarray, done: np.ndarray, lo: int = 0, hi: int | None = None
+    ) -> np.ndarray:
+        """Scale the rewards of envs ``lo..hi-1`` and update the running statistics."""
+        ret = self.ret[lo:hi]
+        ret *= self.gamma
+        ret += reward
+        b_mean, b_var, b_n = float(ret.mean()), float(ret.var()), ret.size
         delta = b_mean - self.mean
         tot = self.count + b_n
         self.mean += delta * b_n / tot
         m2 = self.var * self.count + b_var * b_n + delta**2 * self.count * b_n / tot
         self.var = m2 / tot
         self.count = tot
-        self.ret[done] = 0.0
+        ret[done] = 0.0
         return reward / math.sqrt(self.var + 1e-8)
 
     def state(self) -> dict:
@@ -329,6 +334,8 @@ class Trainer:
         E = model.n_experts
         alphas = torch.zeros((T, N, E), device=dev)
         buf = venv.buf
+        gsz = N // p.env_groups
+        groups = [(g * gsz, (g + 1) * gsz) for g in range(p.env_groups)]
         b_state = torch.from_numpy(buf.state)  # zero-copy views of the shared arrays
         b_crop = torch.from_numpy(buf.crop)
         b_atoms = torch.from_numpy(buf.atoms)
@@ -359,37 +366,38 @@ class Trainer:
                 t_roll = time.monotonic()
                 finished: list[EpisodeRecord] = []
                 # ------------------------------------------------ rollout
+                # Envs are split into G contiguous groups; while the workers step one group, this
+                # process computes the next group's actions (overlap of env stepping and inference).
                 model.eval()
-                for t in range(T):
-                    ti = time.monotonic()
+
+                def act_on(t: int, lo: int, hi: int) -> np.ndarray:
                     with torch.no_grad():
-                        s_t = b_state.to(dev, non_blocking=True)
-                        c_t = b_crop.to(dev, non_blocking=True)
-                        a_t = b_atoms.to(dev, non_blocking=True)
-                        obs_state[t].copy_(s_t)
-                        obs_crop[t].copy_(c_t)
-                        obs_atoms[t].copy_(a_t)
+                        s_t = b_state[lo:hi].to(dev, non_blocking=True)
+                        c_t = b_crop[lo:hi].to(dev, non_blocking=True)
+                        a_t = b_atoms[lo:hi].to(dev, non_blocking=True)
+                        obs_state[t, lo:hi].copy_(s_t)
+                        obs_crop[t, lo:hi].copy_(c_t)
+                        obs_atoms[t, lo:hi].copy_(a_t)
                         out = model(s_t, c_t, a_t, routing, temperature)
                         logits = out.logits.float()
                         u = torch.rand(logits.shape, generator=gen).to(dev)
-                        act = (logits - torch.log(-torch.log(u.clamp_min(1e-10)))).argmax(
-                            -1
-                        )  # Gumbel-max
-                        logps[t] = torch.log_softmax(logits, -1).gather(1, act[:, None]).squeeze(1)
-                        values[t] = out.value
-                        actions[t] = act
-                        alphas[t] = out.alpha
-                        act_np = act.cpu().numpy()
-                    te = time.monotonic()
-                    t_inf += te - ti
-                    venv.step(act_np)
-                    t_env += time.monotonic() - te
-                    r = buf.reward.astype(np.float64)
-                    done = buf.terminated | buf.truncated
+                        gumbel = -torch.log(-torch.log(u.clamp_min(1e-10)))
+                        act = (logits + gumbel).argmax(-1)  # Gumbel-max sampling
+                        logps[t, lo:hi] = (
+                            torch.log_softmax(logits, -1).gather(1, act[:, None]).squeeze(1)
+                        )
+                        values[t, lo:hi] = out.value
+                        actions[t, lo:hi] = act
+                        alphas[t, lo:hi] = out.alpha
+                        return act.cpu().numpy()
+
+                def collect(t: int, lo: int, hi: int) -> None:
+                    r = buf.reward[lo:hi].astype(np.float64)
+                    done = buf.terminated[lo:hi] | buf.truncated[lo:hi]
                     if p.reward_norm:
-                        r = rnorm.scale(r, done)
+                        r = rnorm.scale(r, done, lo, hi)
                     r_t = torch.as_tensor(r, dtype=torch.float32)
-                    trunc_idx = np.flatnonzero(buf.truncated)
+                    trunc_idx = np.flatnonzero(buf.truncated[lo:hi]) + lo
                     if trunc_idx.size:
                         with torch.no_grad():
                             fo = model(
@@ -399,21 +407,14 @@ class Trainer:
                                 routing,
                                 temperature,
                             )
-                        r_t[trunc_idx] += p.gamma * fo.value.float().cpu()
-                    rewards[t] = r_t.to(dev)
-                    dones[t] = torch.as_tensor(done, dtype=torch.float32).to(dev)
-                    eps = venv.finished()
-                    if venv.worker_restarts != C.worker_restarts:
-                        n_new = venv.worker_restarts - C.worker_restarts
-                        C.dropped_episodes = venv.dropped_episodes
-                        C.worker_restarts = venv.worker_restarts
-                        metrics.write({"type": "event", "kind": "worker_restart", "episode": C.episodes,
-                                       "count": n_new, "dropped_total": C.dropped_episodes})  # fmt: skip
-                    C.env_steps += N
-                    for e in eps:
+                        r_t[trunc_idx - lo] += p.gamma * fo.value.float().cpu()
+                    rewards[t, lo:hi] = r_t.to(dev)
+                    dones[t, lo:hi] = torch.as_tensor(done, dtype=torch.float32).to(dev)
+                    C.env_steps += hi - lo
+                    for e in venv.finished(lo, hi):
                         C.episodes += 1
                         recent.append(float(e.score))
-                        recent = recent[-cfg.run.best_window :]
+                        del recent[: -cfg.run.best_window]
                         rec = {"type": "episode", "episode": C.episodes, "env_steps": C.env_steps,
                                "score": e.score, "reward": e.reward, "length": e.length, "depth": e.depth,
                                "died": e.died, "phase": phase.name, "temperature": temperature,
@@ -425,6 +426,25 @@ class Trainer:
                             tb.add_scalar("episode/score", e.score, C.episodes)
                             tb.add_scalar("episode/reward", e.reward, C.episodes)
                             tb.add_scalar("episode/depth", e.depth, C.episodes)
+
+                for t in range(T + 1):
+                    for lo, hi in groups:
+                        if t > 0:
+                            te = time.monotonic()
+                            venv.step_wait(lo, hi)
+                            t_env += time.monotonic() - te
+                            collect(t - 1, lo, hi)
+                        if t < T:
+                            ti = time.monotonic()
+                            act_np = act_on(t, lo, hi)
+                            t_inf += time.monotonic() - ti
+                            venv.step_async(act_np, lo, hi)
+                if venv.worker_restarts != C.worker_restarts:
+                    n_new = venv.worker_restarts - C.worker_restarts
+                    C.dropped_episodes = venv.dropped_episodes
+                    C.worker_restarts = venv.worker_restarts
+                    metrics.write({"type": "event", "kind": "worker_restart", "episode": C.episodes,
+                                   "count": n_new, "dropped_total": C.dropped_episodes})  # fmt: skip
                 # ------------------------------------------------ GAE
                 with torch.no_grad():
                     last_v = model(
