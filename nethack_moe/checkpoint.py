@@ -59,7 +59,14 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
     buf = io.BytesIO()
     torch.save(payload, buf)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    try:
+        atomic_write_bytes(Path(path), buf.getvalue())
+    except OSError as e:
+        raise OSError(
+            e.errno,
+            f"cannot write checkpoint {str(path)!r}: {e.strerror or e}; "
+            "the checkpoints already on disk are unchanged",
+        ) from e
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -74,11 +81,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         data = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
-            f"checkpoint {str(p)!r} refused: it holds objects that are not plain data ({first})"
+            f"checkpoint {str(p)!r} refused: not a checkpoint of plain data (tensors, numbers, "
+            f"strings); nothing in it was run ({_unpickling_reason(e)})"
         ) from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001  random bytes fail the unpickler in many ways (KeyError ...)
+        # (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, ...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"checkpoint {str(p)!r} is truncated or not a checkpoint ({first})"
@@ -91,6 +99,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"this nethack-moe reads version {FORMAT_VERSION}"
         )
     return data
+
+
+def _unpickling_reason(e: Exception) -> str:
+    """The informative line of torch's weights-only refusal (not its preamble or advice)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines[1:]:
+        if not ln.startswith(("Please file an issue", "Check the documentation")):
+            return ln
+    return type(e).__name__
 
 
 def check_model_compat(ckpt: dict, model_cfg: dict, path: str | Path) -> None:

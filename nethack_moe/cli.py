@@ -1,12 +1,15 @@
 """``nethack-moe``: the command line. Library code logs; only this module prints.
 
-Exit status: 0 success, 2 bad input (config, checkpoint, paths), 1 failure during the work,
-130 / 143 training interrupted by SIGINT / SIGTERM (a checkpoint was written).
+Exit status: 0 success, 2 bad input (config, checkpoint, paths) or a full disk (the checkpoints
+already on disk are intact), 1 failure during the work (non-finite losses, env workers that keep
+dying: a checkpoint was written), 130 / 143 training interrupted by SIGINT / SIGTERM (a checkpoint
+was written).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -109,6 +112,7 @@ def _load_cfg(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from nethack_moe.envs.vector import WorkerError
     from nethack_moe.ppo.trainer import NonFiniteError, TrainingInterrupted, train
 
     cfg = _load_cfg(args)
@@ -120,6 +124,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     except NonFiniteError as e:
         print(f"nethack-moe: {e}", file=sys.stderr)
         return 1
+    except WorkerError as e:
+        print(f"nethack-moe: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (start-up, shutdown)
+        print("nethack-moe: interrupted outside a training update; no new checkpoint written",
+              file=sys.stderr)  # fmt: skip
+        return 130
     print(
         f"done: {summary['episodes']} episodes, {summary['env_steps']:,} env steps in "
         f"{summary['wall_s']:.0f} s ({summary['train_sps']:,.0f} SPS); final checkpoint {summary['final']}"
@@ -198,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except ValueError as e:
         if type(e).__name__ in ("GraphError",):
+            print(f"nethack-moe: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # full disk: the message names the file
             print(f"nethack-moe: error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
         raise

@@ -130,6 +130,14 @@ class TrainConfig:
             raise
         except ValueError as e:
             raise ConfigError(str(e)) from e
+        if self.model.uses_graph:  # a bad graph file fails here, before any env or file
+            from nethack_moe.knowledge.graph import GraphError, load_graph
+
+            m = self.model
+            try:
+                load_graph(m.graph_path, expert_names=m.expert_names if m.is_moe else None)
+            except GraphError as e:
+                raise ConfigError(f"model.graph_path={m.graph_path!r}: {e}") from e
         p = self.ppo
         for k in ("num_envs", "rollout_steps", "num_minibatches", "update_epochs"):
             if getattr(p, k) <= 0:

@@ -14,6 +14,7 @@ output arrays when given them, so the vector env can fill shared memory without 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,6 +143,8 @@ def _build_groups() -> tuple[np.ndarray, int]:
 
 GLYPH_GROUP, N_GLYPH_GROUPS = _build_groups()
 PAD_GROUP = 0
+#: MAX_GLYPH ("nothing", never drawn on the map) is the padding glyph: it must map to PAD_GROUP.
+GLYPH_GROUP[int(nh.MAX_GLYPH)] = PAD_GROUP
 
 # --------------------------------------------------------------------------------------------
 # Scene atoms
@@ -178,7 +181,7 @@ ATOM_SPECS: tuple[tuple[str, str], ...] = (
     ("closed_door_adjacent", "a closed door in the 4 orthogonal cells"),
     ("in_corridor", "the hero stands in a corridor"),
     ("in_room", "the hero stands on a room floor or doorway"),
-    ("dark_room", "dark room floor next to the hero (unlit room)"),
+    ("dark_room", "the hero is in an unlit room (dark floor 2 cells away; not blind)"),
     ("item_here", "an object lies under the hero (from the last message or remembered glyph)"),
     ("item_adjacent", "an object (not a boulder) in the 8 cells around"),
     ("food_visible", "a food item or corpse on the map"),
@@ -282,6 +285,10 @@ class FeatureSpec:
 
 _RING8 = np.array([0, 1, 2, 3, 5, 6, 7, 8])  # indices into the flattened 3x3 block around the hero
 _RING4 = np.array([1, 3, 5, 7])
+#: (dy, dx) of the 16 cells at Chebyshev distance 2 (the 8 around the hero are always seen lit)
+_RING16 = np.array(
+    [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if max(abs(dy), abs(dx)) == 2]
+)
 _WALKABLE = IS_FLOOR | IS_DARK_FLOOR | IS_CORRIDOR | IS_DOOR | IS_DOWNSTAIRS | IS_UPSTAIRS | IS_ITEM
 _WALKABLE |= IS_MONSTER | IS_FEATURE | IS_TRAP
 
@@ -295,7 +302,7 @@ _FLAG_TABLES = (
     ("door", IS_DOOR),
     ("closed_door", IS_CLOSED_DOOR),
     ("corridor", IS_CORRIDOR),
-    ("roomish", IS_FLOOR | IS_DARK_FLOOR | IS_DOOR),
+    ("floor", IS_FLOOR | IS_DARK_FLOOR),
     ("dark", IS_DARK_FLOOR),
     ("item", IS_ITEM),
     ("trap", IS_TRAP),
@@ -490,10 +497,15 @@ def compute_features(
     a[:, A["upstairs_visible"]] = (flat & _BIT["up"]).any(1)
     a[:, A["door_adjacent"]] = near4("door")
     a[:, A["closed_door_adjacent"]] = near4("closed_door")
-    # the hero's glyph hides the terrain under it: judge it from the 4 orthogonal neighbours
-    a[:, A["in_corridor"]] = near4("corridor")
-    a[:, A["in_room"]] = near4("roomish")
-    a[:, A["dark_room"]] = near8("dark")
+    # the hero's glyph hides the terrain under it: judge it from the 8 neighbours; room floor is
+    # never next to a corridor cell (a wall or a doorway lies between)
+    in_room = near8("floor")
+    a[:, A["in_corridor"]] = near8("corridor") & ~in_room
+    a[:, A["in_room"]] = in_room
+    ry = np.clip(ys[:, None] + _RING16[:, 0], 0, ROWS - 1)
+    rx = np.clip(xs[:, None] + _RING16[:, 1], 0, COLS - 1)
+    dark2 = ((flags[bidx[:, None], ry, rx] & _BIT["dark"]) != 0).any(1)
+    a[:, A["dark_room"]] = in_room & dark2 & ((cond & nh.BL_MASK_BLIND) == 0)
     a[:, A["item_here"]] = _item_here(message)
     a[:, A["item_adjacent"]] = near8("item")
     a[:, A["food_visible"]] = (flat & _BIT["food"]).any(1)
@@ -520,9 +532,16 @@ def _item_here(message: np.ndarray) -> np.ndarray:
             continue
         m = row.tobytes()
         out[i] = (
-            (b"You see here" in m) or (b"objects here" in m) or (b"You have a little trouble" in m)
+            (b"You see here" in m)
+            or (b"You feel here" in m)
+            or ((b"objects here" in m) and (b"no objects here" not in m))
+            or (b"You have a little trouble" in m)
         )
     return out
+
+
+#: "[ynq]", "[ynq] (n)", "[abc or ?*]" at the end of the message, or getpos's instructions.
+_PROMPT_END = re.compile(rb"(\](?: \(.\))?|\(For instructions type a '\?'\))$")
 
 
 def _is_question(message: np.ndarray) -> np.ndarray:
@@ -533,7 +552,7 @@ def _is_question(message: np.ndarray) -> np.ndarray:
         if raw[i, 0] == 0:
             continue
         m = raw[i].tobytes().rstrip(b"\0").rstrip()
-        out[i] = m.endswith(b"?") or m.endswith(b"]") or b"In what direction" in m
+        out[i] = m.endswith(b"?") or _PROMPT_END.search(m) is not None or b"In what direction" in m
     return out
 
 

@@ -90,14 +90,19 @@ def test_gat_layer_matches_dense_gat_conv() -> None:
     expected = ref(x, adj.float(), add_loop=False)
     torch.testing.assert_close(ours(x, adj, rel), expected, rtol=1e-5, atol=1e-5)
     dst, src = adj.nonzero(as_tuple=True)
-    sparse = ours.propagate(x.transpose(0, 1), src, dst, rel[dst, src]).transpose(0, 1)
+    sparse = ours.propagate(x.permute(1, 2, 0), src, dst, rel[dst, src]).permute(2, 0, 1)
     torch.testing.assert_close(sparse, expected, rtol=1e-5, atol=1e-5)
+    # only some destination nodes, in output slots
+    keep = (dst == 2) | (dst == 5)
+    slot = (dst[keep] == 5).long()
+    part = ours.propagate(x.permute(1, 2, 0), src[keep], dst[keep], rel[dst, src][keep], slot, 2)
+    torch.testing.assert_close(part.permute(2, 0, 1), expected[:, [2, 5]], rtol=1e-5, atol=1e-5)
     # the relation bias (zero at init) changes the attention once learned
     with torch.no_grad():
         assert ours.rel_bias is not None
         ours.rel_bias.normal_()
     assert not torch.allclose(ours(x, adj, rel), expected)
-    sparse = ours.propagate(x.transpose(0, 1), src, dst, rel[dst, src]).transpose(0, 1)
+    sparse = ours.propagate(x.permute(1, 2, 0), src, dst, rel[dst, src]).permute(2, 0, 1)
     torch.testing.assert_close(sparse, ours(x, adj, rel), rtol=1e-5, atol=1e-5)
 
 

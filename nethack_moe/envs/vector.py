@@ -321,7 +321,10 @@ class EnvGroup:
 
 
 def _worker_main(conn, cfg, spec, shm_name, n_total, lo, hi, plan, restart) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer handles Ctrl-C
+    # the trainer handles Ctrl-C and SIGTERM (a preemption signals the whole process group);
+    # a worker whose trainer is gone exits on the closed pipe
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     buf = SharedBuffers(n_total, spec, cfg.max_episode_steps, shm_name=shm_name, create=False)
     group = None
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -88,32 +89,51 @@ class GATLayer(nn.Module):
         return out.transpose(1, 2).reshape(B, N, H * C) + self.bias
 
     def propagate(
-        self, x: Tensor, src: Tensor, dst: Tensor, relation: Tensor | None = None
+        self,
+        x: Tensor,
+        src: Tensor,
+        dst: Tensor,
+        relation: Tensor | None = None,
+        slot: Tensor | None = None,
+        n_out: int | None = None,
     ) -> Tensor:
-        """Sparse path, same result as :meth:`forward`: node-major ``x`` ``[N, B, F]`` and the
-        message list ``src -> dst`` (``[M]`` each, self-loops included; ``relation`` ``[M]``)
-        -> ``[N, B, H*C]``. Costs ``O(B·M·H·C)``."""
-        N, B, _ = x.shape
+        """Sparse path, same result as :meth:`forward`, over the message list ``src -> dst``.
+
+        Args:
+            x: ``[N, F, B]`` node features, *batch innermost* (elementwise work over the
+                messages then runs on contiguous ``B``-vectors).
+            src, dst: ``[M]`` node indices of each message (self-loops included).
+            relation: ``[M]`` relation code of each message (for the relation bias).
+            slot, n_out: compute only ``n_out`` destination nodes; ``slot[m]`` is the output row
+                of message ``m``'s destination (default: ``dst`` and ``N``).
+
+        Returns:
+            ``[n_out, H*C, B]``. Costs ``O(M·H·C·B)``.
+        """
+        N, _, B = x.shape
         H, C = self.heads, self.out_per_head
+        M = src.shape[0]
+        slot = dst if slot is None else slot
+        R = N if n_out is None else n_out
         # one GEMM for the values and both attention terms: a = (W x)·att = x·(W^T att)
         w = self.lin.weight.view(H, C, -1)  # [H, C, F]
         w_src = (w * self.att_src.view(H, C, 1)).sum(1)  # [H, F]
         w_dst = (w * self.att_dst.view(H, C, 1)).sum(1)  # [H, F]
-        y = x @ torch.cat([self.lin.weight, w_src, w_dst]).t()  # [N, B, H*C + 2H]
-        h, a_src, a_dst = y.split([H * C, H, H], dim=-1)  # [N,B,H*C], [N,B,H], [N,B,H]
-        e = a_src.index_select(0, src) + a_dst.index_select(0, dst)  # [M, B, H]
+        y = torch.matmul(torch.cat([self.lin.weight, w_src, w_dst]), x)  # [N, H*C + 2H, B]
+        h, a_src, a_dst = y.split([H * C, H, H], dim=1)  # [N,H*C,B], [N,H,B], [N,H,B]
+        e = a_src.index_select(0, src) + a_dst.index_select(0, dst)  # [M, H, B]
         e = F.leaky_relu(e, self.negative_slope)
         if self.rel_bias is not None and relation is not None:
-            e = e + self.rel_bias.index_select(0, relation).unsqueeze(1)  # [M, 1, H]
+            e = e + self.rel_bias.index_select(0, relation).unsqueeze(-1)  # [M, H, 1]
         with torch.no_grad():  # per-destination max, only for numerical stability
-            idx = dst.view(-1, 1, 1).expand_as(e)
-            e_max = e.new_full((N, B, H), float("-inf")).scatter_reduce_(0, idx, e, "amax")
-        p = torch.exp(e - e_max.index_select(0, dst))  # [M, B, H]
-        denom = p.new_zeros(N, B, H).index_add_(0, dst, p)  # [N, B, H]
-        attn = p / denom.index_select(0, dst)  # [M, B, H]
-        msg = h.index_select(0, src).view(-1, B, H, C) * attn.unsqueeze(-1)  # [M, B, H, C]
-        out = msg.new_zeros(N, B, H, C).index_add_(0, dst, msg)  # [N, B, H, C]
-        return out.view(N, B, H * C) + self.bias
+            idx = slot.view(-1, 1, 1).expand_as(e)
+            e_max = e.new_full((R, H, B), float("-inf")).scatter_reduce_(0, idx, e, "amax")
+        p = torch.exp(e - e_max.index_select(0, slot))  # [M, H, B]
+        denom = p.new_zeros(R, H, B).index_add_(0, slot, p)  # [R, H, B]
+        attn = p / denom.index_select(0, slot)  # [M, H, B]
+        msg = h.index_select(0, src).view(M, H, C, B) * attn.unsqueeze(2)  # [M, H, C, B]
+        out = msg.new_zeros(R, H, C, B).index_add_(0, slot, msg)  # [R, H, C, B]
+        return out.view(R, H * C, B) + self.bias.view(1, -1, 1)
 
 
 class GraphOutput(NamedTuple):
@@ -130,9 +150,10 @@ class GATEncoder(nn.Module):
 
     Node input = projection of ``[node embedding + type embedding, activation]``, where the
     activation of an atom node is its 0/1 atom value and that of any other node a learned scalar.
-    Then ``layers`` x (GAT -> ELU -> residual -> LayerNorm). ``h_graph`` = ReLU(Linear(
-    [mean over all nodes, mean over operator nodes, the expert node states])); operator scores =
-    a linear head on each operator node's final state.
+    Then ``layers`` x (GAT -> ELU -> residual -> LayerNorm); the last layer computes only the
+    read-out nodes (operators and experts), nothing else is read from it. ``h_graph`` =
+    ReLU(Linear([mean over all nodes before the last layer, mean over the operator nodes, the
+    expert node states])); operator scores = a linear head on each operator node's final state.
     """
 
     def __init__(
@@ -185,6 +206,16 @@ class GATEncoder(nn.Module):
         buf("msg_src", src, torch.long)
         buf("msg_dst", dst, torch.long)
         buf("msg_rel", graph.relation[dst, src], torch.long)
+        # the last layer only computes the read-out nodes (operators, then experts)
+        readout = np.concatenate([graph.operator_node_index, graph.expert_node_index])
+        slot_of = np.full(n, -1, dtype=np.int64)
+        slot_of[readout] = np.arange(len(readout))
+        keep = slot_of[dst] >= 0
+        buf("readout", readout, torch.long)
+        buf("last_src", src[keep], torch.long)
+        buf("last_dst", dst[keep], torch.long)
+        buf("last_rel", graph.relation[dst[keep], src[keep]], torch.long)
+        buf("last_slot", slot_of[dst[keep]], torch.long)
 
     def node_activations(self, atoms: Tensor) -> Tensor:
         """``[U, n_atoms]`` float atoms -> ``[U, N]`` activations (learned scalars off the atoms)."""
@@ -192,30 +223,47 @@ class GATEncoder(nn.Module):
         act = act.masked_fill(self.is_atom.unsqueeze(0), 0.0)
         return act.index_copy(1, self.atom_nodes, atoms.to(act.dtype))
 
-    def node_states(self, atoms: Tensor) -> Tensor:
-        """Final node states, node-major ``[N, U, gat_dim]``, for float atoms ``[U, n_atoms]``
-        (no dedup)."""
+    def node_states(self, atoms: Tensor) -> tuple[Tensor, Tensor]:
+        """Run the GAT on float atom vectors ``[U, n_atoms]`` (no dedup).
+
+        Returns:
+            ``(x_all, x_out)``: the states of all nodes before the last layer ``[N, D, U]`` and
+            the last layer's states of the read-out nodes (operators, then experts)
+            ``[O + E, D, U]`` (feature-major, batch innermost).
+        """
         base = self.node_emb + self.type_emb[self.node_types]  # [N, De]
         w_e = self.in_proj.weight[:, :-1]  # [D, De]
         w_a = self.in_proj.weight[:, -1]  # [D]
         x0 = base @ w_e.t() + self.in_proj.bias  # [N, D]: projection of [emb, act] split in two
         act = self.node_activations(atoms).t()  # [N, U]
-        x = x0.unsqueeze(1) + act.unsqueeze(-1) * w_a  # [N, U, D]
-        for layer, norm in zip(self.layers, self.norms, strict=True):
+        x = x0.unsqueeze(-1) + act.unsqueeze(1) * w_a.view(1, -1, 1)  # [N, D, U]
+        n_layers = len(self.layers)
+        for k, (layer, norm) in enumerate(zip(self.layers, self.norms, strict=True)):
             assert isinstance(layer, GATLayer)
-            if self.sparse:
-                y = layer.propagate(x, self.msg_src, self.msg_dst, self.msg_rel)  # [N, U, D]
+            last = k == n_layers - 1
+            if not self.sparse:
+                y = layer(x.permute(2, 0, 1), self.adjacency, self.relation).permute(1, 2, 0)
+                if last:
+                    y = y[self.readout]
+            elif last:
+                y = layer.propagate(
+                    x, self.last_src, self.last_dst, self.last_rel, self.last_slot, len(self.readout)
+                )  # [O + E, D, U]
             else:
-                y = layer(x.transpose(0, 1), self.adjacency, self.relation).transpose(0, 1)
-            x = norm(x + F.elu(y))
-        return x
+                y = layer.propagate(x, self.msg_src, self.msg_dst, self.msg_rel)  # [N, D, U]
+            res = x[self.readout] if last else x
+            out = norm((res + F.elu(y)).transpose(1, 2)).transpose(1, 2)  # LayerNorm over D
+            if last:
+                return x, out
+            x = out
+        return x, x[self.readout]
 
     def _encode(self, atoms: Tensor) -> GraphOutput:
-        x = self.node_states(atoms)  # [N, U, D]
-        ops = x[self.op_nodes]  # [O, U, D]
-        experts = x[self.expert_nodes].transpose(0, 1).flatten(1)  # [U, n_exp * D]
-        pooled = torch.cat([x.mean(0), ops.mean(0), experts], dim=-1)  # [U, (2 + n_exp) * D]
-        scores = self.op_head(ops).squeeze(-1).t()  # [U, O]
+        x_all, x_out = self.node_states(atoms)  # [N, D, U], [O + E, D, U]
+        ops = x_out[: self.n_operators]  # [O, D, U]
+        experts = x_out[self.n_operators :].permute(2, 0, 1).flatten(1)  # [U, E * D]
+        pooled = torch.cat([x_all.mean(0).t(), ops.mean(0).t(), experts], dim=-1)
+        scores = self.op_head(ops.transpose(1, 2)).squeeze(-1).t()  # [U, O]
         return GraphOutput(F.relu(self.pool(pooled)), scores)
 
     def unique_atoms(self, atoms: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,386 @@
+"""Subcommands ``evaluate``, ``analyze``, ``report``, ``compare`` and ``watch`` of ``nethack-moe``.
+
+:func:`register` adds them to the CLI's subparsers. Handlers return an exit status; bad input
+raises :class:`nethack_moe.cli.UsageError` or lets :class:`CheckpointError` through (``cli.main``
+maps both to exit status 2 with a one-line message). An evaluation in which an episode failed twice
+still writes its file but exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from nethack_moe.evaluation import E200_EPISODES, E200_SEED_START
+
+
+def _usage_error(msg: str) -> Exception:
+    from nethack_moe.cli import UsageError  # lazy: cli imports this module
+
+    return UsageError(msg)
+
+
+def _say(text: str = "", file: TextIO | None = None) -> None:
+    (file or sys.stdout).write(text + "\n")
+
+
+def _f(v: Any, nd: int = 2) -> str:
+    if v is None:
+        return "–"
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return f"{f:.{nd}f}" if math.isfinite(f) else str(f)
+
+
+def _ci(v: Any, nd: int = 2) -> str:
+    return "–" if not v else f"[{float(v[0]):.{nd}f}, {float(v[1]):.{nd}f}]"
+
+
+def _pct(v: Any) -> str:
+    return "–" if v is None else f"{100 * float(v):.1f} %"
+
+
+def _rows(rows: Sequence[tuple[str, str]]) -> str:
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k.ljust(w)}  {v}" for k, v in rows)
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{v} must be positive")
+    return v
+
+
+def _non_negative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 0")
+    return v
+
+
+def _check_files(paths: Sequence[str]) -> None:
+    for p in paths:
+        if not Path(p).is_file():
+            what = "a directory" if Path(p).is_dir() else "not found"
+            raise _usage_error(f"checkpoint {p!r}: {what}")
+
+
+# ------------------------------------------------------------------------------------ evaluate
+def _eval_rows(entry: dict[str, Any]) -> list[tuple[str, str]]:
+    s = entry["summary"]
+    r = s.get("routing") or {}
+    rows = [
+        ("episodes", f"{s['n']}" + (f" ({len(entry['failed'])} missing)" if entry.get("failed") else "")),
+        ("mean ± std", f"{_f(s['mean'])} ± {_f(s['std'])}"),
+        ("95 % CI of mean", f"{_ci(s['ci_mean'])} ({s.get('ci_method')})"),
+        ("median", _f(s["median"], 1)),
+        ("IQM", _f(s["iqm"])),
+        ("95 % CI of IQM", _ci(s["ci_iqm"])),
+        ("max", _f(s["max"], 0)),
+        ("death rate", _pct(s["died"])),
+        ("mean depth", _f(s["depth"])),
+        ("mean length", _f(s["length"], 1)),
+        ("mean reward", _f(s.get("reward"), 3)),
+        ("routing", f"{entry.get('routing')} T={_f(entry.get('temperature'), 3)}"),
+        ("alpha entropy", f"{_f(r.get('alpha_entropy'), 4)} ± {_f(r.get('alpha_entropy_std'), 4)}"),
+        ("usage entropy", _f(r.get("usage_entropy"), 4)),
+        ("routing MI", _f(r.get("routing_mi"), 4)),
+        ("effective experts", _f(r.get("effective_experts"))),
+        ("sparsity", _pct(r.get("sparsity"))),
+        ("switch rate", _pct(r.get("switch_rate"))),
+    ]
+    names = r.get("expert_names") or []
+    usage, share = r.get("usage") or [], r.get("argmax_share") or []
+    if names and usage:
+        rows.append(
+            (
+                "usage ᾱ / argmax",
+                ", ".join(
+                    f"{n} {_f(u)}/{_pct(a)}" for n, u, a in zip(names, usage, share, strict=False)
+                ),
+            )
+        )
+    if r.get("verdict"):
+        rows.append(("verdict", str(r["verdict"])))
+    if entry.get("retried"):
+        rows.append(("retried (crash)", ", ".join(str(x) for x in entry["retried"])))
+    if entry.get("failed"):
+        rows.append(("FAILED twice", ", ".join(str(f["seed"]) for f in entry["failed"])))
+    return rows
+
+
+def _side_by_side(ckpts: dict[str, Any]) -> str:
+    cols = list(ckpts)
+    keys = [
+        ("n", lambda s, r: str(s["n"])),
+        ("mean", lambda s, r: _f(s["mean"])),
+        ("95 % CI mean", lambda s, r: _ci(s["ci_mean"])),
+        ("std", lambda s, r: _f(s["std"])),
+        ("median", lambda s, r: _f(s["median"], 1)),
+        ("IQM", lambda s, r: _f(s["iqm"])),
+        ("95 % CI IQM", lambda s, r: _ci(s["ci_iqm"])),
+        ("max", lambda s, r: _f(s["max"], 0)),
+        ("died", lambda s, r: _pct(s["died"])),
+        ("depth", lambda s, r: _f(s["depth"])),
+        ("length", lambda s, r: _f(s["length"], 1)),
+        ("alpha entropy", lambda s, r: _f(r.get("alpha_entropy"), 4)),
+        ("routing MI", lambda s, r: _f(r.get("routing_mi"), 4)),
+        ("eff. experts", lambda s, r: _f(r.get("effective_experts"))),
+        ("switch rate", lambda s, r: _pct(r.get("switch_rate"))),
+    ]
+    table = [["", *cols]]
+    for label, fn in keys:
+        row = [label]
+        for c in cols:
+            s = ckpts[c]["summary"]
+            row.append(fn(s, s.get("routing") or {}))
+        table.append(row)
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = []
+    for j, r in enumerate(table):
+        lines.append("  " + "  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+        if j == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from nethack_moe.evaluation import evaluate
+
+    _check_files(args.checkpoints)
+    res = evaluate(
+        args.checkpoints,
+        episodes=args.episodes,
+        seed_start=args.seed_start,
+        greedy=args.greedy,
+        workers=args.workers,
+        num_envs=args.num_envs,
+        out=args.out,
+        device=args.device,
+        policy_seed=args.policy_seed,
+    )
+    proto = res["protocol"] + (" greedy" if res["greedy"] else "")
+    seeds = f"seeds {res['seed_start']}..{res['seed_start'] + res['episodes'] - 1}"
+    for name, entry in res["checkpoints"].items():
+        _say(f"{name} — {entry['path']} (episode {entry['episode']}), {proto}, {seeds}")
+        _say(_rows(_eval_rows(entry)))
+        _say()
+    if len(res["checkpoints"]) > 1:
+        _say(f"comparison ({proto}, score; 95 % bootstrap CIs)")
+        _say(_side_by_side(res["checkpoints"]))
+        _say()
+    for p in res.get("written", []):
+        _say(f"wrote {p}")
+    failed = sum(len(e.get("failed") or []) for e in res["checkpoints"].values())
+    if failed:
+        _say(
+            f"nethack-moe: {failed} episode(s) failed twice and are missing from the statistics",
+            sys.stderr,
+        )
+        return 1
+    return 0
+
+
+# ------------------------------------------------------------------------------------ analyze
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from nethack_moe.analysis.analyze import analyze, scenario_markdown
+
+    _check_files([args.checkpoint])
+    r = analyze(
+        args.checkpoint,
+        episodes=args.episodes,
+        seed_start=args.seed_start,
+        out_dir=args.out_dir,
+        greedy=args.greedy,
+        workers=args.workers,
+        num_envs=args.num_envs,
+        device=args.device,
+    )
+    fig = r["figures"]
+    _say(
+        f"{r['name']} (episode {r['episode']}), routing {r['routing']} T={r['temperature']:.3g}, "
+        f"{r['episodes']} episodes, {r['n_states']} states"
+    )
+    _say(
+        _rows(
+            [
+                ("alpha entropy", _f(fig["alpha_entropy"], 4)),
+                ("usage entropy", _f(fig["usage_entropy"], 4)),
+                ("routing MI", _f(fig["routing_mi"], 4)),
+                ("effective experts", _f(fig["effective_experts"])),
+                ("sparsity", _pct(fig["sparsity"])),
+                ("switch rate", _pct(fig["switch_rate"])),
+            ]
+        )
+    )
+    _say()
+    _say(scenario_markdown(r["scenario_table"]))
+    _say()
+    _say(f"Verdict: {r['verdict_text']}")
+    _say(f"wrote {Path(r['files']['markdown']).parent}/ (analysis.json, analysis.md, 4 PNGs)")
+    return 1 if r.get("failed") else 0
+
+
+# ------------------------------------------------------------------------------------ report
+def cmd_report(args: argparse.Namespace) -> int:
+    from nethack_moe.report import write_report
+
+    run = Path(args.run_dir)
+    if not run.is_dir():
+        raise _usage_error(f"run directory {args.run_dir!r} does not exist")
+    if not (run / "metrics.jsonl").is_file():
+        raise _usage_error(f"{args.run_dir!r} is not a run directory (no metrics.jsonl)")
+    path = write_report(run, args.out)
+    _say(str(path))
+    return 0
+
+
+# ------------------------------------------------------------------------------------ compare
+def cmd_compare(args: argparse.Namespace) -> int:
+    from nethack_moe.analysis.compare import compare
+
+    for p in args.inputs:
+        if not Path(p).exists():
+            raise _usage_error(f"{p!r} does not exist (expected a run directory or eval JSON)")
+    names = [s.strip() for s in args.names.split(",")] if args.names else None
+    if names is not None and len(names) != len(args.inputs):
+        raise _usage_error(f"--names has {len(names)} names for {len(args.inputs)} inputs")
+    out_dir = args.out_dir or "compare"
+    try:
+        table, plot = compare(args.inputs, out_dir, names=names)
+    except json.JSONDecodeError as e:
+        raise _usage_error(f"an input is not valid JSON ({e})") from e
+    except ValueError as e:
+        raise _usage_error(str(e)) from e
+    _say(table)
+    _say()
+    _say(f"plot: {plot}")
+    _say(f"table: {Path(out_dir) / 'compare.md'}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ watch
+def _bar(v: float, width: int = 20) -> str:
+    n = max(0, min(width, int(round(v * width))))
+    return "█" * n + "·" * (width - n)
+
+
+def render_frame(fr: dict[str, Any]) -> str:
+    """A watch frame: the tty screen, then one bar per expert, the action and the reward."""
+    lines = [fr["screen"], "-" * 80]
+    w = max(len(n) for n in fr["expert_names"])
+    for n, a in zip(fr["expert_names"], fr["alpha"], strict=True):
+        lines.append(f"  {n.ljust(w)}  {_bar(a)}  {a:.3f}")
+    lines.append(
+        f"  step {fr['step']:4d}   action {fr['action']:2d} {fr['action_name']:<10}"
+        f"   reward {fr['reward']:+.2f}   score {fr['score']}"
+    )
+    return "\n".join(lines)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from nethack_moe.evaluation import load_policy, tty_text, watch_frames
+
+    _check_files([args.checkpoint])
+    model, cfg, _ = load_policy(args.checkpoint, args.device)
+    to_file = args.out is not None
+    fh = open(args.out, "w", encoding="utf-8") if to_file else sys.stdout  # noqa: SIM115
+    delay = args.delay if args.delay is not None else (0.0 if to_file else 0.1)
+    last = None
+    try:
+        for fr in watch_frames(model, cfg, seed=args.seed, steps=args.steps, greedy=args.greedy):
+            text = render_frame(fr)
+            if to_file:
+                fh.write(text + "\n\n")
+            else:
+                fh.write("\x1b[H\x1b[2J" + text + "\n")
+                fh.flush()
+            last = fr
+            if delay > 0:
+                time.sleep(delay)
+        if last is not None:
+            end = "died" if last["died"] else "ended"
+            if last.get("final_screen") and to_file:
+                fh.write(tty_text_header("final screen") + last["final_screen"] + "\n")
+            fh.write(
+                f"episode on seed {args.seed} {end} after {last['step'] + 1} steps, "
+                f"score {last['score']}\n"
+            )
+    finally:
+        if to_file:
+            fh.close()
+    del tty_text
+    if to_file:
+        _say(f"wrote {args.out}")
+    return 0
+
+
+def tty_text_header(title: str) -> str:
+    return f"{'=' * 30} {title} {'=' * (48 - len(title))}\n"
+
+
+# ------------------------------------------------------------------------------------ register
+def register(sub: Any) -> None:
+    """Add ``evaluate``, ``analyze``, ``report``, ``compare`` and ``watch`` to ``sub`` (the
+    object returned by ``ArgumentParser.add_subparsers``)."""
+    p = sub.add_parser(
+        "evaluate",
+        help="held-out evaluation of checkpoints (E200: 200 episodes, seeds 100000..100199)",
+    )
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoint file(s)")
+    p.add_argument("--episodes", type=_positive, default=E200_EPISODES)
+    p.add_argument("--seed-start", type=_non_negative, default=E200_SEED_START)
+    p.add_argument("--greedy", action="store_true", help="argmax actions (reported as such)")
+    p.add_argument("--workers", type=_non_negative, default=2, help="env processes (0: in-process)")
+    p.add_argument("--num-envs", type=_positive, default=16)
+    p.add_argument("--policy-seed", type=int, default=0, help="seed of the action sampling")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--out", metavar="FILE", help="write the evaluation JSON here")
+    p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("analyze", help="routing figures and per-scenario tables/plots")
+    p.add_argument("checkpoint", metavar="CKPT")
+    p.add_argument("--episodes", type=_positive, default=20)
+    p.add_argument("--seed-start", type=_non_negative, default=E200_SEED_START)
+    p.add_argument("--out-dir", help="default: RUN/analysis/<stem>/")
+    p.add_argument("--greedy", action="store_true")
+    p.add_argument("--workers", type=_non_negative, default=2)
+    p.add_argument("--num-envs", type=_positive, default=16)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(fn=cmd_analyze)
+
+    p = sub.add_parser("report", help="markdown report of a run directory")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", metavar="FILE", help="default: RUN_DIR/report.md")
+    p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("compare", help="runs or evaluation files side by side with CIs")
+    p.add_argument("inputs", nargs="+", metavar="RUN_OR_EVAL")
+    p.add_argument("--out-dir", help="where compare.md and compare.png go (default: ./compare)")
+    p.add_argument("--names", help="comma-separated labels, one per input")
+    p.set_defaults(fn=cmd_compare)
+
+    p = sub.add_parser("watch", help="play one episode with the expert weights shown each step")
+    p.add_argument("checkpoint", metavar="CKPT")
+    p.add_argument("--seed", type=_non_negative, default=E200_SEED_START)
+    p.add_argument("--steps", type=_positive, help="stop after this many steps (default: the cap)")
+    p.add_argument("--out", metavar="FILE", help="write the frames to a text file")
+    p.add_argument("--delay", type=float, help="seconds between frames (default 0.1, 0 to a file)")
+    p.add_argument("--greedy", action="store_true")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(fn=cmd_watch)
