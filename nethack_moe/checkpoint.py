@@ -14,7 +14,6 @@ import logging
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +84,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"checkpoint {str(p)!r} refused: not a checkpoint of plain data (tensors, numbers, "
             f"strings); nothing in it was run ({_unpickling_reason(e)})"
         ) from e
-    except Exception as e:  # noqa: BLE001  random bytes fail the unpickler in many ways (KeyError ...)
-        # (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, ...)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except Exception as e:  # random bytes fail the unpickler in many ways (KeyError, EOFError ...)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        first = first if isinstance(e, (RuntimeError, OSError)) else f"{type(e).__name__} {first}"
         raise CheckpointError(
             f"checkpoint {str(p)!r} is truncated or not a checkpoint ({first})"
         ) from e

@@ -85,7 +85,10 @@ def _eval_rows(entry: dict[str, Any]) -> list[tuple[str, str]]:
     s = entry["summary"]
     r = s.get("routing") or {}
     rows = [
-        ("episodes", f"{s['n']}" + (f" ({len(entry['failed'])} missing)" if entry.get("failed") else "")),
+        (
+            "episodes",
+            f"{s['n']}" + (f" ({len(entry['failed'])} missing)" if entry.get("failed") else ""),
+        ),
         ("mean ± std", f"{_f(s['mean'])} ± {_f(s['std'])}"),
         ("95 % CI of mean", f"{_ci(s['ci_mean'])} ({s.get('ci_method')})"),
         ("median", _f(s["median"], 1)),
@@ -294,7 +297,7 @@ def render_frame(fr: dict[str, Any]) -> str:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from nethack_moe.evaluation import load_policy, tty_text, watch_frames
+    from nethack_moe.evaluation import load_policy, watch_frames
 
     _check_files([args.checkpoint])
     model, cfg, _ = load_policy(args.checkpoint, args.device)
@@ -306,7 +309,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         for fr in watch_frames(model, cfg, seed=args.seed, steps=args.steps, greedy=args.greedy):
             text = render_frame(fr)
             if to_file:
-                fh.write(text + "\n\n")
+                fh.write(f"{'=' * 34} step {fr['step']:4d} {'=' * 34}\n{text}\n\n")
             else:
                 fh.write("\x1b[H\x1b[2J" + text + "\n")
                 fh.flush()
@@ -316,7 +319,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         if last is not None:
             end = "died" if last["died"] else "ended"
             if last.get("final_screen") and to_file:
-                fh.write(tty_text_header("final screen") + last["final_screen"] + "\n")
+                fh.write(f"{'=' * 30} final screen {'=' * 36}\n{last['final_screen']}\n")
             fh.write(
                 f"episode on seed {args.seed} {end} after {last['step'] + 1} steps, "
                 f"score {last['score']}\n"
@@ -324,14 +327,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
     finally:
         if to_file:
             fh.close()
-    del tty_text
     if to_file:
         _say(f"wrote {args.out}")
     return 0
-
-
-def tty_text_header(title: str) -> str:
-    return f"{'=' * 30} {title} {'=' * (48 - len(title))}\n"
 
 
 # ------------------------------------------------------------------------------------ register

@@ -89,16 +89,18 @@ def load_policy(
     n_actions = ckpt.get("n_actions")
     if n_actions is None:
         probe = make_env(cfg.env)
-        n_actions = int(probe.action_space.n)
+        n_actions = int(probe.action_space.n)  # type: ignore[attr-defined]
         probe.close()
     spec = FeatureSpec(crop_size=cfg.env.crop_size)
     model = build_model(cfg.model, spec, int(n_actions))
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = lines[1] if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
         raise CheckpointError(
-            f"checkpoint {str(path)!r}: weights do not fit its model config ({first})"
+            f"checkpoint {str(path)!r}: its weights do not fit the model this version of "
+            f"nethack-moe builds from its config ({why})"
         ) from e
     episode = checkpoint_episode(ckpt)
     r = routing if routing is not None else cfg.curriculum.phase_at(episode).routing
@@ -127,7 +129,7 @@ def action_names(env_cfg: EnvConfig) -> tuple[list[str], list[Any]]:
     raw action enums, in the env's action order."""
     env = make_env(env_cfg)
     try:
-        raw = list(env.unwrapped.actions)
+        raw = list(env.unwrapped.actions)  # type: ignore[attr-defined]
     finally:
         env.close()
     names = []
@@ -509,8 +511,10 @@ def rollout(
     finally:
         pbar.close()
     retried = sorted(seed_start + i for i in errors if i in done)
-    failed = [
-        {"seed": seed_start + i, "errors": errs} for i, errs in sorted(errors.items()) if i not in done
+    failed: list[dict[str, Any]] = [
+        {"seed": seed_start + i, "errors": errs}
+        for i, errs in sorted(errors.items())
+        if i not in done
     ]
     for f in failed:
         log.error("episode on seed %d failed twice and is missing: %s", f["seed"], f["errors"][-1])

@@ -245,18 +245,27 @@ _STATE_SCALARS = (
     "down_visible",
     "near_hostile_dx",
     "near_hostile_dy",
+    "nav_has_goal",
+    "nav_goal_is_stairs",
+    "nav_dist",
 )
+N_NAV = 8  # one-hot first move of the navigation hint (navigation.DIRS order)
 _COND_ARRAY = np.asarray(_CONDITION_BITS, dtype=np.int64)
+_NAV_SCALARS = np.array(
+    [_STATE_SCALARS.index(n) for n in ("nav_has_goal", "nav_goal_is_stairs", "nav_dist")], dtype=np.int64
+)
 STATE_NAMES: tuple[str, ...] = (
     _STATE_SCALARS
     + tuple(f"hunger_{i}" for i in range(N_HUNGER))
     + tuple(f"enc_{i}" for i in range(N_ENCUMBRANCE))
     + tuple(f"cond_{i}" for i in range(len(_CONDITION_BITS)))
+    + tuple(f"nav_{i}" for i in range(N_NAV))
 )
 STATE_DIM = len(STATE_NAMES)
 
 ROWS, COLS = int(nh.DUNGEON_SHAPE[0]), int(nh.DUNGEON_SHAPE[1])
 _MORE = np.frombuffer(b"--More--", dtype=np.uint8)
+_LOCKED = np.frombuffer(b"This door is locked", dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -291,6 +300,12 @@ _RING16 = np.array(
 )
 _WALKABLE = IS_FLOOR | IS_DARK_FLOOR | IS_CORRIDOR | IS_DOOR | IS_DOWNSTAIRS | IS_UPSTAIRS | IS_ITEM
 _WALKABLE |= IS_MONSTER | IS_FEATURE | IS_TRAP
+_IS_OPEN_OR_CLOSED_DOOR = _glyph_mask(_cmap_index(lambda e: e in ("open door", "closed door")))
+#: Walk classes for the navigation hint: 0 blocked, 1 free, 2 door (no diagonal moves). Known
+#: traps and boulders block; monsters do not (one fights or swaps with them).
+WALK_CLASS = np.zeros(N_GLYPHS, dtype=np.uint8)
+WALK_CLASS[_WALKABLE & ~IS_TRAP & ~IS_BOULDER] = 1
+WALK_CLASS[_IS_OPEN_OR_CLOSED_DOOR] = 2
 
 # one flag word per glyph, so one lookup answers every per-cell question
 _FLAG_TABLES = (
@@ -353,13 +368,77 @@ def _padded(glyphs: np.ndarray, r: int) -> np.ndarray:
     return buf
 
 
-def new_memory(batch: int) -> np.ndarray:
-    """Per-env level memory ``[B, 3]`` int64: depth, y, x of the last seen down staircase (-1 = none).
+def _navigation_hint(glyphs, P, r, ys, xs, d_y, d_x, down_vis, visited, locked, s, o) -> None:
+    """Fill the nav features: first move toward the known down stairs, else the nearest frontier
+    (a walkable cell next to blank map that the hero has not stood on yet)."""
+    from nethack_moe.navigation import nav_batch
+
+    B = glyphs.shape[0]
+    walk = WALK_CLASS[glyphs]  # [B, R, C]
+    if locked is not None:
+        walk[locked] = 0
+    # frontier: a walkable cell with blank (unexplored) map among its 8 neighbours
+    stone = IS_STONE[P]  # padded by r
+    near_stone = np.zeros((B, ROWS, COLS), dtype=bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                near_stone |= stone[:, r + dy : r + dy + ROWS, r + dx : r + dx + COLS]
+    # the hero hides the terrain it stands on: between two walls it stands in a doorway, where
+    # diagonal moves are not allowed
+    bidx = np.arange(B)
+    yp, xp = ys + r, xs + r
+    horiz = IS_WALL[P[bidx, yp, xp - 1]] & IS_WALL[P[bidx, yp, xp + 1]]
+    vert = IS_WALL[P[bidx, yp - 1, xp]] & IS_WALL[P[bidx, yp + 1, xp]]
+    walk[bidx, ys, xs] = np.where(horiz | vert, 2, 1)
+    frontier = near_stone & (walk > 0)
+    if visited is not None:
+        frontier &= ~visited
+    k, dist, stairs = nav_batch(walk, frontier, down_vis, d_y, d_x, ys, xs)
+    s[:, o : o + N_NAV] = k[:, None] == np.arange(N_NAV)[None, :]
+    s[:, _NAV_SCALARS[0]] = k >= 0
+    s[:, _NAV_SCALARS[1]] = stairs
+    s[:, _NAV_SCALARS[2]] = np.where(k >= 0, np.minimum(dist, 80) / 40.0, 0.0)
+
+
+@dataclass
+class Memory:
+    """Per-env memory of the current level, updated in place by :func:`compute_features`.
 
     The hero's glyph hides what it stands on, so "standing on the stairs" needs the remembered
-    stairs position. Reset a row (``mem[i] = -1``) when env ``i`` starts a new episode.
+    stairs position; and rock and unexplored map look the same, so the navigation hint needs to
+    know where the hero has already been. Clear a row with :meth:`clear` when its env starts a
+    new episode; the level part clears itself when the depth changes.
     """
-    return np.full((batch, 3), -1, dtype=np.int64)
+
+    stairs: np.ndarray
+    """``[B, 3]`` int64: depth, y, x of the last seen down staircase (-1 = none)."""
+    level: np.ndarray
+    """``[B]`` int64: depth the ``visited`` map belongs to (-1 = none)."""
+    visited: np.ndarray
+    """``[B, 21, 79]`` bool: cells the hero has stood on, on this level."""
+    locked: np.ndarray
+    """``[B, 21, 79]`` bool: doors found locked on this level (the hint routes around them)."""
+
+    def rows(self, sl) -> Memory:
+        """View (slice) or copy (index array) of some rows."""
+        return Memory(self.stairs[sl], self.level[sl], self.visited[sl], self.locked[sl])
+
+    def clear(self, i) -> None:
+        self.stairs[i] = -1
+        self.level[i] = -1
+        self.visited[i] = False
+        self.locked[i] = False
+
+
+def new_memory(batch: int) -> Memory:
+    """Fresh (empty) memory for ``batch`` envs."""
+    return Memory(
+        np.full((batch, 3), -1, dtype=np.int64),
+        np.full(batch, -1, dtype=np.int64),
+        np.zeros((batch, ROWS, COLS), dtype=bool),
+        np.zeros((batch, ROWS, COLS), dtype=bool),
+    )
 
 
 def compute_features(
@@ -371,7 +450,7 @@ def compute_features(
     out_state: np.ndarray | None = None,
     out_crop: np.ndarray | None = None,
     out_atoms: np.ndarray | None = None,
-    memory: np.ndarray | None = None,
+    memory: Memory | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features of a batch of observations.
 
@@ -425,14 +504,31 @@ def compute_features(
     down_vis = d_min < _BIG
     hvis = h_min < _BIG
     depth = bl[:, nh.NLE_BL_DEPTH]
+    visited = locked = None
     if memory is not None:
         seen = down_vis
-        memory[seen, 0] = depth[seen]
-        memory[seen, 1] = d_y[seen]
-        memory[seen, 2] = d_x[seen]
-        known = (~seen) & (memory[:, 0] == depth)
-        d_y = np.where(known, memory[:, 1], d_y)
-        d_x = np.where(known, memory[:, 2], d_x)
+        ms = memory.stairs
+        ms[seen, 0] = depth[seen]
+        ms[seen, 1] = d_y[seen]
+        ms[seen, 2] = d_x[seen]
+        known = (~seen) & (ms[:, 0] == depth)
+        d_y = np.where(known, ms[:, 1], d_y)
+        d_x = np.where(known, ms[:, 2], d_x)
+        new_level = memory.level != depth
+        if new_level.any():
+            memory.visited[new_level] = False
+            memory.locked[new_level] = False
+            memory.level[new_level] = depth[new_level]
+        memory.visited[bidx, ys, xs] = True
+        visited = memory.visited
+        locked_msg = (message[:, : len(_LOCKED)] == _LOCKED).all(1)
+        for b in np.flatnonzero(locked_msg):
+            # the locked door is one of the closed doors orthogonally next to the hero
+            for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                y, x = ys[b] + dy, xs[b] + dx
+                if 0 <= y < ROWS and 0 <= x < COLS and IS_CLOSED_DOOR[glyphs[b, y, x]]:
+                    memory.locked[b, y, x] = True
+        locked = memory.locked
         d_min = np.where(known, np.maximum(np.abs(d_y - ys), np.abs(d_x - xs)), d_min)
         down_vis = down_vis | known
     flat = flags.reshape(B, -1)
@@ -469,6 +565,8 @@ def compute_features(
     s[:, o : o + N_ENCUMBRANCE] = enc[:, None] == np.arange(N_ENCUMBRANCE)[None, :]
     o += N_ENCUMBRANCE
     s[:, o : o + len(_CONDITION_BITS)] = (cond[:, None] & _COND_ARRAY[None, :]) != 0
+    o += len(_CONDITION_BITS)
+    _navigation_hint(glyphs, P, r, ys, xs, d_y, d_x, down_vis, visited, locked, s, o)
 
     # ---- atoms ----
     a = atoms

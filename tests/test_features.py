@@ -126,7 +126,8 @@ def test_batched_equals_row_by_row(obs, crop):
         np.testing.assert_array_equal(state[b], s1[0])
         np.testing.assert_array_equal(crops[b], c1[0])
         np.testing.assert_array_equal(atoms[b], a1[0])
-        np.testing.assert_array_equal(mem[b], mem1[0])
+        np.testing.assert_array_equal(mem.stairs[b], mem1.stairs[0])
+        np.testing.assert_array_equal(mem.visited[b], mem1.visited[0])
         # without memory too
         s0, c0, a0 = F.compute_features(*_batch(obs, [i]), spec)
         np.testing.assert_array_equal(c0[0], crops[b])

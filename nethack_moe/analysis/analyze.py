@@ -71,6 +71,10 @@ def _pct(v: Any) -> str:
     return "–" if v is None else f"{100 * float(v):.1f} %"
 
 
+def _by_action(names: list[str], p: np.ndarray) -> dict[str, float]:
+    return {n: float(v) for n, v in zip(names, p, strict=True)}
+
+
 def analyze(
     path: str | Path,
     episodes: int = 20,
@@ -135,9 +139,9 @@ def analyze(
         "scenario_table": table,
         "expert_actions": {
             "actions": res.action_names,
-            "experts": {n: [float(x) for x in ex[i]] for i, n in enumerate(names)},
-            "policy": [float(x) for x in st.policy_action_distribution()],
-            "taken": [float(x) for x in taken],
+            "experts": {n: _by_action(res.action_names, ex[i]) for i, n in enumerate(names)},
+            "policy": _by_action(res.action_names, st.policy_action_distribution()),
+            "taken": _by_action(res.action_names, taken),
         },
         "moved_actions": {
             "search": res.search_action,
@@ -248,13 +252,9 @@ def analysis_markdown(r: dict[str, Any]) -> str:
     ea = r["expert_actions"]
     add("| action | " + " | ".join(names) + " | policy | taken |")
     add("|---|" + "---:|" * (len(names) + 2))
-    for a, aname in enumerate(ea["actions"]):
+    for a in ea["actions"]:
         cells = [_f(ea["experts"][n][a]) for n in names]
-        add(
-            f"| {aname} | "
-            + " | ".join(cells)
-            + f" | {_f(ea['policy'][a])} | {_f(ea['taken'][a])} |"
-        )
+        add(f"| {a} | " + " | ".join(cells) + f" | {_f(ea['policy'][a])} | {_f(ea['taken'][a])} |")
     add("")
     add("## Figures\n")
     for key, cap in (

@@ -84,7 +84,10 @@ def _array_specs(n: int, spec: F.FeatureSpec, cap: int) -> dict[str, tuple[tuple
         "actions": ((n,), np.int64),
         "episode": ((n, len(EPISODE_FIELDS)), np.float64),
         "episode_count": ((n,), np.int64),
-        "memory": ((n, 3), np.int64),
+        "mem_stairs": ((n, 3), np.int64),
+        "mem_level": ((n,), np.int64),
+        "mem_visited": ((n, F.ROWS, F.COLS), np.bool_),
+        "mem_locked": ((n, F.ROWS, F.COLS), np.bool_),
     }
 
 
@@ -116,14 +119,15 @@ class SharedBuffers:
         for k, (shape, dt) in specs.items():
             arr = np.ndarray(shape, dtype=dt, buffer=self.shm.buf, offset=offsets[k])
             setattr(self, k, arr)
+        self.memory = F.Memory(self.mem_stairs, self.mem_level, self.mem_visited, self.mem_locked)
         if create:
-            self.memory[:] = -1  # type: ignore[attr-defined]
+            self.memory.clear(slice(None))
 
     def close(self) -> None:
         if self.shm is None:
             return
         for k in list(self.__dict__):
-            if isinstance(self.__dict__[k], np.ndarray):
+            if isinstance(self.__dict__[k], (np.ndarray, F.Memory)):
                 del self.__dict__[k]
         self.shm.close()
         if self._owner:
@@ -149,7 +153,10 @@ class SharedBuffers:
     actions: np.ndarray
     episode: np.ndarray
     episode_count: np.ndarray
-    memory: np.ndarray
+    mem_stairs: np.ndarray
+    mem_level: np.ndarray
+    mem_visited: np.ndarray
+    mem_locked: np.ndarray
 
 
 class EnvGroup:
@@ -192,7 +199,7 @@ class EnvGroup:
         obs, _ = env.reset()
         self._stage(j, obs)
         self.tracker.start(j, obs["blstats"], core, disp)
-        self.buf.memory[i] = -1
+        self.buf.memory.clear(i)
         self.buf.length[i] = 0
 
     def _features(self, j0: int = 0, j1: int | None = None) -> None:
@@ -201,7 +208,7 @@ class EnvGroup:
         b, sl = self.buf, slice(self.lo + j0, self.lo + j1)
         F.compute_features(
             self.glyphs[j0:j1], self.blstats[j0:j1], self.message[j0:j1], self.tty[j0:j1], self.spec,
-            out_state=b.state[sl], out_crop=b.crop[sl], out_atoms=b.atoms[sl], memory=b.memory[sl],
+            out_state=b.state[sl], out_crop=b.crop[sl], out_atoms=b.atoms[sl], memory=b.memory.rows(sl),
         )  # fmt: skip
         b.blstats[sl] = self.blstats[j0:j1]
 
@@ -266,7 +273,7 @@ class EnvGroup:
         for j in range(self.n):
             i = self.lo + j
             self._reset_one(j)
-            mem = b.memory[i : i + 1]
+            mem = b.memory.rows(slice(i, i + 1))
             for t in range(int(saved_len[j])):
                 obs, *_ = self._advance(j, int(saved_hist[j, t]))
                 self._stage(j, obs)
@@ -286,7 +293,7 @@ class EnvGroup:
         idx = np.asarray(ended)
         gidx = idx + self.lo
         # features of the last observation (before the reset overwrites the staging arrays)
-        mem = b.memory[gidx].copy()
+        mem = b.memory.rows(gidx)  # fancy index: a copy, the live memory is not touched
         st, cr, at = F.compute_features(
             self.glyphs[idx],
             self.blstats[idx],

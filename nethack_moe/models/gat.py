@@ -136,6 +136,19 @@ class GATLayer(nn.Module):
         return out.view(R, H * C, B) + self.bias.view(1, -1, 1)
 
 
+def _layer_norm_dim1(x: Tensor, norm: nn.Module) -> Tensor:
+    """``norm`` (an ``nn.LayerNorm`` over D) applied to ``[*, D, U]`` without transposing, so
+    that the tensors (and their gradients) keep the batch-innermost layout."""
+    assert isinstance(norm, nn.LayerNorm)
+    mu = x.mean(1, keepdim=True)
+    xc = x - mu
+    var = (xc * xc).mean(1, keepdim=True)
+    y = xc * torch.rsqrt(var + norm.eps)
+    if norm.weight is not None:
+        y = y * norm.weight.view(1, -1, 1) + norm.bias.view(1, -1, 1)
+    return y
+
+
 class GraphOutput(NamedTuple):
     """Outputs of :class:`GATEncoder`."""
 
@@ -252,7 +265,7 @@ class GATEncoder(nn.Module):
             else:
                 y = layer.propagate(x, self.msg_src, self.msg_dst, self.msg_rel)  # [N, D, U]
             res = x[self.readout] if last else x
-            out = norm((res + F.elu(y)).transpose(1, 2)).transpose(1, 2)  # LayerNorm over D
+            out = _layer_norm_dim1(res + F.elu(y), norm)  # [*, D, U]
             if last:
                 return x, out
             x = out

