@@ -90,14 +90,15 @@ def bench_model(
     device: str = "cpu",
     repeats: int = 20,
     warmup: int = 3,
-    n_states: int = 512,
+    n_states: int | None = None,
     seed: int = 1,
     cfg: ModelConfig | None = None,
 ) -> dict[str, Any]:
     """Median forward and forward+backward time of ``variant`` on real observations.
 
-    The ``n_states`` states of random play (see :func:`collect_observations`) are tiled to fill
-    each batch, so the number of distinct atom vectors (GAT deduplication) is realistic.
+    ``n_states`` (default: the largest batch size) states of seeded random play (see
+    :func:`collect_observations`) are tiled to fill each batch, so the number of distinct atom
+    vectors (GAT deduplication) is that of real play.
 
     Returns:
         ``{"variant", "device", "params", "fwd_ms": {B: ms}, "fwd_bwd_ms": {B: ms},
@@ -110,7 +111,7 @@ def bench_model(
     dev = torch.device(device)
     torch.manual_seed(seed)
     model = build_model(cfg, spec, N_ACTIONS).to(dev)
-    state, crop, atoms = collect_observations(n_states, seed=seed, spec=spec)
+    state, crop, atoms = collect_observations(n_states or max(batch_sizes), seed=seed, spec=spec)
     fwd: dict[int, float] = {}
     fwd_bwd: dict[int, float] = {}
     distinct: dict[int, int] = {}

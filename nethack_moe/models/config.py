@@ -29,8 +29,10 @@ class ModelConfig:
     """Width of ``h_state`` and of the state-encoder MLPs."""
     glyph_embed_dim: int = 16
     """Embedding size of a glyph group in the crop."""
-    conv_channels: tuple[int, ...] = (16, 32)
-    """Output channels of the 3x3 convolutions over the crop; the last one has stride 2."""
+    conv_channels: tuple[int, ...] = (32,)
+    """Output channels of the 3x3 convolutions over the crop (padding 1); the last one has
+    stride 2 (9x9 -> 5x5, its centre cell sees exactly the hero's 8 neighbours). One conv keeps
+    the 1024-state update step fast on CPU; ``(16, 32)`` adds a stride-1 conv first."""
     expert_hidden: int = 128
     """Hidden width of each expert MLP."""
     critic_hidden: int = 128
