@@ -108,3 +108,67 @@ def bench_env(
         "task": task,
         "machine": machine_info(),
     }
+
+
+def bench_train(
+    config: str = "s500",
+    max_env_steps: int = 100_000,
+    overrides: list[str] | None = None,
+    device: str = "auto",
+    with_rollout: bool = True,
+    with_env: bool = True,
+    with_train: bool = True,
+) -> dict[str, Any]:
+    """``bench train``: train SPS (learning included) of a real run, its time split, the rollout SPS
+    of the same policy without learning, and the raw env SPS of the same machine, in one run."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from nethack_moe.config import make_config
+    from nethack_moe.ppo.trainer import Trainer
+
+    def run(learn: bool) -> tuple[dict, list[dict]]:
+        with tempfile.TemporaryDirectory() as tmp:
+            sets = list(overrides or []) + [
+                f"run.max_env_steps={max_env_steps}", f"run.out_dir={tmp}", "run.name=bench",
+                "run.tensorboard=false", "run.progress=false", f"run.device={device}",
+                "run.checkpoint_every=100000000", "run.best_window=100000000",
+            ]  # fmt: skip
+            cfg = make_config(config, sets)
+            summary = Trainer(cfg, learn=learn).run()
+            recs = [
+                json.loads(x)
+                for x in (Path(tmp) / "bench" / "metrics.jsonl").read_text().splitlines()
+            ]
+            return {"summary": summary, "cfg": cfg}, [r for r in recs if r["type"] == "update"]
+
+    out: dict[str, Any] = {
+        "config": config,
+        "overrides": list(overrides or []),
+        "max_env_steps": max_env_steps,
+    }
+    keys = ("env", "features", "inference", "learning")
+    if with_train:
+        tr, ups = run(True)
+        out["train_sps"] = tr["summary"]["train_sps"]
+        out["wall_s"] = tr["summary"]["wall_s"]
+        out["episodes"] = tr["summary"]["episodes"]
+        out["time_split_s"] = {k: float(sum(u.get(f"time/{k}") or 0.0 for u in ups)) for k in keys}
+    if with_rollout or not with_train:
+        tr, ups = run(False)
+        out["rollout_sps"] = tr["summary"]["train_sps"]
+        if not with_train:
+            out["time_split_s"] = {
+                k: float(sum(u.get(f"time/{k}") or 0.0 for u in ups)) for k in keys
+            }
+    cfg = tr["cfg"]
+    out["env_steps"] = tr["summary"]["env_steps"]
+    out["num_envs"] = cfg.ppo.num_envs
+    out["num_workers"] = cfg.run.num_workers
+    out["device"] = tr["summary"].get("device", device)
+    if with_env:
+        out["env_sps"] = raw_env_sps(cfg.env, max(cfg.run.num_workers, 1), 20_000)
+        out["env_processes"] = max(cfg.run.num_workers, 1)
+    out["machine"] = machine_info()
+    return out

@@ -75,6 +75,44 @@ def cmd_bench_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from nethack_moe.bench import bench_train
+
+    r = bench_train(
+        args.config, args.max_env_steps, args.set or [], args.device,
+        with_rollout=not args.no_rollout, with_env=not args.no_env, with_train=args.what == "train",
+    )  # fmt: skip
+    m = r["machine"]
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    print(f"bench train — {m['cpu']} ({m['cores']} cores{gpu}), torch {m['torch']}, {m['date']}")
+    print(
+        f"config {r['config']} {' '.join(r['overrides'])}: N={r['num_envs']} envs, W={r['num_workers']} workers, device {r['device']}"
+    )
+    rows = []
+    if "env_sps" in r:
+        rows.append(
+            (
+                f"env SPS (raw NLE, {r['env_processes']} proc, random actions)",
+                f"{r['env_sps']:,.0f}",
+            )
+        )
+    if "rollout_sps" in r:
+        rows.append(("rollout SPS (policy + features, no learning)", f"{r['rollout_sps']:,.0f}"))
+    if "train_sps" in r:
+        rows.append(
+            (f"train SPS ({r['env_steps']:,} steps, learning included)", f"{r['train_sps']:,.0f}")
+        )
+    sp = r["time_split_s"]
+    rows.append(("time split: env wait / features* / inference / learning (s)",
+                 " / ".join(f"{sp[k]:.1f}" for k in ("env", "features", "inference", "learning"))))  # fmt: skip
+    print(_table(rows))
+    print(
+        "  * features run inside the env workers, in parallel with inference (worker CPU seconds)"
+    )
+    _write_json(args.json, r)
+    return 0
+
+
 def cmd_bench_model(args: argparse.Namespace) -> int:
     from nethack_moe.models.bench import bench_model
 
@@ -125,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"nethack-moe: {e}", file=sys.stderr)
         return 1
     except WorkerError as e:
-        print(f"nethack-moe: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"nethack-moe: error: {_one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (start-up, shutdown)
         print("nethack-moe: interrupted outside a training update; no new checkpoint written",
@@ -182,6 +220,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="NetHackScore-v0")
     p.add_argument("--json", help="write the result as JSON")
     p.set_defaults(fn=cmd_bench_env)
+    for what, helptext in (("train", "train SPS with learning, time split, rollout SPS and env SPS"),
+                           ("rollout", "rollout SPS of the policy without learning, and env SPS")):  # fmt: skip
+        p = b.add_parser(what, help=helptext)
+        p.add_argument("--config", default="s500")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE")
+        p.add_argument("--max-env-steps", type=int, default=100_000)
+        p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
+        p.add_argument("--no-env", action="store_true", help="skip the raw env SPS measurement")
+        p.add_argument("--json", help="write the result as JSON")
+        p.set_defaults(fn=cmd_bench_train, no_rollout=False)
+        if what == "train":
+            p.add_argument(
+                "--no-rollout", action="store_true", help="skip the separate rollout run"
+            )
     p = b.add_parser("model", help="parameters and forward/backward time per batch size")
     p.add_argument("--variant", default="gat_moe")
     p.add_argument("--batch-sizes", default="32,256,1024")
@@ -205,18 +257,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.fn(args) or 0)
     except (UsageError, ConfigError, CheckpointError, FileExistsError, FileNotFoundError) as e:
-        print(f"nethack-moe: error: {e}", file=sys.stderr)
+        print(f"nethack-moe: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ValueError as e:
         if type(e).__name__ in ("GraphError",):
-            print(f"nethack-moe: error: {e}", file=sys.stderr)
+            print(f"nethack-moe: error: {_one_line(e)}", file=sys.stderr)
             return EXIT_BAD_INPUT
         raise
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):  # full disk: the message names the file
-            print(f"nethack-moe: error: {e}", file=sys.stderr)
+            print(f"nethack-moe: error: {_one_line(e)}", file=sys.stderr)
             return EXIT_BAD_INPUT
         raise
+
+
+def _one_line(e: BaseException) -> str:
+    """An error message on one line (YAML parser errors, for one, span several)."""
+    return " ".join(str(e).split())
 
 
 if __name__ == "__main__":

@@ -101,6 +101,8 @@ class RunConfig:
     """Stop (with a checkpoint) after this many consecutive updates with NaN/Inf."""
     max_worker_restarts: int = 5
     """Stop when env workers die more than this many times within a minute."""
+    max_env_steps: int = 0
+    """Stop after this many env steps even before the curriculum ends (0 = no limit; for benchmarks)."""
 
 
 @dataclass
@@ -143,7 +145,9 @@ class TrainConfig:
             if getattr(p, k) <= 0:
                 raise ConfigError(f"ppo.{k}={getattr(p, k)} must be positive")
         if p.env_groups <= 0 or p.num_envs % p.env_groups:
-            raise ConfigError(f"ppo.env_groups={p.env_groups} must divide ppo.num_envs={p.num_envs}")
+            raise ConfigError(
+                f"ppo.env_groups={p.env_groups} must divide ppo.num_envs={p.num_envs}"
+            )
         if p.batch_size % p.num_minibatches:
             raise ConfigError(
                 f"ppo.num_minibatches={p.num_minibatches} must divide num_envs*rollout_steps={p.batch_size}"

@@ -84,6 +84,7 @@ def _array_specs(n: int, spec: F.FeatureSpec, cap: int) -> dict[str, tuple[tuple
         "actions": ((n,), np.int64),
         "episode": ((n, len(EPISODE_FIELDS)), np.float64),
         "episode_count": ((n,), np.int64),
+        "feat_seconds": ((n,), np.float64),
         "mem_stairs": ((n, 3), np.int64),
         "mem_level": ((n,), np.int64),
         "mem_visited": ((n, F.ROWS, F.COLS), np.bool_),
@@ -153,6 +154,7 @@ class SharedBuffers:
     actions: np.ndarray
     episode: np.ndarray
     episode_count: np.ndarray
+    feat_seconds: np.ndarray
     mem_stairs: np.ndarray
     mem_level: np.ndarray
     mem_visited: np.ndarray
@@ -205,12 +207,14 @@ class EnvGroup:
     def _features(self, j0: int = 0, j1: int | None = None) -> None:
         """Features of local envs ``j0..j1-1`` straight into the shared arrays."""
         j1 = self.n if j1 is None else j1
+        t0 = time.perf_counter()
         b, sl = self.buf, slice(self.lo + j0, self.lo + j1)
         F.compute_features(
             self.glyphs[j0:j1], self.blstats[j0:j1], self.message[j0:j1], self.tty[j0:j1], self.spec,
             out_state=b.state[sl], out_crop=b.crop[sl], out_atoms=b.atoms[sl], memory=b.memory.rows(sl),
         )  # fmt: skip
         b.blstats[sl] = self.blstats[j0:j1]
+        b.feat_seconds[self.lo] += time.perf_counter() - t0
 
     def reset(self) -> None:
         for j in range(self.n):
@@ -476,7 +480,12 @@ class VectorEnv:
             p.join(timeout=5)
         self.worker_restarts += 1
         self.dropped_episodes += hi - lo
-        self._start_worker(k, restart=True)
+        try:
+            self._start_worker(k, restart=True)
+        except WorkerError as e2:
+            if "failed:" in str(e2):  # a Python exception in the env code: not a crash
+                raise
+            self._restart(k, e2)  # died again while starting: one more restart, same limit
 
     def _workers_in(self, lo: int, hi: int) -> list[int]:
         return [k for k, (a, b) in enumerate(self.bounds) if a < hi and b > lo]
@@ -591,6 +600,10 @@ class VectorEnv:
         """Records of the episodes of envs ``lo..hi-1`` that ended on their last step."""
         done = np.flatnonzero(self.buf.episode[lo:hi, EP["done"]] > 0) + lo
         return [record_from_row(int(i), self.buf.episode[i]) for i in done]
+
+    def feature_seconds(self) -> float:
+        """Seconds spent computing features so far, summed over workers (they run in parallel)."""
+        return float(self.buf.feat_seconds.sum())
 
     def worker_pids(self) -> list[int]:
         return [p.pid for p in self._procs if p is not None]

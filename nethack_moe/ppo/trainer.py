@@ -200,16 +200,22 @@ class Trainer:
         overwrite: bool = False,
         run_dir: str | Path | None = None,
         stop_after_updates: int | None = None,
+        learn: bool = True,
     ):
-        """``stop_after_updates``: behave as if SIGINT arrived during that update (for tests)."""
+        """``stop_after_updates``: behave as if SIGINT arrived during that update (for tests);
+        ``learn=False`` collects rollouts without updating the model (``bench rollout``)."""
         cfg.validate()
         self.stop_after_updates = stop_after_updates
+        self.learn = learn
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir else Path(cfg.run.out_dir) / cfg.run.name
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(cfg.run.device)
-        if cfg.run.torch_threads > 0:
-            torch.set_num_threads(cfg.run.torch_threads)
+        # learning uses run.torch_threads (0 = all cores); acting uses one thread: small batches
+        # gain nothing from more, and spinning OpenMP threads fight the env workers for the CPU.
+        # (Fixed whatever the number of workers, so results do not depend on it.)
+        self.learn_threads = cfg.run.torch_threads or (os.cpu_count() or 1)
+        self.act_threads = 1
         self.resume_ckpt: dict | None = None
         self.resume_path: Path | None = None
         if resume is not None:
@@ -350,10 +356,13 @@ class Trainer:
             pbar = tqdm(total=cur.total_episodes, initial=C.episodes, unit="ep", dynamic_ncols=True)
         t_start = time.monotonic()
         steps_at_start = C.env_steps
+        feat0 = venv.feature_seconds()
         last_ckpt_bucket = C.episodes // cfg.run.checkpoint_every
         exit_reason = "finished"
         try:
-            while C.episodes < cur.total_episodes:
+            while C.episodes < cur.total_episodes and not (
+                cfg.run.max_env_steps and C.env_steps >= cfg.run.max_env_steps
+            ):
                 phase_k = cur.phase_index(C.episodes)
                 phase = cur.phases[phase_k]
                 temperature = cur.temperature_at(C.episodes)
@@ -369,6 +378,8 @@ class Trainer:
                 # Envs are split into G contiguous groups; while the workers step one group, this
                 # process computes the next group's actions (overlap of env stepping and inference).
                 model.eval()
+                if self.device.type == "cpu":
+                    torch.set_num_threads(self.act_threads)
 
                 def act_on(t: int, lo: int, hi: int) -> np.ndarray:
                     with torch.no_grad():
@@ -454,6 +465,8 @@ class Trainer:
                 # ------------------------------------------------ update
                 tl = time.monotonic()
                 model.train()
+                if self.device.type == "cpu":
+                    torch.set_num_threads(self.learn_threads)
                 fs = obs_state.reshape(T * N, -1)
                 fc = obs_crop.reshape(T * N, Cc, Cc)
                 fa = obs_atoms.reshape(T * N, -1)
@@ -466,7 +479,7 @@ class Trainer:
                 bad_term: str | None = None
                 grad_norm = 0.0
                 stop_early = False
-                for _epoch in range(p.update_epochs):
+                for _epoch in range(p.update_epochs if self.learn else 0):
                     perm = torch.randperm(T * N, generator=gen).to(dev)
                     for k in range(p.num_minibatches):
                         mb = perm[k * p.minibatch_size : (k + 1) * p.minibatch_size]
@@ -537,6 +550,8 @@ class Trainer:
                 urec["time/env"] = t_env
                 urec["time/inference"] = t_inf
                 urec["time/learning"] = t_learn
+                urec["time/features"] = venv.feature_seconds() - feat0
+                feat0 = venv.feature_seconds()
                 urec["wall"] = time.time()
                 metrics.write(urec)
                 metrics.flush()
@@ -591,6 +606,13 @@ class Trainer:
                                metrics, C, "final")  # fmt: skip
         except WorkerError as e:
             exit_reason = "worker_failure"
+            if venv.worker_restarts != C.worker_restarts:  # restarts during the failing step
+                metrics.write({"type": "event", "kind": "worker_restart", "episode": C.episodes,
+                               "count": venv.worker_restarts - C.worker_restarts,
+                               "dropped_total": venv.dropped_episodes})  # fmt: skip
+                C.dropped_episodes, C.worker_restarts = venv.dropped_episodes, venv.worker_restarts
+            metrics.write({"type": "event", "kind": "worker_failure", "episode": C.episodes,
+                           "error": str(e).strip().splitlines()[0]})  # fmt: skip
             self._save(f"ep_{C.episodes:06d}.pt", self._ckpt_payload(model, optim, gen, rnorm, C, recent, venv, metrics),
                        metrics, C, "periodic")  # fmt: skip
             raise WorkerError(f"{e}; stopped with a checkpoint in {self.ckpt_dir}") from e
@@ -613,6 +635,7 @@ class Trainer:
             "final": str(final),
             "best_mean_score": C.best_score,
             "exit": exit_reason,
+            "device": str(self.device),
         }
 
     # ------------------------------------------------------------------ checkpoints
