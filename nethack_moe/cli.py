@@ -240,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="write the result as JSON")
     p.set_defaults(fn=cmd_bench_model)
+
+    from nethack_moe.commands_eval import register as register_eval_commands
+
+    register_eval_commands(sub)
     return ap
 
 

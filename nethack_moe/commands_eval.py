@@ -260,7 +260,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for p in args.inputs:
         if not Path(p).exists():
             raise _usage_error(f"{p!r} does not exist (expected a run directory or eval JSON)")
-    names = [s.strip() for s in args.names.split(",")] if args.names else None
+    names = (
+        [n.strip() for s in args.names for n in s.split(",") if n.strip()] if args.names else None
+    )
     if names is not None and len(names) != len(args.inputs):
         raise _usage_error(f"--names has {len(names)} names for {len(args.inputs)} inputs")
     out_dir = args.out_dir or "compare"
@@ -370,7 +372,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("compare", help="runs or evaluation files side by side with CIs")
     p.add_argument("inputs", nargs="+", metavar="RUN_OR_EVAL")
     p.add_argument("--out-dir", help="where compare.md and compare.png go (default: ./compare)")
-    p.add_argument("--names", help="comma-separated labels, one per input")
+    p.add_argument("--names", nargs="+", help="labels, one per input (A B C or A,B,C)")
     p.set_defaults(fn=cmd_compare)
 
     p = sub.add_parser("watch", help="play one episode with the expert weights shown each step")

@@ -485,6 +485,8 @@ def rollout(
     done: dict[int, tuple[EpisodeRecord, _Episode]] = {}
     errors: dict[int, list[str]] = {}
     env_steps = 0
+    was_training = model.training
+    model.eval()
     try:
         main = _Pass(model, cfg.env, seed_start, 0, episodes, n_envs, n_envs, n_workers,
                      max_restarts=max_restarts, **kw)  # fmt: skip
@@ -510,6 +512,7 @@ def rollout(
                     errors.setdefault(i, []).append(msg)
     finally:
         pbar.close()
+        model.train(was_training)
     retried = sorted(seed_start + i for i in errors if i in done)
     failed: list[dict[str, Any]] = [
         {"seed": seed_start + i, "errors": errs}

@@ -1,0 +1,331 @@
+"""Evaluation, analysis and their subcommands on a real smoke checkpoint and real NLE games."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from nle import nethack as nh
+
+from nethack_moe import cli
+from nethack_moe.analysis.analyze import analyze
+from nethack_moe.analysis.scenarios import (
+    COMBAT,
+    COMBAT_ATOMS,
+    EXPLORATION,
+    GENERAL,
+    SURVIVAL_ATOMS,
+    label_scenarios,
+    moved_from_trajectory,
+)
+from nethack_moe.config import make_config
+from nethack_moe.envs import vector as vector_mod
+from nethack_moe.envs.factory import EnvConfig, make_env, seed_env
+from nethack_moe.envs.vector import WorkerError
+from nethack_moe.evaluation import (
+    checkpoint_names,
+    evaluate,
+    load_policy,
+    rollout,
+    watch_frames,
+)
+from nethack_moe.features import ATOM_INDEX, FeatureSpec, compute_features, new_memory
+from nethack_moe.ppo.trainer import Trainer
+from nethack_moe.report import write_report
+
+RECORD_KEYS = {"seed", "score", "reward", "length", "depth", "died"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("evalruns")
+    cfg = make_config(
+        "smoke",
+        [f"run.out_dir={tmp}", "run.name=smoke", "run.num_workers=0", "run.device=cpu",
+         "run.tensorboard=false", "env.max_episode_steps=20"],
+    )  # fmt: skip
+    Trainer(cfg).run()
+    return tmp / "smoke"
+
+
+@pytest.fixture(scope="module")
+def ckpt(run_dir) -> str:
+    return str(run_dir / "checkpoints" / "final.pt")
+
+
+@pytest.fixture(scope="module")
+def policy(ckpt):
+    model, cfg, _ = load_policy(ckpt)
+    return model, cfg
+
+
+def _plain(recs: list[dict]) -> list[dict]:
+    return [{k: r[k] for k in RECORD_KEYS} for r in recs]
+
+
+@pytest.fixture
+def main(monkeypatch):
+    """``cli.main`` with the evaluation subcommands registered (whether or not cli.py does it)."""
+    from nethack_moe.commands_eval import register
+
+    orig = cli.build_parser
+
+    def build_parser() -> argparse.ArgumentParser:
+        ap = orig()
+        sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+        if "evaluate" not in sub.choices:
+            register(sub)
+        return ap
+
+    monkeypatch.setattr(cli, "build_parser", build_parser)
+    return cli.main
+
+
+# ------------------------------------------------------------------------------ rollout / evaluate
+def test_rollout_is_deterministic_and_plays_exactly_the_seeds_in_order(policy):
+    model, cfg = policy
+    a = rollout(model, cfg, 5, seed_start=100000, num_envs=2, workers=0)
+    b = rollout(model, cfg, 5, seed_start=100000, num_envs=2, workers=0)
+    assert a.records == b.records
+    assert [r["seed"] for r in a.records] == list(range(100000, 100005))
+    assert not a.retried and not a.failed
+    for r in a.records:
+        assert RECORD_KEYS <= set(r)
+        assert 1 <= r["length"] <= cfg.env.max_episode_steps
+    # the episodes depend on the seeds only, not on how many envs play them (nor on worker
+    # processes: see the worker tests below)
+    g1 = rollout(model, cfg, 3, seed_start=100002, num_envs=3, workers=0, greedy=True)
+    g2 = rollout(model, cfg, 3, seed_start=100002, num_envs=1, workers=0, greedy=True)
+    assert g1.records == g2.records
+    assert [r["seed"] for r in g1.records] == [100002, 100003, 100004]
+
+
+def test_evaluate_writes_the_json_format_and_the_run_copy(ckpt, run_dir, tmp_path):
+    out = tmp_path / "e.json"
+    res = evaluate([ckpt], episodes=3, num_envs=3, workers=0, out=out)
+    data = json.loads(out.read_text())
+    assert {"protocol", "created", "machine", "checkpoints", "greedy"} <= set(data)
+    assert data["protocol"] == "E3" and data["greedy"] is False
+    assert list(data["checkpoints"]) == ["final"]
+    entry = data["checkpoints"]["final"]
+    assert {"path", "episode", "greedy", "summary", "episodes"} <= set(entry)
+    assert entry["episode"] >= 12
+    s = entry["summary"]
+    for k in ("n", "mean", "std", "median", "iqm", "max", "ci_mean", "ci_iqm", "died", "depth",
+              "length", "routing"):  # fmt: skip
+        assert k in s, k
+    assert s["n"] == 3
+    for k in ("alpha_entropy", "usage_entropy", "routing_mi", "effective_experts", "usage",
+              "argmax_share", "sparsity", "switch_rate", "scenario_table"):  # fmt: skip
+        assert k in s["routing"], k
+    assert s["routing"]["n_states"] == sum(e["length"] for e in entry["episodes"])
+    assert [e["seed"] for e in entry["episodes"]] == [100000, 100001, 100002]
+    for e in entry["episodes"]:
+        assert RECORD_KEYS <= set(e)
+    copy = run_dir / "eval" / "final_E3.json"
+    assert str(copy) in res["written"]
+    assert json.loads(copy.read_text())["checkpoints"]["final"]["episodes"] == entry["episodes"]
+
+
+def test_checkpoint_names_are_stems_made_unique():
+    paths = ["a/checkpoints/final.pt", "b/checkpoints/final.pt", "a/checkpoints/ep_000004.pt"]
+    assert checkpoint_names(paths) == ["a:final", "b:final", "ep_000004"]
+    assert checkpoint_names(["x/final.pt", "x/final.pt"]) == ["x:final", "x:final_2"]
+
+
+def test_watch_replays_the_evaluation_episode_of_its_seed(policy):
+    model, cfg = policy
+    res = rollout(model, cfg, 1, seed_start=100003, num_envs=1, workers=0, collect_states=True)
+    frames = list(watch_frames(model, cfg, seed=100003))
+    assert res.states is not None
+    assert [f["action"] for f in frames] == res.states.action.tolist()
+    assert frames[-1]["score"] == res.records[0]["score"]
+    assert len(frames) == res.records[0]["length"]
+    assert "Dlvl:1" in frames[0]["screen"]
+
+
+# ------------------------------------------------------------------------------ robustness
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGSTOP"], ids=["crash", "hang"])
+def test_an_episode_lost_to_a_dead_or_hung_worker_is_played_again(policy, monkeypatch, sig):
+    model, cfg = policy
+    clean = rollout(model, cfg, 4, num_envs=2, workers=0)
+    real_step = vector_mod.VectorEnv.step
+    calls = [0]
+    killed: list[int] = []
+
+    def step(self, actions):
+        calls[0] += 1
+        if calls[0] == 5 and self.num_workers > 0:
+            pid = self.worker_pids()[0]
+            # a worker this evaluation started; a stopped one is killed by the vector env's restart
+            os.kill(pid, getattr(signal, sig))
+            killed.append(pid)
+        return real_step(self, actions)
+
+    monkeypatch.setattr(vector_mod.VectorEnv, "step", step)
+    res = rollout(model, cfg, 4, num_envs=2, workers=1, step_timeout=2.0)
+    assert killed, "the worker was not signalled"
+    assert [r["seed"] for r in res.records] == [100000, 100001, 100002, 100003]
+    assert res.retried == [100000, 100001]  # the two games in progress when the worker died
+    assert not res.failed
+    assert _plain(res.records) == _plain(clean.records)
+    assert [r["retried"] for r in res.records] == [True, True, False, False]
+
+
+def test_a_worker_error_is_retried_once_and_a_second_failure_is_reported(policy, monkeypatch):
+    model, cfg = policy
+    clean = rollout(model, cfg, 3, num_envs=3, workers=0)
+    real_step = vector_mod.VectorEnv.step
+    calls = {"n": 0}
+
+    def fail_first(self, actions):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise WorkerError("env worker 0 (pid 1) did not answer within 60 s")
+        return real_step(self, actions)
+
+    monkeypatch.setattr(vector_mod.VectorEnv, "step", fail_first)
+    res = rollout(model, cfg, 3, num_envs=3, workers=0)
+    assert len(res.records) == 3
+    assert _plain(res.records) == _plain(clean.records)
+    assert res.retried == [100000, 100001, 100002] and not res.failed
+
+    def always_fail(self, actions):
+        raise WorkerError("env worker 0 (pid 1) died with exit code -11")
+
+    monkeypatch.setattr(vector_mod.VectorEnv, "step", always_fail)
+    bad = rollout(model, cfg, 2, num_envs=2, workers=0)
+    assert bad.records == []
+    assert [f["seed"] for f in bad.failed] == [100000, 100001]
+    assert all(len(f["errors"]) == 2 for f in bad.failed)  # first try + one retry, then reported
+
+
+# ------------------------------------------------------------------------------ analysis
+def test_analyze_writes_its_files_and_the_scenario_table_covers_every_state(ckpt, tmp_path):
+    out = tmp_path / "an"
+    r = analyze(ckpt, episodes=3, num_envs=3, workers=0, out_dir=out)
+    for name in ("analysis.json", "analysis.md", "alpha_heatmap.png", "usage.png",
+                 "alpha_entropy_hist.png", "alpha_episode.png"):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    data = json.loads((out / "analysis.json").read_text())
+    table = data["scenario_table"]
+    assert sum(table["counts"]) == data["n_states"] == sum(x["length"] for x in data["records"])
+    assert table["scenarios"] == ["survival", "combat", "exploration", "general"]
+    ea = data["expert_actions"]
+    assert set(ea["experts"]) == set(data["figures"]["expert_names"])
+    for dist in ea["experts"].values():
+        assert set(dist) == set(ea["actions"]) and abs(sum(dist.values()) - 1) < 1e-4
+    assert "SEARCH" in ea["actions"] and "DOWN" in ea["actions"]
+    assert ea["actions"][data["moved_actions"]["search"]] == "SEARCH"
+    assert ea["actions"][data["moved_actions"]["descend"]] == "DOWN"
+    for k in ("alpha_entropy", "usage_entropy", "routing_mi", "effective_experts", "sparsity",
+              "switch_rate", "usage", "argmax_share"):  # fmt: skip
+        assert k in data["figures"], k
+    md = (out / "analysis.md").read_text()
+    assert r["verdict_text"] in md and "| combat |" in md
+
+
+def _hostile_adjacent_by_glyphs(obs) -> bool:
+    """Independent check: a non-pet monster glyph in the 8 cells around the hero."""
+    g = obs["glyphs"]
+    x, y = int(obs["blstats"][nh.NLE_BL_X]), int(obs["blstats"][nh.NLE_BL_Y])
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            yy, xx = y + dy, x + dx
+            if (dy or dx) and 0 <= yy < g.shape[0] and 0 <= xx < g.shape[1]:
+                gl = int(g[yy, xx])
+                if nh.glyph_is_monster(gl) and not nh.glyph_is_pet(gl):
+                    return True
+    return False
+
+
+def test_scenario_labels_on_real_observations():
+    env = make_env(EnvConfig(max_episode_steps=200))
+    spec = FeatureSpec()
+    found: dict[int, tuple] = {}
+    surv = [ATOM_INDEX[a] for a in SURVIVAL_ATOMS]
+    comb = [ATOM_INDEX[a] for a in COMBAT_ATOMS]
+    try:
+        for seed in range(100000, 100012):
+            rng = np.random.default_rng(seed)
+            seed_env(env, seed, seed)
+            obs, _ = env.reset()
+            mem = new_memory(1)
+            xs, ys, ds, atoms, hostile = [], [], [], [], []
+            for _ in range(200):
+                _, _, at = compute_features(
+                    obs["glyphs"][None], obs["blstats"][None], obs["message"][None],
+                    obs["tty_chars"][None], spec, memory=mem,
+                )  # fmt: skip
+                bl = obs["blstats"]
+                xs.append(int(bl[nh.NLE_BL_X]))
+                ys.append(int(bl[nh.NLE_BL_Y]))
+                ds.append(int(bl[nh.NLE_BL_DEPTH]))
+                atoms.append(at[0].copy())
+                hostile.append(_hostile_adjacent_by_glyphs(obs))
+                # walk (actions 1-8) most of the time, wait (19) sometimes: both moved and still
+                a = int(rng.integers(1, 9)) if rng.random() < 0.6 else 19
+                obs, _, term, trunc, _ = env.step(a)
+                if term or trunc:
+                    break
+            A = np.array(atoms)
+            moved = moved_from_trajectory(xs, ys, ds)
+            labels = label_scenarios(A, moved)
+            for s in range(len(labels)):
+                calm = not A[s, surv].any()
+                if calm and A[s, ATOM_INDEX["hostile_adjacent"]] and COMBAT not in found:
+                    assert hostile[s], "hostile_adjacent without a hostile monster glyph"
+                    found[COMBAT] = (seed, s, labels[s])
+                elif calm and not A[s, comb].any():
+                    k = EXPLORATION if moved[s] else GENERAL
+                    if k not in found:
+                        if k == EXPLORATION:  # the hero really changed cell since the last step
+                            assert (xs[s], ys[s]) != (xs[s - 1], ys[s - 1])
+                        found[k] = (seed, s, labels[s])
+            if len(found) == 3:
+                break
+    finally:
+        env.close()
+    assert set(found) == {COMBAT, EXPLORATION, GENERAL}, found
+    for want, (seed, s, got) in found.items():
+        assert got == want, f"seed {seed} step {s}: label {got}, expected {want}"
+
+
+def test_report_on_the_smoke_run_writes_markdown(run_dir, tmp_path, main, capsys):
+    out = tmp_path / "r.md"
+    assert main(["report", str(run_dir), "--out", str(out)]) == 0
+    assert out.read_text().startswith("# Training report")
+    assert str(out) in capsys.readouterr().out
+    assert write_report(run_dir).is_file()
+
+
+# ------------------------------------------------------------------------------ command line
+def test_cli_evaluate_compare_watch_and_bad_input(ckpt, run_dir, tmp_path, main, capsys):
+    out = tmp_path / "cli.json"
+    argv = ["evaluate", ckpt, "--episodes", "4", "--workers", "0", "--num-envs", "4"]
+    assert main([*argv, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    for word in ("IQM", "95 % CI of mean", "death rate", "alpha entropy", "routing MI"):
+        assert word in text
+    assert [e["seed"] for e in json.loads(out.read_text())["checkpoints"]["final"]["episodes"]] == [
+        100000, 100001, 100002, 100003,
+    ]  # fmt: skip
+    assert main(["compare", str(out), str(run_dir), "--out-dir", str(tmp_path / "cmp")]) == 0
+    assert (tmp_path / "cmp" / "compare.png").is_file()
+    frames = tmp_path / "watch.txt"
+    assert main(["watch", ckpt, "--steps", "3", "--out", str(frames)]) == 0
+    w = frames.read_text()
+    assert "step    2" in w and "Dlvl:1" in w and "█" in w
+    assert main(["evaluate", str(tmp_path / "missing.pt"), "--episodes", "4"]) == 2
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["evaluate", str(bad), "--episodes", "4"]) == 2
+    assert main(["analyze", str(tmp_path / "missing.pt")]) == 2
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("nethack-moe: error:") == 4
