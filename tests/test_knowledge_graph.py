@@ -18,6 +18,7 @@ from nethack_moe.knowledge.graph import (
     GraphError,
     KnowledgeGraph,
     format_stats,
+    graph_markdown,
     load_graph,
 )
 
@@ -103,6 +104,16 @@ def test_stats_and_format(graph: KnowledgeGraph) -> None:
     text = format_stats(st)
     for word in ("atom", "operator", "survival", "depth", "atom->condition"):
         assert word in text
+
+
+def test_doc_is_up_to_date(graph: KnowledgeGraph) -> None:
+    doc = Path(__file__).resolve().parents[1] / "docs" / "knowledge_graph.md"
+    text = doc.read_text(encoding="utf-8")
+    body = text.split("<!-- BEGIN GENERATED -->\n", 1)[1].split("<!-- END GENERATED -->", 1)[0]
+    assert body == graph_markdown(graph), (
+        "docs/knowledge_graph.md is stale: regenerate the part between the markers with"
+        " nethack_moe.knowledge.graph.graph_markdown(load_graph())"
+    )
 
 
 # ---- the validator -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from nethack_moe.knowledge.graph import load_graph
 from nethack_moe.models.bench import bench_model, collect_observations
 from nethack_moe.models.config import VARIANTS, ModelConfig
 from nethack_moe.models.gat import GATEncoder, GATLayer
-from nethack_moe.models.policy import ActorCritic, PolicyOutput, build_model
+from nethack_moe.models.policy import ActorCritic, GlyphConv, PolicyOutput, build_model
 from nethack_moe.models.routing import ROUTING_KINDS
 
 N_ACTIONS = 23
@@ -122,6 +122,11 @@ def test_gat_dedup_equals_plain(batch: tuple[torch.Tensor, ...]) -> None:
     # float atoms (torch.unique over rows) give the same result
     d = enc(atoms.float(), dedup=True)
     torch.testing.assert_close(d.operator_scores, c.operator_scores, rtol=1e-4, atol=1e-5)
+    # more atoms than fit in an int64 key: the row-unique fallback
+    enc.sparse = True
+    enc.bit_weights = enc.bit_weights[:10]
+    e = enc(atoms, dedup=True)
+    torch.testing.assert_close(e.operator_scores, b.operator_scores, rtol=1e-5, atol=1e-6)
 
 
 def test_gat_sees_the_atoms() -> None:
@@ -135,6 +140,31 @@ def test_gat_sees_the_atoms() -> None:
     assert out.operator_scores[0, op] != out.operator_scores[1, op]
     prior = enc.expert_prior(out.operator_scores)
     torch.testing.assert_close(prior.sum(-1), torch.ones(2))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_glyph_conv_equals_embedding_then_conv(
+    stride: int, batch: tuple[torch.Tensor, ...]
+) -> None:
+    crop = batch[1]
+    torch.manual_seed(0)
+    g = GlyphConv(SPEC.n_glyph_groups, 8, 12, stride)
+    emb = torch.nn.Embedding(SPEC.n_glyph_groups, 8)
+    conv = torch.nn.Conv2d(8, 12, 3, stride=stride, padding=1)
+    with torch.no_grad():
+        emb.weight.copy_(g.emb)
+        conv.weight.copy_(g.weight)
+        conv.bias.copy_(g.bias)
+    ref = conv(emb(crop.long()).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    out = g(crop)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    w = torch.randn_like(ref)
+    (ref * w).sum().backward()
+    (out * w).sum().backward()
+    assert g.emb.grad is not None and g.weight.grad is not None and g.bias.grad is not None
+    torch.testing.assert_close(g.emb.grad, emb.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(g.weight.grad, conv.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(g.bias.grad, conv.bias.grad, rtol=1e-4, atol=1e-4)
 
 
 # ---- actor-critic ------------------------------------------------------------------------
@@ -262,6 +292,12 @@ def test_runs_on_cuda(batch: tuple[torch.Tensor, ...]) -> None:
     assert out.logits.device.type == "cuda"
     out_cpu = m(*(t.to(dev) for t in batch))
     torch.testing.assert_close(out_cpu.logits.cpu(), ref.logits, rtol=1e-4, atol=1e-5)
+
+
+def test_two_conv_encoder(batch: tuple[torch.Tensor, ...]) -> None:
+    m = _model("mlp_moe", conv_channels=(16, 32))
+    out = m(*batch)
+    assert out.logits.shape == (len(batch[0]), N_ACTIONS)
 
 
 def test_bench_model_smoke() -> None:

@@ -232,6 +232,78 @@ def format_stats(stats: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def graph_markdown(
+    graph: KnowledgeGraph, atom_specs: Sequence[tuple[str, str]] | None = None
+) -> str:
+    """Markdown tables of the graph's content (counts, operators, rules, conditions, atoms); the
+    generated part of ``docs/knowledge_graph.md``."""
+    specs = dict(atom_specs if atom_specs is not None else features.ATOM_SPECS)
+    st = graph.stats()
+
+    def pre(name: str) -> str:
+        parts = []
+        for s, g in graph.inputs(name):
+            label = f"rule `{s}`" if graph.type_of(s) == "rule" else f"`{s}`"
+            parts.append(label if g > 0 else f"not {label}")
+        return ", ".join(parts)
+
+    def users(name: str) -> str:
+        return ", ".join(f"`{t}`" for t, _ in graph.outputs(name))
+
+    out = ["### Counts", "", "| node type | count |", "|---|---|"]
+    out += [f"| {t} | {n} |" for t, n in st["nodes_by_type"].items()]
+    out += [f"| **all** | **{st['nodes']}** |", ""]
+    out += ["| edge type | count |", "|---|---|"]
+    out += [f"| {t} | {n} |" for t, n in st["edges_by_type"].items()]
+    out += [
+        f"| **all** ({st['inhibitory_edges']} inhibitory) | **{st['edges']}** |",
+        "",
+        f"Longest path (DAG depth): {st['depth']} edges. Largest in-degree: {st['max_in_degree']}"
+        f" (`{st['max_in_degree_node']}`). Message pairs for the GAT (both directions + self-loops):"
+        f" {st['message_pairs']} of {st['nodes'] ** 2} ({100 * st['adjacency_density']:.1f} %).",
+        "",
+        "### Operators",
+        "",
+        "Preconditions: direct inputs (atoms, conditions) and the rules that point to the operator;"
+        " `not x` marks an inhibiting edge.",
+        "",
+        "| operator | expert | preconditions | what it means |",
+        "|---|---|---|---|",
+    ]
+    desc = dict(zip(graph.node_names, graph.node_desc, strict=True))
+    for e_idx, e in enumerate(graph.expert_names):
+        for o, oe in zip(graph.operator_names, graph.operator_expert, strict=True):
+            if oe == e_idx:
+                out.append(f"| `{o}` | {e} | {pre(o)} | {desc[o]} |")
+    out += ["", "### Rules", "", "| rule | preconditions | operators | why |", "|---|---|---|---|"]
+    for n, t in zip(graph.node_names, graph.node_types, strict=True):
+        if t == RULE:
+            out.append(f"| `{n}` | {pre(n)} | {users(n)} | {desc[n]} |")
+    out += [
+        "",
+        "### Conditions",
+        "",
+        "| condition | inputs | used by | meaning |",
+        "|---|---|---|---|",
+    ]
+    for n, t in zip(graph.node_names, graph.node_types, strict=True):
+        if t == CONDITION:
+            out.append(f"| `{n}` | {pre(n)} | {users(n)} | {desc[n]} |")
+    out += [
+        "",
+        "### Atoms",
+        "",
+        "| # | atom | meaning (features.ATOM_SPECS) | used by |",
+        "|---|---|---|---|",
+    ]
+    for k, a in enumerate(graph.atom_names):
+        out.append(f"| {k} | `{a}` | {specs.get(a, '')} | {users(a)} |")
+    out += ["", "### Experts", "", "| expert | operators | meaning |", "|---|---|---|"]
+    for e in graph.expert_names:
+        out.append(f"| {e} | {st['operators_per_expert'][e]} | {desc[e]} |")
+    return "\n".join(out) + "\n"
+
+
 # --------------------------------------------------------------------------------------------
 # Loading and validation
 # --------------------------------------------------------------------------------------------

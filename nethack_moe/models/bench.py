@@ -67,8 +67,14 @@ def machine_info() -> dict[str, Any]:
                     break
     except OSError:
         pass
+    try:
+        with open("/proc/loadavg", encoding="utf-8") as f:
+            load = f.read().split()[0]
+    except OSError:
+        load = ""
     info: dict[str, Any] = {
         "cpu": cpu,
+        "loadavg_1min": load,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -102,7 +108,8 @@ def bench_model(
 
     Returns:
         ``{"variant", "device", "params", "fwd_ms": {B: ms}, "fwd_bwd_ms": {B: ms},
-        "distinct_atoms": {B: n}, "machine": {...}}``.
+        "fwd_bwd_ms_min": {B: ms}, "distinct_atoms": {B: n}, "machine": {...}}`` (medians over
+        ``repeats`` after ``warmup``; the loss is ``logsumexp(logits) + value²``).
     """
     cfg = cfg or ModelConfig(variant=variant)
     cfg.variant = variant
@@ -114,6 +121,7 @@ def bench_model(
     state, crop, atoms = collect_observations(n_states or max(batch_sizes), seed=seed, spec=spec)
     fwd: dict[int, float] = {}
     fwd_bwd: dict[int, float] = {}
+    fwd_bwd_min: dict[int, float] = {}
     distinct: dict[int, int] = {}
     for bs in batch_sizes:
         idx = np.arange(bs) % len(state)
@@ -142,6 +150,7 @@ def bench_model(
                 times_fb.append((t3 - t2) * 1e3)
         fwd[bs] = statistics.median(times_f)
         fwd_bwd[bs] = statistics.median(times_fb)
+        fwd_bwd_min[bs] = min(times_fb)
         log.info("%s B=%d fwd %.2f ms fwd+bwd %.2f ms", variant, bs, fwd[bs], fwd_bwd[bs])
     return {
         "variant": variant,
@@ -149,6 +158,7 @@ def bench_model(
         "params": sum(p.numel() for p in model.parameters()),
         "fwd_ms": fwd,
         "fwd_bwd_ms": fwd_bwd,
+        "fwd_bwd_ms_min": fwd_bwd_min,
         "distinct_atoms": distinct,
         "machine": machine_info(),
     }

@@ -169,6 +169,25 @@ class GATEncoder(nn.Module):
     expert node states])); operator scores = a linear head on each operator node's final state.
     """
 
+    # buffers (fixed graph structure, follow the module's device)
+    node_types: Tensor
+    atom_nodes: Tensor
+    is_atom: Tensor
+    adjacency: Tensor
+    relation: Tensor
+    op_nodes: Tensor
+    expert_nodes: Tensor
+    operator_expert_onehot: Tensor
+    bit_weights: Tensor
+    msg_src: Tensor
+    msg_dst: Tensor
+    msg_rel: Tensor
+    readout: Tensor
+    last_src: Tensor
+    last_dst: Tensor
+    last_rel: Tensor
+    last_slot: Tensor
+
     def __init__(
         self,
         graph: KnowledgeGraph,
@@ -260,7 +279,12 @@ class GATEncoder(nn.Module):
                     y = y[self.readout]
             elif last:
                 y = layer.propagate(
-                    x, self.last_src, self.last_dst, self.last_rel, self.last_slot, len(self.readout)
+                    x,
+                    self.last_src,
+                    self.last_dst,
+                    self.last_rel,
+                    self.last_slot,
+                    len(self.readout),
                 )  # [O + E, D, U]
             else:
                 y = layer.propagate(x, self.msg_src, self.msg_dst, self.msg_rel)  # [N, D, U]
@@ -282,7 +306,8 @@ class GATEncoder(nn.Module):
     def unique_atoms(self, atoms: Tensor) -> tuple[Tensor, Tensor]:
         """Distinct rows of ``atoms`` ``[B, n_atoms]`` and the inverse index ``[B]``."""
         if atoms.dtype.is_floating_point or self.n_atoms > self.bit_weights.numel():
-            uniq, inv = torch.unique(atoms, dim=0, return_inverse=True)
+            rows = atoms if atoms.dtype.is_floating_point else atoms.to(torch.uint8)
+            uniq, inv = torch.unique(rows, dim=0, return_inverse=True)
             return uniq, inv
         bits = (atoms != 0).long()
         key = (bits * self.bit_weights).sum(1)  # [B] int64, one bit per atom
@@ -303,7 +328,9 @@ class GATEncoder(nn.Module):
             return self._encode(atoms.float())
         uniq, inv = self.unique_atoms(atoms)
         out = self._encode(uniq.float())
-        return GraphOutput(out.h_graph[inv], out.operator_scores[inv])
+        return GraphOutput(
+            out.h_graph.index_select(0, inv), out.operator_scores.index_select(0, inv)
+        )
 
     def expert_prior(self, operator_scores: Tensor, temperature: float = 1.0) -> Tensor:
         """``[B, E_graph]`` expert mass of the operators: ``softmax(scores / T) @ onehot(op -> expert)``."""

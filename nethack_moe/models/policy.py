@@ -16,7 +16,7 @@ The same :meth:`ActorCritic.forward` serves acting and learning.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -46,19 +46,86 @@ class PolicyOutput(NamedTuple):
     """``[B, n_operators]`` GAT operator scores, ``None`` without a graph."""
 
 
+class _LookupSum(torch.autograd.Function):
+    """``out[p] = sum_k table[idx[p, k]]`` (``embedding_bag`` sum) with a fast backward.
+
+    ``embedding_bag``'s own CPU backward is slow; this one does ``K`` ``index_add_`` calls.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, table: Tensor, idx: Tensor) -> Tensor:
+        """``table [V, C]``, ``idx [P, K]`` -> ``[P, C]``."""
+        ctx.save_for_backward(idx.t().contiguous())
+        ctx.n_rows = table.shape[0]
+        return F.embedding_bag(idx, table, mode="sum")
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        """Gradient of the table only (indices have none)."""
+        (idx_t,) = ctx.saved_tensors
+        g = grad.new_zeros(ctx.n_rows, grad.shape[1])
+        for col in idx_t:
+            g.index_add_(0, col, grad)
+        return g, None
+
+
+class GlyphConv(nn.Module):
+    """Glyph-group embedding followed by a 3x3 convolution (padding 1), computed as one lookup.
+
+    Exactly ``Conv2d(E, C, 3, stride, padding=1)(Embedding(G, E)(crop))``, but the embedding is
+    folded into the kernel: with ``T_k = emb @ W_k^T`` (``[G, C]`` per kernel offset ``k``) each
+    output cell is ``bias + sum_k T_k[crop at offset k]`` (``embedding_bag``). This avoids the
+    convolution's input gradient, the most expensive part of the encoder's backward on CPU.
+    Output is channels-last ``[B, S', S', C]``.
+    """
+
+    offsets: Tensor
+
+    def __init__(self, n_groups: int, embed_dim: int, channels: int, stride: int) -> None:
+        super().__init__()
+        self.n_groups, self.stride = n_groups, stride
+        self.emb = nn.Parameter(torch.randn(n_groups, embed_dim))
+        conv = nn.Conv2d(embed_dim, channels, 3, stride=stride, padding=1)
+        self.weight = nn.Parameter(conv.weight.detach().clone())  # [C, E, 3, 3]
+        assert conv.bias is not None
+        self.bias = nn.Parameter(conv.bias.detach().clone())  # [C]
+        self.register_buffer("offsets", torch.arange(9) * (n_groups + 1), persistent=False)
+
+    def forward(self, crop: Tensor) -> Tensor:
+        """``crop [B, S, S]`` group ids -> ``[B, S', S', C]``."""
+        B = crop.shape[0]
+        V = self.n_groups + 1  # row V-1 of each T_k is zero: the convolution's zero padding
+        cp = F.pad(crop.long(), (1, 1, 1, 1), value=self.n_groups)  # [B, S+2, S+2]
+        patches = cp.unfold(1, 3, self.stride).unfold(2, 3, self.stride)  # [B, S', S', 3, 3]
+        side = patches.shape[1]
+        idx = patches.reshape(-1, 9) + self.offsets  # [B*S'*S', 9] rows of the stacked T
+        emb = torch.cat([self.emb, self.emb.new_zeros(1, self.emb.shape[1])])  # [V, E]
+        table = torch.einsum("ve,cek->kvc", emb, self.weight.flatten(2)).reshape(9 * V, -1)
+        out = _LookupSum.apply(table, idx) + self.bias  # [B*S'*S', C]
+        return out.view(B, side, side, -1)
+
+
 class StateEncoder(nn.Module):
-    """``state [B,S]`` + ``crop [B,C,C]`` glyph groups -> ``h_state [B, hidden]``."""
+    """``state [B,S]`` + ``crop [B,C,C]`` glyph groups -> ``h_state [B, hidden]``.
+
+    Crop branch: glyph-group embedding -> 3x3 convs (the first fused with the embedding, see
+    :class:`GlyphConv`; the last has stride 2) -> flatten -> Linear -> ReLU. Group 0 (outside the
+    map) has a learned embedding like the others.
+    """
 
     def __init__(self, spec: FeatureSpec, cfg: ModelConfig) -> None:
         super().__init__()
         self.state_mlp = nn.Sequential(nn.Linear(spec.state_dim, cfg.hidden), nn.ReLU())
-        # glyph-group embedding; group 0 (outside the map) gets a learned vector like the others.
-        # Looked up with index_select: its backward (index_add) is ~2x faster than nn.Embedding's.
-        self.glyph_emb = nn.Parameter(torch.randn(spec.n_glyph_groups, cfg.glyph_embed_dim))
+        n_conv = len(cfg.conv_channels)
+        first_stride = 2 if n_conv == 1 else 1
+        self.glyph_conv = GlyphConv(
+            spec.n_glyph_groups, cfg.glyph_embed_dim, cfg.conv_channels[0], first_stride
+        )
+        side = (spec.crop_size - 1) // first_stride + 1
         convs: list[nn.Module] = []
-        c_in, side = cfg.glyph_embed_dim, spec.crop_size
-        for k, c_out in enumerate(cfg.conv_channels):
-            stride = 2 if k == len(cfg.conv_channels) - 1 else 1
+        c_in = cfg.conv_channels[0]
+        for k, c_out in enumerate(cfg.conv_channels[1:], start=1):
+            stride = 2 if k == n_conv - 1 else 1
             convs += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU()]
             c_in, side = c_out, (side - 1) // stride + 1
         self.convs = nn.Sequential(*convs)
@@ -67,10 +134,10 @@ class StateEncoder(nn.Module):
 
     def forward(self, state: Tensor, crop: Tensor) -> Tensor:
         """Encode; ``crop`` may be int16 or int64."""
-        B, C = crop.shape[0], crop.shape[-1]
-        e = self.glyph_emb.index_select(0, crop.reshape(-1).long())  # [B*C*C, G]
-        e = e.view(B, C, C, -1).permute(0, 3, 1, 2)  # [B, G, C, C] (channels-last memory)
-        c = self.crop_mlp(self.convs(e).flatten(1))  # [B, H]
+        x = F.relu(self.glyph_conv(crop))  # [B, S', S', C1] channels-last
+        if len(self.convs):
+            x = self.convs(x.permute(0, 3, 1, 2))  # [B, C, S'', S'']
+        c = self.crop_mlp(x.flatten(1))  # [B, H]
         s = self.state_mlp(state.float())  # [B, H]
         return self.merge(torch.cat([s, c], dim=-1))  # [B, H]
 
