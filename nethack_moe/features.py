@@ -250,9 +250,12 @@ _STATE_SCALARS = (
     "nav_dist",
 )
 N_NAV = 8  # one-hot first move of the navigation hint (navigation.DIRS order)
+NAV_DIST = _STATE_SCALARS.index("nav_dist")
+NAV_STAIRS = _STATE_SCALARS.index("nav_goal_is_stairs")
 _COND_ARRAY = np.asarray(_CONDITION_BITS, dtype=np.int64)
 _NAV_SCALARS = np.array(
-    [_STATE_SCALARS.index(n) for n in ("nav_has_goal", "nav_goal_is_stairs", "nav_dist")], dtype=np.int64
+    [_STATE_SCALARS.index(n) for n in ("nav_has_goal", "nav_goal_is_stairs", "nav_dist")],
+    dtype=np.int64,
 )
 STATE_NAMES: tuple[str, ...] = (
     _STATE_SCALARS

@@ -138,8 +138,11 @@ def test_vector_env_same_seed_same_trajectory_whatever_the_workers():
     assert sum(len(x[4]) for x in a) == 12  # 4 envs x 3 episodes of 40 steps
 
 
-def test_vector_env_replay_restores_games_exactly():
+@pytest.mark.parametrize("shaping", [False, True])
+def test_vector_env_replay_restores_games_exactly(shaping):
     cfg = EnvConfig(max_episode_steps=30)
+    if shaping:
+        cfg = EnvConfig(max_episode_steps=30, explore_bonus=0.01, stairs_bonus=0.05)
     rng = np.random.default_rng(3)
     acts = rng.integers(0, 23, (70, 3))
     with VectorEnv(cfg, 3, 1, SeedPlan("train", 2)) as v:
@@ -149,13 +152,16 @@ def test_vector_env_replay_restores_games_exactly():
         ref = []
         for t in range(40, 70):
             v.step(acts[t])
-            ref.append((v.buf.state.copy(), [e.to_dict() for e in v.finished()]))
+            ref.append(
+                (v.buf.state.copy(), [e.to_dict() for e in v.finished()], v.buf.reward.copy())
+            )
     with VectorEnv(cfg, 3, 0, SeedPlan("train", 2)) as w:
         w.set_state(st)
         for k, t in enumerate(range(40, 70)):
             w.step(acts[t])
             assert np.array_equal(ref[k][0], w.buf.state)
             assert ref[k][1] == [e.to_dict() for e in w.finished()]
+            assert np.array_equal(ref[k][2], w.buf.reward)
 
 
 def test_truncated_episode_keeps_its_last_features():
@@ -168,3 +174,19 @@ def test_truncated_episode_keeps_its_last_features():
         assert v.buf.truncated.all()
         # waiting does not move the hero: the last observation looks like the one before
         assert np.allclose(v.buf.final_state[:, 12:14], prev[:, 12:14])
+
+
+def test_shaping_rewards_exploration_and_is_counted_in_episode_reward():
+    cfg = EnvConfig(max_episode_steps=30)
+    shaped = EnvConfig(max_episode_steps=30, explore_bonus=0.5)
+    rng = np.random.default_rng(2)
+    acts = rng.integers(1, 9, (30, 2))  # moves only
+    out = []
+    for c in (cfg, shaped):
+        with VectorEnv(c, 2, 0, SeedPlan("train", 6)) as v:
+            for t in range(30):
+                v.step(acts[t])
+            out.append(v.finished())
+    for plain, more in zip(out[0], out[1], strict=True):
+        assert plain.score == more.score  # shaping never changes the score
+        assert more.reward > plain.reward  # moving around stands on new cells

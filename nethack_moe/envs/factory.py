@@ -63,6 +63,11 @@ class EnvConfig:
     """Reward shaping: extra reward for each new deepest level (documented; score is unaffected)."""
     reward_scale: float = 1.0
     """Multiplier on the env reward before shaping (score is unaffected)."""
+    explore_bonus: float = 0.0
+    """Reward shaping: reward per cell of a level the hero stands on for the first time."""
+    stairs_bonus: float = 0.0
+    """Reward shaping: reward per step of shortest-path progress toward the known down stairs
+    (a potential difference: going back costs what going forward earned)."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field and the allowed values."""

@@ -185,6 +185,12 @@ class EnvGroup:
         self.tty = np.zeros((self.n, nh.NLE_TERM_LI, nh.NLE_TERM_CO), np.uint8)
         self.sl = slice(lo, hi)
         self._final_idx: list[int] = []
+        # reward shaping state (see EnvConfig.explore_bonus / stairs_bonus)
+        self.shaping = bool(cfg.explore_bonus or cfg.stairs_bonus)
+        self.prev_cells = np.zeros(self.n, np.int64)
+        self.prev_dist = np.zeros(self.n, np.float64)
+        self.prev_stairs = np.zeros(self.n, bool)
+        self.prev_depth = np.zeros(self.n, np.int64)
 
     def _stage(self, j: int, obs: dict) -> None:
         self.glyphs[j] = obs["glyphs"]
@@ -216,6 +222,29 @@ class EnvGroup:
         b.blstats[sl] = self.blstats[j0:j1]
         b.feat_seconds[self.lo] += time.perf_counter() - t0
 
+    def _shape(self, js: np.ndarray, state: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+        """Shaping rewards for local envs ``js`` given their new features ``state`` (rows of js).
+
+        ``explore_bonus`` per cell of the level stood on for the first time, and ``stairs_bonus``
+        per step of shortest-path progress toward the known down stairs (a potential difference).
+        ``fresh`` rows (a new episode) only record the starting point.
+        """
+        cfg = self.cfg
+        cells = self.buf.memory.visited[self.lo + js].sum(axis=(1, 2))
+        depth = self.blstats[js, nh.NLE_BL_DEPTH]
+        dist = state[:, F.NAV_DIST] * 40.0
+        stairs = state[:, F.NAV_STAIRS] > 0.5
+        same = (depth == self.prev_depth[js]) & ~fresh
+        r = cfg.explore_bonus * np.maximum(cells - self.prev_cells[js], 0) * same
+        r = r + cfg.stairs_bonus * (self.prev_dist[js] - dist) * (
+            same & stairs & self.prev_stairs[js]
+        )
+        self.prev_cells[js] = cells
+        self.prev_dist[js] = dist
+        self.prev_stairs[js] = stairs
+        self.prev_depth[js] = depth
+        return r
+
     def reset(self) -> None:
         for j in range(self.n):
             self._reset_one(j)
@@ -225,6 +254,8 @@ class EnvGroup:
         b.truncated[sl] = False
         b.episode[sl] = 0.0
         self._features()
+        if self.shaping:
+            self._shape(np.arange(self.n), b.state[sl], np.ones(self.n, bool))
 
     def _advance(self, j: int, action: int) -> tuple[Any, float, bool, bool, bool]:
         """Step env ``j`` once; returns (obs, reward, terminated, truncated, ended)."""
@@ -268,6 +299,25 @@ class EnvGroup:
         if ended:
             self._finish(ended)
         self._features(j0, j1)
+        if self.shaping:
+            js = np.arange(j0, j1)
+            fresh = np.zeros(j1 - j0, bool)
+            fresh[np.asarray(ended, dtype=np.int64) - j0] = True
+            r = self._shape(js, b.state[self.lo + j0 : self.lo + j1], fresh)
+            r[fresh] = 0.0
+            b.reward[self.lo + j0 : self.lo + j1] += r
+            self.tracker.reward[js] += r
+
+    def _replay_features(self, j: int, fresh: bool) -> float:
+        """Features of env j's current observation (memory updated) and its shaping reward."""
+        i = self.lo + j
+        st, _, _ = F.compute_features(
+            self.glyphs[j : j + 1], self.blstats[j : j + 1], self.message[j : j + 1],
+            self.tty[j : j + 1], self.spec, memory=self.buf.memory.rows(slice(i, i + 1)),
+        )  # fmt: skip
+        if not self.shaping:
+            return 0.0
+        return float(self._shape(np.array([j]), st, np.array([fresh]))[0])
 
     def replay(self) -> None:
         """Rebuild every env's current game from its seeds and the recorded actions (exact resume)."""
@@ -275,16 +325,13 @@ class EnvGroup:
         saved_len = b.length[self.sl].copy()
         saved_hist = b.history[self.sl].copy()
         for j in range(self.n):
-            i = self.lo + j
             self._reset_one(j)
-            mem = b.memory.rows(slice(i, i + 1))
+            self._replay_features(j, fresh=True)
             for t in range(int(saved_len[j])):
                 obs, *_ = self._advance(j, int(saved_hist[j, t]))
                 self._stage(j, obs)
-                F.compute_features(
-                    self.glyphs[j : j + 1], self.blstats[j : j + 1], self.message[j : j + 1],
-                    self.tty[j : j + 1], self.spec, memory=mem,
-                )  # fmt: skip
+                r = self._replay_features(j, fresh=False)
+                self.tracker.reward[j] += r
         b.reward[self.sl] = 0.0
         b.terminated[self.sl] = False
         b.truncated[self.sl] = False
@@ -336,7 +383,10 @@ def _worker_main(conn, cfg, spec, shm_name, n_total, lo, hi, plan, restart) -> N
     # a worker whose trainer is gone exits on the closed pipe
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    buf = SharedBuffers(n_total, spec, cfg.max_episode_steps, shm_name=shm_name, create=False)
+    try:
+        buf = SharedBuffers(n_total, spec, cfg.max_episode_steps, shm_name=shm_name, create=False)
+    except FileNotFoundError:  # the vector env was closed (e.g. Ctrl-C) before this worker started
+        return
     group = None
     try:
         group = EnvGroup(cfg, spec, buf, lo, hi, plan)
