@@ -317,7 +317,10 @@ def load_config_dict(name_or_path: str) -> dict:
         raise ConfigError(f"config file {str(p)!r} must hold a mapping")
     base = data.pop("base", None)
     if base:
-        data = _merge(load_config_dict(base), data)
+        rel = p.parent / str(base)
+        if Path(str(base)).suffix and not Path(str(base)).is_absolute() and rel.exists():
+            base = str(rel)  # a file named relative to the including file
+        data = _merge(load_config_dict(str(base)), data)
     return data
 
 
