@@ -15,7 +15,9 @@ import numba
 import numpy as np
 
 # Order of the 8 compass moves = NetHackScore-v0 action ids 1..8 (N, E, S, W, NE, SE, SW, NW).
-DIRS = np.array([(-1, 0), (0, 1), (1, 0), (0, -1), (-1, 1), (1, 1), (1, -1), (-1, -1)], dtype=np.int64)
+DIRS = np.array(
+    [(-1, 0), (0, 1), (1, 0), (0, -1), (-1, 1), (1, 1), (1, -1), (-1, -1)], dtype=np.int64
+)
 N_DIRS = 8
 #: Cell classes of the walk map.
 BLOCKED, FREE, DOOR = 0, 1, 2
@@ -66,7 +68,9 @@ def _bfs_first_step(walk, goal, y0, x0, dirs, qy, qx, parent, dist):  # pragma: 
 
 
 @numba.njit(cache=True, nogil=True)
-def _nav_batch(walk, frontier, down_vis, d_y, d_x, ys, xs, dirs, out_k, out_d, out_stairs):  # pragma: no cover
+def _nav_batch(
+    walk, frontier, down_vis, d_y, d_x, ys, xs, dirs, out_k, out_d, out_stairs
+):  # pragma: no cover
     """For each row: first move toward the known down stairs, else toward the nearest frontier."""
     B, R, C = walk.shape
     qy = np.empty(R * C, np.int64)
@@ -93,7 +97,9 @@ def _nav_batch(walk, frontier, down_vis, d_y, d_x, ys, xs, dirs, out_k, out_d, o
         out_stairs[b] = stairs
 
 
-def nav_batch(walk, frontier, down_vis, d_y, d_x, ys, xs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def nav_batch(
+    walk, frontier, down_vis, d_y, d_x, ys, xs
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Batched hint: (first move index or -1, path length, goal is the stairs) per row.
 
     ``walk`` [B, R, C] uint8 walk classes (modified in place temporarily), ``frontier`` [B, R, C]

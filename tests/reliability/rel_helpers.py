@@ -80,13 +80,18 @@ class Run:
 def _ps() -> list[tuple[int, int, str, str]]:
     """(pid, ppid, state, command) of every process (POSIX ``ps``)."""
     out = subprocess.run(
-        ["ps", "-A", "-o", "pid=,ppid=,stat=,command="], capture_output=True, text=True, check=True
+        ["ps", "-ww", "-A", "-o", "pid=,ppid=,stat=,command="],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rows = []
     for ln in out.splitlines():
         parts = ln.split(None, 3)
         if len(parts) >= 3:
-            rows.append((int(parts[0]), int(parts[1]), parts[2], parts[3] if len(parts) > 3 else ""))
+            rows.append(
+                (int(parts[0]), int(parts[1]), parts[2], parts[3] if len(parts) > 3 else "")
+            )
     return rows
 
 

@@ -33,7 +33,9 @@ class _Evil:
 def _killed_after_a_checkpoint(run_dir: Path, run: Run) -> None:
     def ready() -> bool:
         recs = records_so_far(run_dir)
-        ck = [i for i, r in enumerate(recs) if r["type"] == "checkpoint" and r["kind"] == "periodic"]
+        ck = [
+            i for i, r in enumerate(recs) if r["type"] == "checkpoint" and r["kind"] == "periodic"
+        ]
         return bool(ck) and any(r["type"] == "update" for r in recs[ck[0] + 1 :])
 
     wait_for(ready, 180, "a periodic checkpoint followed by another update", run)

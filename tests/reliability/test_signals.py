@@ -47,3 +47,21 @@ def test_signal_to_process_group_checkpoints_and_exits_interrupted(tmp_path, sig
     assert ck["counters"]["updates"] == last_update["update"]
     assert ck["counters"]["episodes"] == (episodes(recs) or [0])[-1] == ev["episode"]
     assert ck["metrics_offset"] <= (run_dir / "metrics.jsonl").stat().st_size
+
+
+def test_ctrl_c_during_start_up_exits_130_with_one_line(tmp_path):
+    """SIGINT while the envs start (before the training loop's handler): no traceback. Sent to the
+    trainer only: a child that Python is just starting (the forkserver) prints its own traceback
+    when a group-wide Ctrl-C lands during its start-up, which is CPython's, not the trainer's."""
+    out = tmp_path / "out"
+    run = Run(train_args(out), tmp_path / "logs")
+    try:
+        wait_for(lambda: (out / "smoke" / "config.yaml").exists(), 120, "the start of run()", run)
+        os.kill(run.pid, signal.SIGINT)
+        rc = run.proc.wait(timeout=60)
+    finally:
+        run.cleanup()
+    assert rc == 130, run.stderr
+    assert "Traceback" not in run.stderr
+    (line,) = run.error_lines()
+    assert "interrupted" in line
