@@ -37,6 +37,8 @@ def _f(v: Any, nd: int = 2) -> str:
         f = float(v)
     except (TypeError, ValueError):
         return str(v)
+    if abs(f) < 0.5 * 10.0**-nd:
+        f = 0.0  # no "-0.0000" for a tiny negative rounding error
     return f"{f:.{nd}f}" if math.isfinite(f) else str(f)
 
 

@@ -249,7 +249,7 @@ _STATE_SCALARS = (
     "nav_goal_is_stairs",
     "nav_dist",
 )
-N_NAV = 8  # one-hot first move of the navigation hint (navigation.DIRS order)
+N_NAV = 9  # one-hot hint: the 8 moves (navigation.DIRS order), then "descend here"
 NAV_DIST = _STATE_SCALARS.index("nav_dist")
 NAV_STAIRS = _STATE_SCALARS.index("nav_goal_is_stairs")
 _COND_ARRAY = np.asarray(_CONDITION_BITS, dtype=np.int64)
@@ -265,6 +265,7 @@ STATE_NAMES: tuple[str, ...] = (
     + tuple(f"nav_{i}" for i in range(N_NAV))
 )
 STATE_DIM = len(STATE_NAMES)
+NAV_ONEHOT = STATE_NAMES.index("nav_0")
 
 ROWS, COLS = int(nh.DUNGEON_SHAPE[0]), int(nh.DUNGEON_SHAPE[1])
 _MORE = np.frombuffer(b"--More--", dtype=np.uint8)
@@ -398,6 +399,10 @@ def _navigation_hint(glyphs, P, r, ys, xs, d_y, d_x, down_vis, visited, locked, 
     if visited is not None:
         frontier &= ~visited
     k, dist, stairs = nav_batch(walk, frontier, down_vis, d_y, d_x, ys, xs)
+    on_stairs = down_vis & (d_y == ys) & (d_x == xs)
+    k = np.where(on_stairs, 8, k)  # standing on the known stairs: the hint is to go down
+    dist = np.where(on_stairs, 0, dist)
+    stairs = stairs | on_stairs
     s[:, o : o + N_NAV] = k[:, None] == np.arange(N_NAV)[None, :]
     s[:, _NAV_SCALARS[0]] = k >= 0
     s[:, _NAV_SCALARS[1]] = stairs

@@ -142,7 +142,7 @@ def test_vector_env_same_seed_same_trajectory_whatever_the_workers():
 def test_vector_env_replay_restores_games_exactly(shaping):
     cfg = EnvConfig(max_episode_steps=30)
     if shaping:
-        cfg = EnvConfig(max_episode_steps=30, explore_bonus=0.01, stairs_bonus=0.05)
+        cfg = EnvConfig(max_episode_steps=30, explore_bonus=0.01, stairs_bonus=0.05, hint_bonus=0.1)
     rng = np.random.default_rng(3)
     acts = rng.integers(0, 23, (70, 3))
     with VectorEnv(cfg, 3, 1, SeedPlan("train", 2)) as v:

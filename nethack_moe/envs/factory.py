@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 #: Observation keys the features read (nothing else is rendered or copied).
 OBS_KEYS: tuple[str, ...] = ("glyphs", "blstats", "message", "tty_chars")
 
+#: Tasks whose action set the hint bonus knows (NetHackScore's 23 actions).
+_HINT_TASKS = ("NetHackScore-v0", "NetHackStaircase-v0", "NetHackStaircasePet-v0")
 _ROLES = ("arc", "bar", "cav", "hea", "kni", "mon", "pri", "rog", "ran", "sam", "tou", "val", "wiz")
 _RACES = ("hum", "elf", "dwa", "gno", "orc")
 _ALIGNS = ("law", "neu", "cha")
@@ -65,6 +67,8 @@ class EnvConfig:
     """Multiplier on the env reward before shaping (score is unaffected)."""
     explore_bonus: float = 0.0
     """Reward shaping: reward per cell of a level the hero stands on for the first time."""
+    hint_bonus: float = 0.0
+    """Reward shaping: reward for taking the move the navigation hint advises."""
     stairs_bonus: float = 0.0
     """Reward shaping: reward per step of shortest-path progress toward the known down stairs
     (a potential difference: going back costs what going forward earned)."""
@@ -83,6 +87,10 @@ class EnvConfig:
         validate_character(self.character)
         if self.crop_size < 3 or self.crop_size % 2 == 0:
             raise ValueError(f"env.crop_size={self.crop_size!r} must be an odd integer >= 3")
+        if self.hint_bonus and self.task not in _HINT_TASKS:
+            raise ValueError(
+                f"env.hint_bonus needs the 23-action set of {', '.join(_HINT_TASKS)}; env.task={self.task!r}"
+            )
         if self.reward_scale <= 0:
             raise ValueError(f"env.reward_scale={self.reward_scale!r} must be > 0")
 

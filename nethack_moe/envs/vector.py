@@ -161,6 +161,16 @@ class SharedBuffers:
     mem_locked: np.ndarray
 
 
+#: NetHackScore-v0 action ids of the hint's entries: N E S W NE SE SW NW, then '>' (descend).
+HINT_ACTIONS = np.array([1, 2, 3, 4, 5, 6, 7, 8, 18])
+
+
+def _hint_action(state: np.ndarray) -> np.ndarray:
+    """The action id the navigation hint advises, -1 without a hint (NetHackScore action set)."""
+    nav = state[:, F.NAV_ONEHOT : F.NAV_ONEHOT + F.N_NAV]
+    return np.where(nav.any(1), HINT_ACTIONS[nav.argmax(1)], -1)
+
+
 class EnvGroup:
     """The envs ``lo..hi-1`` of one worker and the code that steps them into the buffers."""
 
@@ -186,7 +196,8 @@ class EnvGroup:
         self.sl = slice(lo, hi)
         self._final_idx: list[int] = []
         # reward shaping state (see EnvConfig.explore_bonus / stairs_bonus)
-        self.shaping = bool(cfg.explore_bonus or cfg.stairs_bonus)
+        self.shaping = bool(cfg.explore_bonus or cfg.stairs_bonus or cfg.hint_bonus)
+        self.prev_hint = np.full(self.n, -1, np.int64)  # action the hint advised for the current obs
         self.prev_cells = np.zeros(self.n, np.int64)
         self.prev_dist = np.zeros(self.n, np.float64)
         self.prev_stairs = np.zeros(self.n, bool)
@@ -230,6 +241,7 @@ class EnvGroup:
         ``fresh`` rows (a new episode) only record the starting point.
         """
         cfg = self.cfg
+        self.prev_hint[js] = _hint_action(state)
         cells = self.buf.memory.visited[self.lo + js].sum(axis=(1, 2))
         depth = self.blstats[js, nh.NLE_BL_DEPTH]
         dist = state[:, F.NAV_DIST] * 40.0
@@ -290,6 +302,9 @@ class EnvGroup:
         for j in range(j0, j1):
             i = self.lo + j
             obs, r, term, trunc, end = self._advance(j, int(acts[j - j0]))
+            if self.cfg.hint_bonus and int(acts[j - j0]) == self.prev_hint[j]:
+                r += self.cfg.hint_bonus
+                self.tracker.reward[j] += self.cfg.hint_bonus
             b.reward[i] = r
             b.terminated[i] = term
             b.truncated[i] = trunc
@@ -328,7 +343,10 @@ class EnvGroup:
             self._reset_one(j)
             self._replay_features(j, fresh=True)
             for t in range(int(saved_len[j])):
-                obs, *_ = self._advance(j, int(saved_hist[j, t]))
+                a = int(saved_hist[j, t])
+                obs, *_ = self._advance(j, a)
+                if self.cfg.hint_bonus and a == self.prev_hint[j]:
+                    self.tracker.reward[j] += self.cfg.hint_bonus
                 self._stage(j, obs)
                 r = self._replay_features(j, fresh=False)
                 self.tracker.reward[j] += r
