@@ -34,10 +34,10 @@ def test_phase_temperature_and_lr_at_given_episodes():
     assert c.temperature_at(2000) == pytest.approx(0.75)
     assert c.temperature_at(3000) == 0.5 and c.temperature_at(4500) == 0.5
     assert [c.lr_at(e) for e in (0, 999, 1000, 2999, 3000, 4999)] == [
+        3e-4,
+        3e-4,
         1e-4,
         1e-4,
-        5e-5,
-        5e-5,
         1e-5,
         1e-5,
     ]
