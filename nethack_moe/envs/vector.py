@@ -197,7 +197,9 @@ class EnvGroup:
         self._final_idx: list[int] = []
         # reward shaping state (see EnvConfig.explore_bonus / stairs_bonus)
         self.shaping = bool(cfg.explore_bonus or cfg.stairs_bonus or cfg.hint_bonus)
-        self.prev_hint = np.full(self.n, -1, np.int64)  # action the hint advised for the current obs
+        self.prev_hint = np.full(
+            self.n, -1, np.int64
+        )  # action the hint advised for the current obs
         self.prev_cells = np.zeros(self.n, np.int64)
         self.prev_dist = np.zeros(self.n, np.float64)
         self.prev_stairs = np.zeros(self.n, bool)

@@ -31,6 +31,7 @@ from nethack_moe.checkpoint import (
     save_checkpoint,
 )
 from nethack_moe.config import TrainConfig, config_from_dict, dump_config
+from nethack_moe.curriculum import Phase
 from nethack_moe.envs.accounting import EpisodeRecord
 from nethack_moe.envs.vector import SeedPlan, VectorEnv, WorkerError
 from nethack_moe.models.policy import ActorCritic, build_model
@@ -106,6 +107,16 @@ class RunningMeanStd:
     def load(self, s: dict) -> None:
         self.ret = s["ret"].numpy().astype(np.float64)
         self.mean, self.var, self.count = float(s["mean"]), float(s["var"]), float(s["count"])
+
+
+@dataclass
+class _RolloutContext:
+    """What the current rollout acts under (set at the start of every rollout)."""
+
+    phase: Phase
+    routing: str
+    temperature: float
+    finished: list[EpisodeRecord]
 
 
 @dataclass
@@ -360,6 +371,68 @@ class Trainer:
         last_ckpt_bucket = C.episodes // cfg.run.checkpoint_every
         exit_reason = "finished"
         try:
+            ctx = _RolloutContext(cur.phases[0], "softmax", 1.0, [])
+
+            def state() -> dict:
+                return self._ckpt_payload(model, optim, gen, rnorm, C, recent, venv, metrics)
+
+            def act_on(t: int, lo: int, hi: int) -> np.ndarray:
+                with torch.no_grad():
+                    s_t = b_state[lo:hi].to(dev, non_blocking=True)
+                    c_t = b_crop[lo:hi].to(dev, non_blocking=True)
+                    a_t = b_atoms[lo:hi].to(dev, non_blocking=True)
+                    obs_state[t, lo:hi].copy_(s_t)
+                    obs_crop[t, lo:hi].copy_(c_t)
+                    obs_atoms[t, lo:hi].copy_(a_t)
+                    out = model(s_t, c_t, a_t, ctx.routing, ctx.temperature)
+                    logits = out.logits.float()
+                    u = torch.rand(logits.shape, generator=gen).to(dev)
+                    gumbel = -torch.log(-torch.log(u.clamp_min(1e-10)))
+                    act = (logits + gumbel).argmax(-1)  # Gumbel-max sampling
+                    logps[t, lo:hi] = (
+                        torch.log_softmax(logits, -1).gather(1, act[:, None]).squeeze(1)
+                    )
+                    values[t, lo:hi] = out.value
+                    actions[t, lo:hi] = act
+                    alphas[t, lo:hi] = out.alpha
+                    return act.cpu().numpy()
+
+            def collect(t: int, lo: int, hi: int) -> None:
+                r = buf.reward[lo:hi].astype(np.float64)
+                done = buf.terminated[lo:hi] | buf.truncated[lo:hi]
+                if p.reward_norm:
+                    r = rnorm.scale(r, done, lo, hi)
+                r_t = torch.as_tensor(r, dtype=torch.float32)
+                trunc_idx = np.flatnonzero(buf.truncated[lo:hi]) + lo
+                if trunc_idx.size:
+                    with torch.no_grad():
+                        fo = model(
+                            torch.from_numpy(buf.final_state[trunc_idx]).to(dev),
+                            torch.from_numpy(buf.final_crop[trunc_idx]).to(dev),
+                            torch.from_numpy(buf.final_atoms[trunc_idx]).to(dev),
+                            ctx.routing,
+                            ctx.temperature,
+                        )
+                    r_t[trunc_idx - lo] += p.gamma * fo.value.float().cpu()
+                rewards[t, lo:hi] = r_t.to(dev)
+                dones[t, lo:hi] = torch.as_tensor(done, dtype=torch.float32).to(dev)
+                C.env_steps += hi - lo
+                for e in venv.finished(lo, hi):
+                    C.episodes += 1
+                    recent.append(float(e.score))
+                    del recent[: -cfg.run.best_window]
+                    rec = {"type": "episode", "episode": C.episodes, "env_steps": C.env_steps,
+                           "score": e.score, "reward": e.reward, "length": e.length, "depth": e.depth,
+                           "died": e.died, "phase": ctx.phase.name, "temperature": ctx.temperature,
+                           "routing": ctx.routing, "seed_core": e.seed_core, "seed_disp": e.seed_disp,
+                           "env_index": e.env_index, "wall": time.time()}  # fmt: skip
+                    metrics.write(rec)
+                    ctx.finished.append(e)
+                    if tb is not None:
+                        tb.add_scalar("episode/score", e.score, C.episodes)
+                        tb.add_scalar("episode/reward", e.reward, C.episodes)
+                        tb.add_scalar("episode/depth", e.depth, C.episodes)
+
             while C.episodes < cur.total_episodes and not (
                 cfg.run.max_env_steps and C.env_steps >= cfg.run.max_env_steps
             ):
@@ -371,72 +444,20 @@ class Trainer:
                 for g in optim.param_groups:
                     g["lr"] = lr
                 coefs = dict(phase.coefficients)
+                ctx.phase, ctx.routing, ctx.temperature, ctx.finished = (
+                    phase,
+                    routing,
+                    temperature,
+                    [],
+                )
                 t_env = t_inf = 0.0
                 t_roll = time.monotonic()
-                finished: list[EpisodeRecord] = []
                 # ------------------------------------------------ rollout
                 # Envs are split into G contiguous groups; while the workers step one group, this
                 # process computes the next group's actions (overlap of env stepping and inference).
                 model.eval()
                 if self.device.type == "cpu":
                     torch.set_num_threads(self.act_threads)
-
-                def act_on(t: int, lo: int, hi: int) -> np.ndarray:
-                    with torch.no_grad():
-                        s_t = b_state[lo:hi].to(dev, non_blocking=True)
-                        c_t = b_crop[lo:hi].to(dev, non_blocking=True)
-                        a_t = b_atoms[lo:hi].to(dev, non_blocking=True)
-                        obs_state[t, lo:hi].copy_(s_t)
-                        obs_crop[t, lo:hi].copy_(c_t)
-                        obs_atoms[t, lo:hi].copy_(a_t)
-                        out = model(s_t, c_t, a_t, routing, temperature)
-                        logits = out.logits.float()
-                        u = torch.rand(logits.shape, generator=gen).to(dev)
-                        gumbel = -torch.log(-torch.log(u.clamp_min(1e-10)))
-                        act = (logits + gumbel).argmax(-1)  # Gumbel-max sampling
-                        logps[t, lo:hi] = (
-                            torch.log_softmax(logits, -1).gather(1, act[:, None]).squeeze(1)
-                        )
-                        values[t, lo:hi] = out.value
-                        actions[t, lo:hi] = act
-                        alphas[t, lo:hi] = out.alpha
-                        return act.cpu().numpy()
-
-                def collect(t: int, lo: int, hi: int) -> None:
-                    r = buf.reward[lo:hi].astype(np.float64)
-                    done = buf.terminated[lo:hi] | buf.truncated[lo:hi]
-                    if p.reward_norm:
-                        r = rnorm.scale(r, done, lo, hi)
-                    r_t = torch.as_tensor(r, dtype=torch.float32)
-                    trunc_idx = np.flatnonzero(buf.truncated[lo:hi]) + lo
-                    if trunc_idx.size:
-                        with torch.no_grad():
-                            fo = model(
-                                torch.from_numpy(buf.final_state[trunc_idx]).to(dev),
-                                torch.from_numpy(buf.final_crop[trunc_idx]).to(dev),
-                                torch.from_numpy(buf.final_atoms[trunc_idx]).to(dev),
-                                routing,
-                                temperature,
-                            )
-                        r_t[trunc_idx - lo] += p.gamma * fo.value.float().cpu()
-                    rewards[t, lo:hi] = r_t.to(dev)
-                    dones[t, lo:hi] = torch.as_tensor(done, dtype=torch.float32).to(dev)
-                    C.env_steps += hi - lo
-                    for e in venv.finished(lo, hi):
-                        C.episodes += 1
-                        recent.append(float(e.score))
-                        del recent[: -cfg.run.best_window]
-                        rec = {"type": "episode", "episode": C.episodes, "env_steps": C.env_steps,
-                               "score": e.score, "reward": e.reward, "length": e.length, "depth": e.depth,
-                               "died": e.died, "phase": phase.name, "temperature": temperature,
-                               "routing": routing, "seed_core": e.seed_core, "seed_disp": e.seed_disp,
-                               "env_index": e.env_index, "wall": time.time()}  # fmt: skip
-                        metrics.write(rec)
-                        finished.append(e)
-                        if tb is not None:
-                            tb.add_scalar("episode/score", e.score, C.episodes)
-                            tb.add_scalar("episode/reward", e.reward, C.episodes)
-                            tb.add_scalar("episode/depth", e.depth, C.episodes)
 
                 for t in range(T + 1):
                     for lo, hi in groups:
@@ -564,16 +585,13 @@ class Trainer:
                         ):
                             tb.add_scalar(kk if "/" in kk else f"train/{kk}", v, C.env_steps)
                 if pbar is not None:
-                    pbar.update(len(finished))
+                    pbar.update(len(ctx.finished))
                     pbar.set_postfix(phase=phase.name, sps=f"{sps:.0f}",
                                      score=f"{np.mean(recent) if recent else 0:.1f}",
                                      T=f"{temperature:.2f}")  # fmt: skip
                 log.debug("update %d done in %.2fs", C.updates, time.monotonic() - t_roll)
 
                 # ------------------------------------------------ checkpoints
-                state = lambda: self._ckpt_payload(
-                    model, optim, gen, rnorm, C, recent, venv, metrics
-                )  # noqa: E731
                 bucket = C.episodes // cfg.run.checkpoint_every
                 if bucket > last_ckpt_bucket:
                     last_ckpt_bucket = bucket
