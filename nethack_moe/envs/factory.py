@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import nle  # noqa: F401  (registers the NetHack* gymnasium ids)
@@ -95,7 +96,7 @@ class EnvConfig:
             raise ValueError(f"env.reward_scale={self.reward_scale!r} must be > 0")
 
 
-def make_env(cfg: EnvConfig) -> gym.Env:
+def make_env(cfg: EnvConfig) -> Any:
     """Create one NLE env from config (validated first)."""
     cfg.validate()
     kwargs: dict = dict(
@@ -110,8 +111,10 @@ def make_env(cfg: EnvConfig) -> gym.Env:
     # Build the NLE class directly: gym.make would swallow ``max_episode_steps`` into a TimeLimit
     # wrapper instead of NLE's own cap, and add checker wrappers to the hot path.
     spec = gym.spec(cfg.task)
-    creator = gym.envs.registration.load_env_creator(spec.entry_point)
-    env = creator(**{**spec.kwargs, **kwargs})
+    entry = spec.entry_point
+    creator = gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
+    assert creator is not None, f"{cfg.task} has no entry point"
+    env: Any = creator(**{**spec.kwargs, **kwargs})
     nh_obj = env.unwrapped.nethack
     for name in ("set_initial_seeds", "set_current_seeds", "get_current_seeds"):
         # NetHackChallenge-v0 shadows the seeding methods with functions that raise (a competition

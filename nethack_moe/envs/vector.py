@@ -320,10 +320,10 @@ class EnvGroup:
             js = np.arange(j0, j1)
             fresh = np.zeros(j1 - j0, bool)
             fresh[np.asarray(ended, dtype=np.int64) - j0] = True
-            r = self._shape(js, b.state[self.lo + j0 : self.lo + j1], fresh)
-            r[fresh] = 0.0
-            b.reward[self.lo + j0 : self.lo + j1] += r
-            self.tracker.reward[js] += r
+            bonus = self._shape(js, b.state[self.lo + j0 : self.lo + j1], fresh)
+            bonus[fresh] = 0.0
+            b.reward[self.lo + j0 : self.lo + j1] += bonus
+            self.tracker.reward[js] += bonus
 
     def _replay_features(self, j: int, fresh: bool) -> float:
         """Features of env j's current observation (memory updated) and its shaping reward."""
