@@ -30,9 +30,16 @@ def machine_info() -> dict[str, Any]:
     import nle
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    try:
+        with open("/proc/loadavg", encoding="utf-8") as f:
+            load = f.read().split()[0]
+    except OSError:
+        load = ""
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "loadavg_1min": load,
+        "torch_threads": torch.get_num_threads(),
         "gpu": gpu,
         "python": platform.python_version(),
         "torch": torch.__version__,

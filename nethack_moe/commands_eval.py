@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nethack_moe.evaluation import E200_EPISODES, E200_SEED_START
+from nethack_moe.report import fmt_num
 
 
 def _usage_error(msg: str) -> Exception:
@@ -31,15 +31,7 @@ def _say(text: str = "", file: TextIO | None = None) -> None:
 
 
 def _f(v: Any, nd: int = 2) -> str:
-    if v is None:
-        return "–"
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return str(v)
-    if abs(f) < 0.5 * 10.0**-nd:
-        f = 0.0  # no "-0.0000" for a tiny negative rounding error
-    return f"{f:.{nd}f}" if math.isfinite(f) else str(f)
+    return fmt_num(v, nd)
 
 
 def _ci(v: Any, nd: int = 2) -> str:

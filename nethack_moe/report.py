@@ -83,7 +83,8 @@ def _std(values: Sequence[Any]) -> float | None:
     return float(a.std(ddof=1)) if a.size > 1 else 0.0
 
 
-def _f(v: Any, nd: int = 2) -> str:
+def fmt_num(v: Any, nd: int = 2) -> str:
+    """A number with ``nd`` decimals for tables; "–" for None, no "-0.00" for tiny negatives."""
     if v is None:
         return "–"
     try:
@@ -92,7 +93,12 @@ def _f(v: Any, nd: int = 2) -> str:
         return str(v)
     if not math.isfinite(f):
         return str(f)
+    if abs(f) < 0.5 * 10.0**-nd:
+        f = 0.0
     return f"{f:.{nd}f}"
+
+
+_f = fmt_num
 
 
 def _pm(m: Any, s: Any, nd: int = 4) -> str:

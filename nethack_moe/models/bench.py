@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import platform
 import statistics
 import time
 from typing import Any
@@ -57,32 +55,10 @@ def collect_observations(
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, core count, torch / Python versions and the GPU name when CUDA is available."""
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        with open("/proc/loadavg", encoding="utf-8") as f:
-            load = f.read().split()[0]
-    except OSError:
-        load = ""
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "loadavg_1min": load,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+    """CPU model, cores, load, torch / Python / nle versions, GPU (see :func:`nethack_moe.bench.machine_info`)."""
+    from nethack_moe.bench import machine_info as _machine_info
+
+    return _machine_info()
 
 
 def _sync(device: torch.device) -> None:
