@@ -30,7 +30,7 @@ from nethack_moe.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from nethack_moe.config import TrainConfig, config_from_dict, dump_config
+from nethack_moe.config import ConfigError, TrainConfig, config_from_dict, dump_config
 from nethack_moe.curriculum import Phase
 from nethack_moe.envs.accounting import EpisodeRecord
 from nethack_moe.envs.vector import SeedPlan, VectorEnv, WorkerError
@@ -65,7 +65,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"run.device={name!r} but CUDA is not available on this machine")
+        raise ConfigError(f"run.device={name!r} but CUDA is not available on this machine")
     return torch.device(name)
 
 
