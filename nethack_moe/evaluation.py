@@ -617,6 +617,18 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
 
+def summarize_episodes(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    """E200 statistics of per-episode records (score, died, depth, length, mean reward)."""
+    summary = summarize(
+        [r["score"] for r in recs],
+        died=[r["died"] for r in recs],
+        depth=[r["depth"] for r in recs],
+        length=[r["length"] for r in recs],
+    )
+    summary["reward"] = float(np.mean([r["reward"] for r in recs])) if recs else None
+    return summary
+
+
 def evaluate(
     paths: Sequence[str | Path],
     episodes: int = E200_EPISODES,
@@ -663,13 +675,7 @@ def evaluate(
             collect_states=True, progress=progress, step_timeout=step_timeout,
         )  # fmt: skip
         recs = res.records
-        summary = summarize(
-            [r["score"] for r in recs],
-            died=[r["died"] for r in recs],
-            depth=[r["depth"] for r in recs],
-            length=[r["length"] for r in recs],
-        )
-        summary["reward"] = float(np.mean([r["reward"] for r in recs])) if recs else None
+        summary = summarize_episodes(recs)
         summary["routing"] = routing_summary(res)
         entry: dict[str, Any] = {
             "path": str(path),

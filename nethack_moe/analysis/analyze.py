@@ -27,7 +27,6 @@ import numpy as np
 from nethack_moe.analysis import plots
 from nethack_moe.analysis.routing import entropy, routing_figures, scenario_table, verdict
 from nethack_moe.analysis.scenarios import SCENARIOS
-from nethack_moe.analysis.stats import summarize
 from nethack_moe.checkpoint import atomic_write_bytes
 from nethack_moe.evaluation import (
     E200_SEED_START,
@@ -35,6 +34,7 @@ from nethack_moe.evaluation import (
     load_policy,
     rollout,
     state_scenarios,
+    summarize_episodes,
 )
 
 log = logging.getLogger(__name__)
@@ -110,12 +110,7 @@ def analyze(
     ex = st.expert_action_distribution()
     taken = np.bincount(st.action, minlength=len(res.action_names)) / max(st.n, 1)
     recs = res.records
-    summary = summarize(
-        [r["score"] for r in recs],
-        died=[r["died"] for r in recs],
-        depth=[r["depth"] for r in recs],
-        length=[r["length"] for r in recs],
-    )
+    summary = summarize_episodes(recs)
     # the longest episode (lowest seed on ties) for the α-over-steps plot
     lengths = {r["seed"]: r["length"] for r in recs}
     ep_seed = min(lengths, key=lambda s: (-lengths[s], s)) if lengths else None
