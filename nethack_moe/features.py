@@ -427,16 +427,21 @@ class Memory:
     """``[B, 21, 79]`` bool: cells the hero has stood on, on this level."""
     locked: np.ndarray
     """``[B, 21, 79]`` bool: doors found locked on this level (the hint routes around them)."""
+    n_visited: np.ndarray
+    """``[B]`` int64: number of cells in ``visited`` (kept as a count, not summed every step)."""
 
     def rows(self, sl) -> Memory:
         """View (slice) or copy (index array) of some rows."""
-        return Memory(self.stairs[sl], self.level[sl], self.visited[sl], self.locked[sl])
+        return Memory(
+            self.stairs[sl], self.level[sl], self.visited[sl], self.locked[sl], self.n_visited[sl]
+        )
 
     def clear(self, i) -> None:
         self.stairs[i] = -1
         self.level[i] = -1
         self.visited[i] = False
         self.locked[i] = False
+        self.n_visited[i] = 0
 
 
 def new_memory(batch: int) -> Memory:
@@ -446,6 +451,7 @@ def new_memory(batch: int) -> Memory:
         np.full(batch, -1, dtype=np.int64),
         np.zeros((batch, ROWS, COLS), dtype=bool),
         np.zeros((batch, ROWS, COLS), dtype=bool),
+        np.zeros(batch, dtype=np.int64),
     )
 
 
@@ -526,7 +532,9 @@ def compute_features(
         if new_level.any():
             memory.visited[new_level] = False
             memory.locked[new_level] = False
+            memory.n_visited[new_level] = 0
             memory.level[new_level] = depth[new_level]
+        memory.n_visited += ~memory.visited[bidx, ys, xs]
         memory.visited[bidx, ys, xs] = True
         visited = memory.visited
         locked_msg = (message[:, : len(_LOCKED)] == _LOCKED).all(1)

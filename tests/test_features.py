@@ -166,3 +166,11 @@ def test_every_atom_has_a_one_line_meaning():
         assert isinstance(meaning, str) and meaning.strip(), f"atom {name!r} has no meaning"
         assert "\n" not in meaning, f"atom {name!r} has a multi-line meaning"
     assert F.atom_names_true(np.eye(F.N_ATOMS, dtype=bool)[3]) == [F.ATOMS[3]]
+
+
+def test_visited_count_matches_the_visited_map(obs):
+    spec = F.FeatureSpec(crop_size=9)
+    mem = F.new_memory(1)
+    for i in range(STEPS):
+        F.compute_features(*_batch(obs, [i]), spec, memory=mem)
+        assert mem.n_visited[0] == mem.visited[0].sum()

@@ -89,6 +89,7 @@ def _array_specs(n: int, spec: F.FeatureSpec, cap: int) -> dict[str, tuple[tuple
         "mem_level": ((n,), np.int64),
         "mem_visited": ((n, F.ROWS, F.COLS), np.bool_),
         "mem_locked": ((n, F.ROWS, F.COLS), np.bool_),
+        "mem_n_visited": ((n,), np.int64),
     }
 
 
@@ -120,7 +121,9 @@ class SharedBuffers:
         for k, (shape, dt) in specs.items():
             arr = np.ndarray(shape, dtype=dt, buffer=self.shm.buf, offset=offsets[k])
             setattr(self, k, arr)
-        self.memory = F.Memory(self.mem_stairs, self.mem_level, self.mem_visited, self.mem_locked)
+        self.memory = F.Memory(
+            self.mem_stairs, self.mem_level, self.mem_visited, self.mem_locked, self.mem_n_visited
+        )
         if create:
             self.memory.clear(slice(None))
 
@@ -159,6 +162,7 @@ class SharedBuffers:
     mem_level: np.ndarray
     mem_visited: np.ndarray
     mem_locked: np.ndarray
+    mem_n_visited: np.ndarray
 
 
 #: NetHackScore-v0 action ids of the hint's entries: N E S W NE SE SW NW, then '>' (descend).
@@ -244,7 +248,7 @@ class EnvGroup:
         """
         cfg = self.cfg
         self.prev_hint[js] = _hint_action(state)
-        cells = self.buf.memory.visited[self.lo + js].sum(axis=(1, 2))
+        cells = self.buf.memory.n_visited[self.lo + js]
         depth = self.blstats[js, nh.NLE_BL_DEPTH]
         dist = state[:, F.NAV_DIST] * 40.0
         stairs = state[:, F.NAV_STAIRS] > 0.5
