@@ -315,7 +315,9 @@ class GATEncoder(nn.Module):
         uniq = (ukey.unsqueeze(1) & self.bit_weights).ne(0)  # [U, n_atoms] decoded back
         return uniq, inv
 
-    def forward(self, atoms: Tensor, dedup: bool | None = None) -> GraphOutput:
+    def forward(
+        self, atoms: Tensor, h_state: Tensor | None = None, dedup: bool | None = None
+    ) -> GraphOutput:
         """Encode a batch of atom vectors ``[B, n_atoms]`` (bool, uint8 or float).
 
         Args:

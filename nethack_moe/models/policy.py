@@ -46,6 +46,17 @@ class PolicyOutput(NamedTuple):
     """``[B, n_operators]`` GAT operator scores, ``None`` without a graph."""
 
 
+class Encoded(NamedTuple):
+    """What :meth:`ActorCritic.encode` computes from the observation."""
+
+    h_state: Tensor
+    """``[B, hidden]`` state encoding (blstats, crop, hint)."""
+    h_graph: Tensor | None
+    """``[B, graph_embed_dim]`` knowledge-graph read-out, ``None`` without a graph."""
+    operator_scores: Tensor | None
+    """``[B, n_operators]`` operator scores, ``None`` without a graph."""
+
+
 class _LookupSum(torch.autograd.Function):
     """``out[p] = sum_k table[idx[p, k]]`` (``embedding_bag`` sum) with a fast backward.
 
@@ -250,7 +261,7 @@ class ActorCritic(nn.Module):
         routing: str | None = None,
         temperature: float | None = None,
     ) -> PolicyOutput:
-        """One pass for acting or learning.
+        """One pass for acting or learning: :meth:`head` of :meth:`encode`.
 
         Args:
             state: ``[B, state_dim]`` float.
@@ -259,29 +270,47 @@ class ActorCritic(nn.Module):
             routing: ``softmax`` | ``sparsemax`` | ``entmax15`` (default: the config's).
             temperature: router temperature > 0 (default: the config's).
         """
+        return self.head(self.encode(state, crop, atoms), routing, temperature)
+
+    def encode(self, state: Tensor, crop: Tensor, atoms: Tensor) -> Encoded:
+        """The two representations the heads read: ``h_state`` and (graph variants) ``h_graph``."""
+        h_state = self.encoder(state, crop)  # [B, H]
+        if self.gat is None:
+            return Encoded(h_state, None, None)
+        g = self.gat(atoms, h_state)
+        return Encoded(h_state, g.h_graph, g.operator_scores)
+
+    def head(
+        self,
+        enc: Encoded,
+        routing: str | None = None,
+        temperature: float | None = None,
+        alpha_override: Tensor | None = None,
+    ) -> PolicyOutput:
+        """Router, experts and critic on encoded states.
+
+        ``alpha_override`` ``[B, E]`` replaces the router's weights (e.g. one-hot: the router forced
+        to one expert, for interventions); ``enc`` may be edited by the caller (e.g. ``h_graph``
+        replaced by its batch mean, for reliance figures).
+        """
         routing = self.cfg.routing if routing is None else routing
         temperature = self.cfg.temperature if temperature is None else float(temperature)
         check_routing(routing, temperature)
-        h_state = self.encoder(state, crop)  # [B, H]
+        h_state = enc.h_state
         B = h_state.shape[0]
-        op_scores: Tensor | None = None
-        if self.gat is not None:
-            g = self.gat(atoms)
-            op_scores = g.operator_scores  # [B, O]
-            z = torch.cat([h_state, g.h_graph], dim=-1)  # [B, H + G]
-        else:
-            z = h_state
+        z = h_state if enc.h_graph is None else torch.cat([h_state, enc.h_graph], dim=-1)
         expert_logits = self.experts(z if self.cfg.expert_input == "z" else h_state)  # [B, E, A]
         if self.router is not None:
             router_logits = self.router(z)  # [B, E]
             alpha = route(router_logits, routing, temperature)  # [B, E]
-            logits = (alpha.unsqueeze(-1) * expert_logits).sum(1)  # [B, E, A] -> [B, A]
         else:
             router_logits = h_state.new_zeros(B, 1)
             alpha = h_state.new_ones(B, 1)
-            logits = expert_logits[:, 0]  # [B, A]
+        if alpha_override is not None:
+            alpha = alpha_override.to(alpha.dtype).expand_as(alpha)
+        logits = (alpha.unsqueeze(-1) * expert_logits).sum(1)  # [B, E, A] -> [B, A]
         value = self.critic(z).squeeze(-1)  # [B]
-        return PolicyOutput(logits, value, alpha, router_logits, expert_logits, op_scores)
+        return PolicyOutput(logits, value, alpha, router_logits, expert_logits, enc.operator_scores)
 
     def expert_prior(self, operator_scores: Tensor, temperature: float = 1.0) -> Tensor:
         """``[B, E]`` expert mass of the GAT's operators (softmax over operator scores, summed per

@@ -1,0 +1,85 @@
+"""One acting function for training, evaluation and ``watch`` (CleanRL's ``get_action_and_value``).
+
+:func:`act` runs :meth:`ActorCritic.forward` once and either samples actions (Gumbel-max with
+noise the caller draws from its own generators) or scores given actions. The PPO update calls the
+same :func:`act` with the stored actions, so acting and learning share one forward function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from nethack_moe.models.policy import ActorCritic, PolicyOutput
+
+
+class Obs(NamedTuple):
+    """A batch of policy inputs (``[B, ...]``)."""
+
+    state: Tensor
+    """``[B, state_dim]`` float."""
+    crop: Tensor
+    """``[B, C, C]`` glyph-group ids."""
+    atoms: Tensor
+    """``[B, n_atoms]`` bool."""
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> Obs:
+        """The same batch on ``device``."""
+        return Obs(*(t.to(device, non_blocking=non_blocking) for t in self))
+
+    def index(self, idx: Tensor | slice) -> Obs:
+        """Rows ``idx`` of every field."""
+        return Obs(*(t[idx] for t in self))
+
+
+class ActResult(NamedTuple):
+    """What :func:`act` returns."""
+
+    action: Tensor
+    """``[B]`` int64 actions (sampled, greedy, or the ones given)."""
+    log_prob: Tensor
+    """``[B]`` log π(action | s)."""
+    out: PolicyOutput
+    """The full forward pass (value, α, expert logits, ...)."""
+
+
+def gumbel_noise(shape: Sequence[int], gen: torch.Generator) -> Tensor:
+    """``[*shape]`` standard Gumbel noise from ``gen`` (on the CPU)."""
+    u = torch.rand(tuple(shape), generator=gen)
+    return -torch.log(-torch.log(u.clamp_min(1e-10)))
+
+
+def gumbel_noise_rows(n_actions: int, gens: Sequence[torch.Generator | None]) -> Tensor:
+    """``[B, n_actions]`` noise, row ``i`` from ``gens[i]`` (zeros where ``gens[i]`` is None)."""
+    noise = torch.zeros(len(gens), n_actions)
+    for i, g in enumerate(gens):
+        if g is not None:
+            noise[i] = gumbel_noise((n_actions,), g)
+    return noise
+
+
+def act(
+    model: ActorCritic,
+    obs: Obs,
+    routing: str | None = None,
+    temperature: float | None = None,
+    *,
+    noise: Tensor | None = None,
+    action: Tensor | None = None,
+    alpha_override: Tensor | None = None,
+) -> ActResult:
+    """One forward pass; the action is ``action`` if given, else ``argmax(logits + noise)``.
+
+    ``noise=None`` (and no ``action``) is greedy acting; Gumbel ``noise`` (:func:`gumbel_noise`)
+    samples from π. ``alpha_override`` forces the expert weights (see :meth:`ActorCritic.head`).
+    """
+    out = model.head(model.encode(*obs), routing, temperature, alpha_override)
+    logp_all = torch.log_softmax(out.logits.float(), -1)  # [B, A]
+    if action is None:
+        score = out.logits.float() if noise is None else out.logits.float() + noise.to(logp_all)
+        action = score.argmax(-1)
+    log_prob = logp_all.gather(1, action[:, None]).squeeze(1)
+    return ActResult(action, log_prob, out)
