@@ -114,3 +114,80 @@ def nav_batch(
         ys.astype(np.int64), xs.astype(np.int64), DIRS, k, d, st,
     )  # fmt: skip
     return k, d, st
+
+
+# ---------------------------------------------------------------------------------------------
+# The BFS of the fused feature kernel (features._fused_rows): same search, same queue order as
+# _bfs_first_step, but the frontier goal is tested lazily on the cells the search reaches instead
+# of being built for the whole map first.
+# ---------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _near_stone(stone, y, x):  # pragma: no cover - jitted
+    """Whether one of the 8 map cells around (y, x) is blank (unexplored) map."""
+    R, C = stone.shape
+    for dy in range(-1, 2):
+        for dx in range(-1, 2):
+            if dy == 0 and dx == 0:
+                continue
+            ny = y + dy
+            nx = x + dx
+            if 0 <= ny < R and 0 <= nx < C and stone[ny, nx]:
+                return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def bfs_step(
+    walk, y0, x0, gy, gx, stone, visited, use_visited, qy, qx, parent, dist
+):  # pragma: no cover - jitted
+    """First move and path length from (y0, x0) to the goal; (-1, -1) when it is unreachable.
+
+    The goal is the cell (gy, gx) when ``gy >= 0``, else the nearest *frontier* cell: a cell
+    next to blank map (``stone`` [R, C]) that the hero has not stood on (``visited`` [R, C], used
+    when ``use_visited``). ``walk`` [R, C] holds the walk classes; ``qy, qx`` [R*C] and
+    ``parent, dist`` [R, C] are scratch space.
+    """
+    R, C = walk.shape
+    for y in range(R):
+        for x in range(C):
+            dist[y, x] = -1
+    head = 0
+    tail = 1
+    qy[0] = y0
+    qx[0] = x0
+    dist[y0, x0] = 0
+    parent[y0, x0] = -1
+    while head < tail:
+        y = qy[head]
+        x = qx[head]
+        head += 1
+        if not (y == y0 and x == x0):
+            if gy >= 0:
+                hit = y == gy and x == gx
+            else:
+                hit = _near_stone(stone, y, x) and not (use_visited and visited[y, x])
+            if hit:
+                d = dist[y, x]
+                while dist[y, x] > 1:
+                    k = parent[y, x]
+                    y -= DIRS[k, 0]
+                    x -= DIRS[k, 1]
+                return parent[y, x], d
+        here_door = walk[y, x] == DOOR
+        for k in range(8):
+            ny = y + DIRS[k, 0]
+            nx = x + DIRS[k, 1]
+            if ny < 0 or ny >= R or nx < 0 or nx >= C:
+                continue
+            if dist[ny, nx] >= 0 or walk[ny, nx] == BLOCKED:
+                continue
+            if k >= 4 and (here_door or walk[ny, nx] == DOOR):
+                continue  # no diagonal moves into or out of doors
+            dist[ny, nx] = dist[y, x] + 1
+            parent[ny, nx] = k
+            qy[tail] = ny
+            qx[tail] = nx
+            tail += 1
+    return -1, -1
