@@ -39,14 +39,11 @@ class ModelConfig:
     """Hidden width of the critic MLP."""
     router_hidden: int = 64
     """Hidden width of the router MLP."""
-    gat_layers: int = 2
-    """Number of GAT layers (each: multi-head attention, residual, LayerNorm)."""
     gat_heads: int = 4
     """Attention heads per GAT layer."""
-    gat_dim: int = 32
-    """Node state width in the GAT (all heads together; must be divisible by ``gat_heads``)."""
-    node_embed_dim: int = 32
-    """Size of the learned node and node-type embeddings."""
+    gat_dim: int = 16
+    """Node state and embedding width in the GAT (all heads together; divisible by
+    ``gat_heads``). The pass over the knowledge DAG runs once, in topological order."""
     graph_embed_dim: int = 64
     """Width of the pooled graph embedding ``h_graph``."""
     gat_dedup: bool = True
@@ -106,10 +103,8 @@ class ModelConfig:
             "expert_hidden",
             "critic_hidden",
             "router_hidden",
-            "gat_layers",
             "gat_heads",
             "gat_dim",
-            "node_embed_dim",
             "graph_embed_dim",
         ):
             v = getattr(self, name)

@@ -224,8 +224,6 @@ class ActorCritic(nn.Module):
                 graph,
                 gat_dim=cfg.gat_dim,
                 heads=cfg.gat_heads,
-                layers=cfg.gat_layers,
-                node_embed_dim=cfg.node_embed_dim,
                 out_dim=cfg.graph_embed_dim,
                 dedup=cfg.gat_dedup,
             )
@@ -277,7 +275,7 @@ class ActorCritic(nn.Module):
         h_state = self.encoder(state, crop)  # [B, H]
         if self.gat is None:
             return Encoded(h_state, None, None)
-        g = self.gat(atoms, h_state)
+        g = self.gat(atoms)
         return Encoded(h_state, g.h_graph, g.operator_scores)
 
     def head(
