@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from nethack_moe.evaluation import E200_EPISODES, E200_SEED_START
+from nethack_moe.evaluation import ACTION_MODES, E200_EPISODES, E200_SEED_START
+from nethack_moe.players import BASELINES
 from nethack_moe.report import fmt_num
 
 
@@ -93,10 +94,25 @@ def _eval_rows(entry: dict[str, Any]) -> list[tuple[str, str]]:
         ("mean depth", _f(s["depth"])),
         ("mean length", _f(s["length"], 1)),
         ("mean reward", _f(s.get("reward"), 3)),
-        ("routing", f"{entry.get('routing')} T={_f(entry.get('temperature'), 3)}"),
-        ("alpha entropy", f"{_f(r.get('alpha_entropy'), 4)} ± {_f(r.get('alpha_entropy_std'), 4)}"),
+        ("hinted move taken", _pct((s.get("hint") or {}).get("follow_share"))),
+    ]
+    if entry.get("greedy_result"):
+        g = entry["greedy_result"]["summary"]
+        rows.append(
+            ("greedy: mean [CI]", f"{_f(g['mean'])} {_ci(g['ci_mean'])}, died {_pct(g['died'])}, "
+             f"depth {_f(g['depth'])}, hinted move {_pct((g.get('hint') or {}).get('follow_share'))}")
+        )  # fmt: skip
+    if not r:
+        return rows + _entry_notes(entry)
+    src = f" (from the {entry['routing_source']})" if entry.get("routing_source") else ""
+    rows += [
+        ("routing", f"{entry.get('routing')} T={_f(entry.get('temperature'), 3)}{src}"),
+        (
+            "alpha entropy (per-state sharpness)",
+            f"{_f(r.get('alpha_entropy'), 4)} ± {_f(r.get('alpha_entropy_std'), 4)}",
+        ),
         ("usage entropy", _f(r.get("usage_entropy"), 4)),
-        ("routing MI", _f(r.get("routing_mi"), 4)),
+        ("routing MI (usage balance)", _f(r.get("routing_mi"), 4)),
         ("effective experts", _f(r.get("effective_experts"))),
         ("sparsity", _pct(r.get("sparsity"))),
         ("switch rate", _pct(r.get("switch_rate"))),
@@ -113,7 +129,12 @@ def _eval_rows(entry: dict[str, Any]) -> list[tuple[str, str]]:
             )
         )
     if r.get("verdict"):
-        rows.append(("verdict", str(r["verdict"])))
+        rows.append(("routing figures", str(r["verdict"])))
+    return rows + _entry_notes(entry)
+
+
+def _entry_notes(entry: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
     if entry.get("retried"):
         rows.append(("retried (crash)", ", ".join(str(x) for x in entry["retried"])))
     if entry.get("failed"):
@@ -135,6 +156,7 @@ def _side_by_side(ckpts: dict[str, Any]) -> str:
         ("died", lambda s, r: _pct(s["died"])),
         ("depth", lambda s, r: _f(s["depth"])),
         ("length", lambda s, r: _f(s["length"], 1)),
+        ("hinted move", lambda s, r: _pct((s.get("hint") or {}).get("follow_share"))),
         ("alpha entropy", lambda s, r: _f(r.get("alpha_entropy"), 4)),
         ("routing MI", lambda s, r: _f(r.get("routing_mi"), 4)),
         ("eff. experts", lambda s, r: _f(r.get("effective_experts"))),
@@ -156,34 +178,58 @@ def _side_by_side(ckpts: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _columns(ckpts: dict[str, Any]) -> dict[str, Any]:
+    """One column per played set of episodes: each checkpoint (sampled, then greedy beside it)
+    and each baseline."""
+    cols: dict[str, Any] = {}
+    for name, entry in ckpts.items():
+        label = name + (" (greedy)" if entry.get("greedy") else "")
+        cols[label] = entry
+        if entry.get("greedy_result"):
+            cols[f"{name} (greedy)"] = entry["greedy_result"]
+    return cols
+
+
+def _entry_header(name: str, entry: dict[str, Any], proto: str, seeds: str) -> str:
+    if entry.get("player", "policy") != "policy":
+        return f"{name} — baseline, {proto}, {seeds}"
+    mode = "greedy" if entry.get("greedy") else "sampled"
+    return f"{name} — {entry['path']} (episode {entry['episode']}), {proto} {mode}, {seeds}"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from nethack_moe.evaluation import evaluate
 
+    if not args.checkpoints and not args.baseline:
+        raise _usage_error("give a checkpoint to evaluate or --baseline random|hint-follower")
     _check_files(args.checkpoints)
     res = evaluate(
         args.checkpoints,
         episodes=args.episodes,
         seed_start=args.seed_start,
-        greedy=args.greedy,
         workers=args.workers,
         num_envs=args.num_envs,
         out=args.out,
         device=args.device,
         policy_seed=args.policy_seed,
+        actions="greedy" if args.greedy else args.actions,
+        baselines=args.baseline or (),
+        max_steps=args.max_steps,
     )
-    proto = res["protocol"] + (" greedy" if res["greedy"] else "")
+    proto = res["protocol"]
     seeds = f"seeds {res['seed_start']}..{res['seed_start'] + res['episodes'] - 1}"
     for name, entry in res["checkpoints"].items():
-        _say(f"{name} — {entry['path']} (episode {entry['episode']}), {proto}, {seeds}")
+        _say(_entry_header(name, entry, proto, seeds))
         _say(_rows(_eval_rows(entry)))
         _say()
-    if len(res["checkpoints"]) > 1:
-        _say(f"comparison ({proto}, score; 95 % bootstrap CIs)")
-        _say(_side_by_side(res["checkpoints"]))
+    cols = _columns(res["checkpoints"])
+    if len(cols) > 1:
+        _say(f"side by side ({proto}, score; 95 % bootstrap CIs; same seeds)")
+        _say(_side_by_side(cols))
         _say()
     for p in res.get("written", []):
         _say(f"wrote {p}")
-    failed = sum(len(e.get("failed") or []) for e in res["checkpoints"].values())
+    failed = sum(len(e.get("failed") or []) for e in cols.values())
     if failed:
         _say(
             f"nethack-moe: {failed} episode(s) failed twice and are missing from the statistics",
@@ -336,10 +382,22 @@ def register(sub: Any) -> None:
         "evaluate",
         help="held-out evaluation of checkpoints (E200: 200 episodes, seeds 100000..100199)",
     )
-    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoint file(s)")
+    p.add_argument("checkpoints", nargs="*", metavar="CKPT", help="checkpoint file(s)")
+    p.add_argument(
+        "--baseline", action="append", choices=BASELINES,
+        help="also play this baseline on the same seeds (repeatable; alone: only the baseline)",
+    )  # fmt: skip
     p.add_argument("--episodes", type=_positive, default=E200_EPISODES)
     p.add_argument("--seed-start", type=_non_negative, default=E200_SEED_START)
-    p.add_argument("--greedy", action="store_true", help="argmax actions (reported as such)")
+    p.add_argument(
+        "--actions", choices=ACTION_MODES, default="both",
+        help="sampled and greedy actions side by side (default), or one of them",
+    )  # fmt: skip
+    p.add_argument("--greedy", action="store_true", help="greedy actions only (--actions greedy)")
+    p.add_argument(
+        "--max-steps", type=_positive,
+        help="episode cap for this evaluation (named in the protocol; default: the checkpoint's)",
+    )  # fmt: skip
     p.add_argument("--workers", type=_non_negative, default=2, help="env processes (0: in-process)")
     p.add_argument("--num-envs", type=_positive, default=16)
     p.add_argument("--policy-seed", type=int, default=0, help="seed of the action sampling")

@@ -36,8 +36,10 @@ import numpy as np
 import torch
 from nle import nethack as nh
 
+from nethack_moe import features as F
 from nethack_moe.analysis.routing import routing_figures, scenario_table, verdict
 from nethack_moe.analysis.scenarios import SCENARIOS, label_scenarios, moved_from_trajectory
+from nethack_moe.analysis.specialization import hint_follow_share
 from nethack_moe.analysis.stats import summarize
 from nethack_moe.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
 from nethack_moe.config import TrainConfig, config_from_dict
@@ -46,6 +48,16 @@ from nethack_moe.envs.factory import EnvConfig, make_env, seed_env
 from nethack_moe.envs.vector import SeedPlan, VectorEnv, WorkerError
 from nethack_moe.features import FeatureSpec, compute_features, new_memory
 from nethack_moe.models.policy import ActorCritic, build_model
+from nethack_moe.players import (
+    BASELINES,
+    Choice,
+    ModelPlayer,
+    Player,
+    check_action_set,
+    hint_actions,
+    make_baseline,
+)
+from nethack_moe.ppo.acting import Obs
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +83,8 @@ def load_policy(
 ) -> tuple[ActorCritic, TrainConfig, dict[str, Any]]:
     """Load a checkpoint safely and rebuild its policy (eval mode) from its own config.
 
-    The routing kind and temperature in force at the checkpoint's episode count
-    (``cfg.curriculum``) become the model's defaults (``model.cfg.routing`` /
+    The routing kind and temperature the checkpoint was last trained with
+    (:func:`checkpoint_routing`) become the model's defaults (``model.cfg.routing`` /
     ``model.cfg.temperature``) unless ``routing`` / ``temperature`` override them.
 
     Raises :class:`CheckpointError` (one line) for a missing, unsafe, corrupt or inconsistent file.
@@ -102,9 +114,15 @@ def load_policy(
             f"checkpoint {str(path)!r}: its weights do not fit the model this version of "
             f"nethack-moe builds from its config ({why})"
         ) from e
-    episode = checkpoint_episode(ckpt)
-    r = routing if routing is not None else cfg.curriculum.phase_at(episode).routing
-    t = float(temperature) if temperature is not None else cfg.curriculum.temperature_at(episode)
+    trained = checkpoint_routing(ckpt, cfg)
+    if trained.source == "curriculum" and (routing is None or temperature is None):
+        log.warning(
+            "%s has no routing entry: using the curriculum's routing at episode %d (%s, T=%.3g), "
+            "which at a phase boundary may differ from what the policy was trained with",
+            path, checkpoint_episode(ckpt), trained.kind, trained.temperature,
+        )  # fmt: skip
+    r = routing if routing is not None else trained.kind
+    t = float(temperature) if temperature is not None else trained.temperature
     try:
         model.cfg = dataclasses.replace(model.cfg, routing=r, temperature=t).validate()
     except ValueError as e:
@@ -112,6 +130,35 @@ def load_policy(
     model.to(_resolve_device(device))
     model.eval()
     return model, cfg, ckpt
+
+
+@dataclass(frozen=True)
+class TrainedRouting:
+    """The routing a checkpoint's policy was last trained with, and where that came from."""
+
+    kind: str
+    temperature: float
+    source: str
+    """``"checkpoint"``: the ``routing`` entry the trainer writes (the values in force during the
+    last rollout); ``"curriculum"``: derived from the episode count (older checkpoints)."""
+
+
+def checkpoint_routing(ckpt: dict[str, Any], cfg: TrainConfig) -> TrainedRouting:
+    """The routing kind and temperature of the checkpoint's last rollout.
+
+    Read from ``ckpt["routing"] = {"kind", "temperature"}`` when the trainer wrote it. Older
+    checkpoints fall back to the curriculum at the checkpoint's episode count, which is off at a
+    phase boundary (the count is taken after the last rollout): a warning says so.
+    """
+    entry = ckpt.get("routing")
+    if isinstance(entry, dict) and "kind" in entry and "temperature" in entry:
+        try:
+            return TrainedRouting(str(entry["kind"]), float(entry["temperature"]), "checkpoint")
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint routing entry {entry!r} is unusable ({e})") from e
+    episode = checkpoint_episode(ckpt)
+    phase = cfg.curriculum.phase_at(episode)
+    return TrainedRouting(phase.routing, cfg.curriculum.temperature_at(episode), "curriculum")
 
 
 def checkpoint_episode(ckpt: dict[str, Any]) -> int:
@@ -148,33 +195,22 @@ def action_index(raw_actions: Sequence[Any], action: Any) -> int | None:
     return None
 
 
-def _episode_generator(policy_seed: int, seed: int) -> torch.Generator:
-    ss = np.random.SeedSequence([int(policy_seed) & 0xFFFFFFFF, int(seed) & 0xFFFFFFFFFFFF])
-    g = torch.Generator(device="cpu")
-    g.manual_seed(int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
-    return g
-
-
-def _select_actions(
-    logits: torch.Tensor, gens: Sequence[torch.Generator | None], greedy: bool
-) -> np.ndarray:
-    """Gumbel-max sample per row with that row's generator (argmax when greedy or no generator)."""
-    lg = logits.detach().float().cpu()
-    if greedy:
-        return lg.argmax(-1).numpy().astype(np.int64)
-    noise = torch.zeros_like(lg)
-    for i, g in enumerate(gens):
-        if g is not None:
-            u = torch.rand(lg.shape[1], generator=g)
-            noise[i] = -torch.log(-torch.log(u.clamp_min(1e-10)))
-    return (lg + noise).argmax(-1).numpy().astype(np.int64)
-
-
 # ------------------------------------------------------------------------------------------ results
+#: Integer columns logged per state (:class:`StateLog`), in this order.
+_INT_COLUMNS = ("x", "y", "depth", "action", "step", "hp", "exp", "visited", "hint")
+
+
 @dataclass
 class StateLog:
     """Per-step data of the played episodes, rows grouped by episode (seed order), time order
-    within an episode. ``expert_probs_sum[e, a]``: sum over the rows of expert e's softmax."""
+    within an episode; row ``t`` is the state before the action of step ``t``.
+
+    ``alpha`` is ``[S, E]`` (``E = 0`` for rule players). ``hp`` / ``exp``: hit points and experience
+    points (blstats); ``visited``: cells of the current level the hero has stood on (the feature
+    memory); ``hint``: the action the navigation hint advises (``-1``: none). ``state`` / ``crop``:
+    the policy inputs, kept only with ``keep_obs`` (reliance figures). ``expert_probs_sum[e, a]``:
+    sum over the rows of expert e's softmax.
+    """
 
     alpha: np.ndarray
     atoms: np.ndarray
@@ -184,8 +220,14 @@ class StateLog:
     action: np.ndarray
     episode: np.ndarray
     step: np.ndarray
+    hp: np.ndarray
+    exp: np.ndarray
+    visited: np.ndarray
+    hint: np.ndarray
     expert_probs_sum: np.ndarray
     policy_probs_sum: np.ndarray
+    state: np.ndarray | None = None
+    crop: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -199,22 +241,43 @@ class StateLog:
         """``[A]``: the mixed policy's softmax, averaged over the states."""
         return self.policy_probs_sum / max(self.n, 1)
 
+    def obs(self) -> Obs:
+        """The logged policy inputs as an :class:`Obs` (needs ``keep_obs``)."""
+        if self.state is None or self.crop is None:
+            raise ValueError("the rollout did not keep the observations (keep_obs=False)")
+        return Obs(
+            torch.from_numpy(self.state), torch.from_numpy(self.crop), torch.from_numpy(self.atoms)
+        )
+
+    def select(self, rows: np.ndarray) -> StateLog:
+        """The rows ``rows`` (bool mask or indices); the action-distribution sums are kept whole."""
+        kw = {
+            f.name: (v[rows] if isinstance(v, np.ndarray) and f.name not in _SUM_FIELDS else v)
+            for f in dataclasses.fields(self)
+            for v in [getattr(self, f.name)]
+        }
+        return StateLog(**kw)
+
+
+_SUM_FIELDS = ("expert_probs_sum", "policy_probs_sum")
+
 
 @dataclass
 class RolloutResult:
-    """What :func:`rollout` returns; ``records`` are ordered by seed."""
+    """What :func:`play` returns; ``records`` are ordered by seed."""
 
     records: list[dict[str, Any]]
     seed_start: int
     episodes: int
     greedy: bool
     policy_seed: int
-    routing: str
-    temperature: float
+    routing: str | None
+    temperature: float | None
     expert_names: list[str]
     action_names: list[str]
     search_action: int | None
     descend_action: int | None
+    player: str = "policy"
     retried: list[int] = field(default_factory=list)
     """Seeds whose first attempt crashed (played again once)."""
     failed: list[dict[str, Any]] = field(default_factory=list)
@@ -228,7 +291,11 @@ class RolloutResult:
 class _Episode:
     """Per-step rows of one episode in progress."""
 
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    ints: list[np.ndarray] = field(default_factory=list)
+    alpha: list[np.ndarray] = field(default_factory=list)
+    atoms: list[np.ndarray] = field(default_factory=list)
+    state: list[np.ndarray] = field(default_factory=list)
+    crop: list[np.ndarray] = field(default_factory=list)
     expert_sum: np.ndarray | None = None
     policy_sum: np.ndarray | None = None
 
@@ -247,34 +314,29 @@ def _record(idx: int, seed_start: int, e: EpisodeRecord, retried: bool) -> dict[
     }
 
 
+@dataclass
+class _PassOptions:
+    """What every :class:`_Pass` of one :func:`play` call shares."""
+
+    player: Player
+    env_cfg: EnvConfig
+    seed_start: int
+    collect: bool
+    keep_obs: bool
+    step_timeout: float
+
+
 class _Pass:
     """One VectorEnv playing the seed indices ``first + i + k * stride`` (< ``limit``) in slot i."""
 
     def __init__(
-        self,
-        model: ActorCritic,
-        env_cfg: EnvConfig,
-        seed_start: int,
-        first: int,
-        limit: int,
-        n_envs: int,
-        stride: int,
-        n_workers: int,
-        *,
-        greedy: bool,
-        policy_seed: int,
-        collect: bool,
-        routing: str | None,
-        temperature: float | None,
-        step_timeout: float,
+        self, o: _PassOptions, first: int, limit: int, n_envs: int, stride: int, n_workers: int,
         max_restarts: int,
-    ) -> None:
-        self.model, self.env_cfg = model, env_cfg
-        self.seed_start, self.first, self.limit = seed_start, first, limit
+    ) -> None:  # fmt: skip
+        self.o, self.player = o, o.player
+        self.seed_start, self.first, self.limit = o.seed_start, first, limit
         self.n, self.stride, self.n_workers = n_envs, stride, n_workers
-        self.greedy, self.policy_seed, self.collect = greedy, policy_seed, collect
-        self.routing, self.temperature = routing, temperature
-        self.step_timeout, self.max_restarts = step_timeout, max_restarts
+        self.max_restarts = max_restarts
         self.completed: dict[int, tuple[EpisodeRecord, _Episode]] = {}
         self.crashed: dict[int, str] = {}
         self.unplayed: list[int] = []
@@ -289,44 +351,35 @@ class _Pass:
         k = np.zeros(n, np.int64)  # episode number of each slot (the env's episode_count)
         try:
             venv = VectorEnv(
-                self.env_cfg,
+                self.o.env_cfg,
                 n,
                 self.n_workers,
                 SeedPlan("eval", base=self.seed_start + self.first, stride=self.stride),
-                step_timeout=self.step_timeout,
+                step_timeout=self.o.step_timeout,
                 max_restarts=self.max_restarts,
             )
         except WorkerError as e:
             log.warning("could not start the env workers: %s", e)
             self.unplayed = list(range(self.first, self.limit))
             return
-        dev = next(self.model.parameters()).device
         buf = venv.buf
-        b_state, b_crop, b_atoms = (torch.from_numpy(a) for a in (buf.state, buf.crop, buf.atoms))
+        obs = Obs(*(torch.from_numpy(a) for a in (buf.state, buf.crop, buf.atoms)))
         eps: list[_Episode | None] = [None] * n
-        gens: list[torch.Generator | None] = [None] * n
 
         def start(slot: int) -> None:
             i = self.idx(slot, int(k[slot]))
-            if i < self.limit:
-                eps[slot] = _Episode()
-                gens[slot] = _episode_generator(self.policy_seed, self.seed_start + i)
-            else:
-                eps[slot] = None
-                gens[slot] = None
+            live = i < self.limit
+            eps[slot] = _Episode() if live else None
+            self.player.start_episode(slot, self.seed_start + i if live else None)
 
         for s in range(n):
             start(s)
         try:
             while any(e is not None for e in eps):
-                with torch.no_grad():
-                    out = self.model(
-                        b_state.to(dev), b_crop.to(dev), b_atoms.to(dev),
-                        self.routing, self.temperature,
-                    )  # fmt: skip
-                act = _select_actions(out.logits, gens, self.greedy)
-                if self.collect:
-                    self._log_states(out, act, buf, eps)
+                choice = self.player.choose(obs)
+                act = choice.action
+                if self.o.collect:
+                    self._log_states(choice, buf, eps)
                 venv.step(act)
                 self.env_steps += n
                 ended = {r.env_index: r for r in venv.finished()}
@@ -372,66 +425,190 @@ class _Pass:
         finally:
             venv.close()
 
-    def _log_states(self, out: Any, act: np.ndarray, buf: Any, eps: list[_Episode | None]) -> None:
+    def _log_states(self, choice: Choice, buf: Any, eps: list[_Episode | None]) -> None:
         live = [s for s, e in enumerate(eps) if e is not None]
         if not live:
             return
-        alpha = out.alpha.detach().float().cpu().numpy()
-        ex = torch.softmax(out.expert_logits.detach().float(), -1).cpu().numpy()
-        pol = torch.softmax(out.logits.detach().float(), -1).cpu().numpy()
+        out = choice.out
+        alpha = ex = pol = None
+        if out is not None and self.player.expert_names:
+            alpha = out.alpha.detach().float().cpu().numpy()
+            ex = torch.softmax(out.expert_logits.detach().float(), -1).cpu().numpy()
+            pol = torch.softmax(out.logits.detach().float(), -1).cpu().numpy()
         bl = buf.blstats
+        hint = hint_actions(buf.state)
+        ints = np.stack(
+            [bl[:, nh.NLE_BL_X], bl[:, nh.NLE_BL_Y], bl[:, nh.NLE_BL_DEPTH], choice.action,
+             np.zeros(len(hint), np.int64), bl[:, nh.NLE_BL_HP], bl[:, nh.NLE_BL_EXP],
+             buf.mem_n_visited, hint],
+            axis=1,
+        ).astype(np.int64)  # fmt: skip
         for s in live:
             ep = eps[s]
             assert ep is not None
-            ep.rows.append(
-                (
-                    alpha[s].copy(),
-                    buf.atoms[s].copy(),
-                    int(bl[s, nh.NLE_BL_X]),
-                    int(bl[s, nh.NLE_BL_Y]),
-                    int(bl[s, nh.NLE_BL_DEPTH]),
-                    int(act[s]),
-                    len(ep.rows),
+            row = ints[s].copy()
+            row[_INT_COLUMNS.index("step")] = len(ep.ints)
+            ep.ints.append(row)
+            ep.atoms.append(buf.atoms[s].copy())
+            if alpha is not None:
+                ep.alpha.append(alpha[s].copy())
+                assert ex is not None and pol is not None
+                ep.expert_sum = ex[s].astype(np.float64) + (
+                    ep.expert_sum if ep.expert_sum is not None else 0.0
                 )
-            )
-            ep.expert_sum = ex[s].astype(np.float64) + (
-                ep.expert_sum if ep.expert_sum is not None else 0.0
-            )
-            ep.policy_sum = pol[s].astype(np.float64) + (
-                ep.policy_sum if ep.policy_sum is not None else 0.0
-            )
+                ep.policy_sum = pol[s].astype(np.float64) + (
+                    ep.policy_sum if ep.policy_sum is not None else 0.0
+                )
+            if self.o.keep_obs:
+                ep.state.append(buf.state[s].copy())
+                ep.crop.append(buf.crop[s].copy())
 
 
 def _state_log(
-    episodes: list[tuple[int, _Episode]], n_experts: int, n_actions: int, n_atoms: int
+    episodes: list[tuple[int, _Episode]],
+    n_experts: int,
+    n_actions: int,
+    n_atoms: int,
+    keep_obs: bool,
 ) -> StateLog:
-    rows = [(seed, r) for seed, ep in episodes for r in ep.rows]
-    S = len(rows)
-    alpha = np.zeros((S, n_experts), np.float32)
-    atoms = np.zeros((S, n_atoms), bool)
-    ints = np.zeros((S, 6), np.int64)
-    for j, (seed, r) in enumerate(rows):
-        alpha[j] = r[0]
-        atoms[j] = r[1]
-        ints[j] = (r[2], r[3], r[4], r[5], seed, r[6])
-    ex = np.zeros((n_experts, n_actions))
+    """Concatenate the episodes' rows (in the given order) into one :class:`StateLog`."""
+    eps = [ep for _, ep in episodes]
+    S = sum(len(ep.ints) for ep in eps)
+    ints = np.concatenate([np.stack(ep.ints) for ep in eps if ep.ints]) if S else None
+    if ints is None:
+        ints = np.zeros((0, len(_INT_COLUMNS)), np.int64)
+    seeds = np.concatenate([np.full(len(ep.ints), seed, np.int64) for seed, ep in episodes] or
+                           [np.zeros(0, np.int64)])  # fmt: skip
+    alpha_rows = [a for ep in eps for a in ep.alpha]
+    alpha = (np.stack(alpha_rows).astype(np.float32) if alpha_rows and n_experts
+             else np.zeros((S, n_experts if alpha_rows else 0), np.float32))  # fmt: skip
+    atoms = np.stack([a for ep in eps for a in ep.atoms]) if S else np.zeros((0, n_atoms), bool)
+    ex = np.zeros((alpha.shape[1], n_actions))
     pol = np.zeros(n_actions)
-    for _, ep in episodes:
+    for ep in eps:
         if ep.expert_sum is not None:
             ex += ep.expert_sum
         if ep.policy_sum is not None:
             pol += ep.policy_sum
+    col = {c: ints[:, j] for j, c in enumerate(_INT_COLUMNS)}
+    state = crop = None
+    if keep_obs and S:
+        state = np.stack([a for ep in eps for a in ep.state])
+        crop = np.stack([a for ep in eps for a in ep.crop])
     return StateLog(
-        alpha=alpha,
-        atoms=atoms,
-        x=ints[:, 0],
-        y=ints[:, 1],
-        depth=ints[:, 2],
-        action=ints[:, 3],
-        episode=ints[:, 4],
-        step=ints[:, 5],
-        expert_probs_sum=ex,
-        policy_probs_sum=pol,
+        alpha=alpha, atoms=atoms.astype(bool), episode=seeds, expert_probs_sum=ex,
+        policy_probs_sum=pol, state=state, crop=crop, **col,
+    )  # fmt: skip
+
+
+def play(
+    player: Player,
+    env_cfg: EnvConfig,
+    episodes: int,
+    seed_start: int = E200_SEED_START,
+    num_envs: int = 16,
+    workers: int = 2,
+    *,
+    collect_states: bool = False,
+    keep_obs: bool = False,
+    progress: bool | None = None,
+    step_timeout: float = 60.0,
+    max_restarts: int = 5,
+) -> RolloutResult:
+    """Play exactly ``episodes`` episodes with ``player`` on seeds ``seed_start .. + episodes - 1``.
+
+    Env slot i plays seed indices ``i, i + N, i + 2N ...`` (``SeedPlan("eval")``); a slot whose next
+    index is ``>= episodes`` keeps stepping but its episodes are discarded. ``collect_states`` logs
+    every visited state (:class:`StateLog`), ``keep_obs`` with the policy inputs. ``progress``: a
+    tqdm bar (``None``: only on a terminal). Episodes lost to a crashed worker are played again once
+    in a fresh single-env pass (module docstring).
+    """
+    if episodes <= 0:
+        raise ValueError(f"episodes={episodes} must be positive")
+    n_envs = max(1, min(int(num_envs), episodes))
+    n_workers = max(0, min(int(workers), n_envs))
+    names, raw = action_names(env_cfg)
+    from nle.nethack import actions as A
+
+    t0 = time.monotonic()
+    opts = _PassOptions(player, env_cfg, seed_start, collect_states, keep_obs, step_timeout)
+    greedy = bool(getattr(player, "greedy", False))
+    log.info(
+        "playing %d episodes on seeds %d..%d with %s (%s, %d envs, %d workers)",
+        episodes, seed_start, seed_start + episodes - 1, player.name,
+        "greedy" if greedy else "sampled", n_envs, n_workers,
+    )  # fmt: skip
+    from tqdm import tqdm
+
+    pbar = tqdm(
+        total=episodes, unit="ep", desc=player.name, disable=(None if progress is None else not progress),
+        dynamic_ncols=True, leave=False,
+    )  # fmt: skip
+    done: dict[int, tuple[EpisodeRecord, _Episode]] = {}
+    errors: dict[int, list[str]] = {}
+    env_steps = 0
+    model: ActorCritic | None = getattr(player, "model", None)
+    was_training = model.training if model is not None else False
+    if model is not None:
+        model.eval()
+    try:
+        main = _Pass(opts, 0, episodes, n_envs, n_envs, n_workers, max_restarts)
+        main.run(on_done=lambda: pbar.update(1))
+        env_steps += main.env_steps
+        done.update(main.completed)
+        queue = sorted(set(main.crashed) | set(main.unplayed))
+        for i, msg in main.crashed.items():
+            errors.setdefault(i, []).append(msg)
+        if queue:
+            log.warning("%d episode(s) to play in single-env runs: seeds %s", len(queue),
+                        ", ".join(str(seed_start + i) for i in queue))  # fmt: skip
+        for i in queue:
+            while i not in done and len(errors.get(i, [])) < 2:
+                single = _Pass(opts, i, i + 1, 1, 1, 1 if n_workers else 0, 0)
+                single.run(on_done=lambda: pbar.update(1))
+                env_steps += single.env_steps
+                if i in single.completed:
+                    done[i] = single.completed[i]
+                else:
+                    msg = single.crashed.get(i, "the env workers could not be started")
+                    errors.setdefault(i, []).append(msg)
+    finally:
+        pbar.close()
+        if model is not None:
+            model.train(was_training)
+    retried = sorted(seed_start + i for i in errors if i in done)
+    failed: list[dict[str, Any]] = [
+        {"seed": seed_start + i, "errors": errs}
+        for i, errs in sorted(errors.items())
+        if i not in done
+    ]
+    for f in failed:
+        log.error("episode on seed %d failed twice and is missing: %s", f["seed"], f["errors"][-1])
+    records = [_record(i, seed_start, done[i][0], i in errors) for i in sorted(done)]
+    states = None
+    if collect_states:
+        states = _state_log(
+            [(seed_start + i, done[i][1]) for i in sorted(done)],
+            len(player.expert_names), len(names), F.N_ATOMS, keep_obs,
+        )  # fmt: skip
+    return RolloutResult(
+        records=records,
+        seed_start=seed_start,
+        episodes=episodes,
+        greedy=greedy,
+        policy_seed=int(getattr(player, "policy_seed", 0)),
+        routing=player.routing,
+        temperature=player.temperature,
+        expert_names=list(player.expert_names),
+        action_names=names,
+        search_action=action_index(raw, A.Command.SEARCH),
+        descend_action=action_index(raw, A.MiscDirection.DOWN),
+        player=player.name,
+        retried=retried,
+        failed=failed,
+        states=states,
+        wall_s=time.monotonic() - t0,
+        env_steps=env_steps,
     )
 
 
@@ -448,111 +625,29 @@ def rollout(
     routing: str | None = None,
     temperature: float | None = None,
     *,
+    keep_obs: bool = False,
     progress: bool | None = None,
     step_timeout: float = 60.0,
     max_restarts: int = 5,
 ) -> RolloutResult:
-    """Play exactly ``episodes`` episodes on seeds ``seed_start .. seed_start + episodes - 1``.
-
-    Env slot i plays seed indices ``i, i + N, i + 2N ...`` (``SeedPlan("eval")``); a slot whose next
-    index is ``>= episodes`` keeps stepping but its episodes are discarded. ``routing`` /
-    ``temperature`` default to the model's (those in force at the checkpoint, see
-    :func:`load_policy`). ``progress``: a tqdm bar (``None``: only on a terminal).
-    """
-    if episodes <= 0:
-        raise ValueError(f"episodes={episodes} must be positive")
-    n_envs = max(1, min(int(num_envs), episodes))
-    n_workers = max(0, min(int(workers), n_envs))
-    names, raw = action_names(cfg.env)
-    from nle.nethack import actions as A
-
-    t0 = time.monotonic()
-    kw: dict[str, Any] = dict(
-        greedy=greedy, policy_seed=policy_seed, collect=collect_states, routing=routing,
-        temperature=temperature, step_timeout=step_timeout,
+    """:func:`play` with the checkpoint's policy (:class:`ModelPlayer`); ``routing`` /
+    ``temperature`` default to the model's (those of the checkpoint, see :func:`load_policy`)."""
+    player = ModelPlayer(model, greedy=greedy, policy_seed=policy_seed, routing=routing,
+                         temperature=temperature)  # fmt: skip
+    return play(
+        player, cfg.env, episodes, seed_start, num_envs, workers, collect_states=collect_states,
+        keep_obs=keep_obs, progress=progress, step_timeout=step_timeout, max_restarts=max_restarts,
     )  # fmt: skip
-    log.info(
-        "evaluating %d episodes on seeds %d..%d (%s, routing %s, T=%.3g, %d envs, %d workers)",
-        episodes, seed_start, seed_start + episodes - 1, "greedy" if greedy else "sampled",
-        routing or model.cfg.routing, temperature or model.cfg.temperature, n_envs, n_workers,
-    )  # fmt: skip
-    from tqdm import tqdm
-
-    pbar = tqdm(
-        total=episodes, unit="ep", desc="evaluate", disable=(None if progress is None else not progress),
-        dynamic_ncols=True, leave=False,
-    )  # fmt: skip
-    done: dict[int, tuple[EpisodeRecord, _Episode]] = {}
-    errors: dict[int, list[str]] = {}
-    env_steps = 0
-    was_training = model.training
-    model.eval()
-    try:
-        main = _Pass(model, cfg.env, seed_start, 0, episodes, n_envs, n_envs, n_workers,
-                     max_restarts=max_restarts, **kw)  # fmt: skip
-        main.run(on_done=lambda: pbar.update(1))
-        env_steps += main.env_steps
-        done.update(main.completed)
-        queue = sorted(set(main.crashed) | set(main.unplayed))
-        for i, msg in main.crashed.items():
-            errors.setdefault(i, []).append(msg)
-        if queue:
-            log.warning("%d episode(s) to play in single-env runs: seeds %s", len(queue),
-                        ", ".join(str(seed_start + i) for i in queue))  # fmt: skip
-        for i in queue:
-            while i not in done and len(errors.get(i, [])) < 2:
-                single = _Pass(model, cfg.env, seed_start, i, i + 1, 1, 1, 1 if n_workers else 0,
-                               max_restarts=0, **kw)  # fmt: skip
-                single.run(on_done=lambda: pbar.update(1))
-                env_steps += single.env_steps
-                if i in single.completed:
-                    done[i] = single.completed[i]
-                else:
-                    msg = single.crashed.get(i, "the env workers could not be started")
-                    errors.setdefault(i, []).append(msg)
-    finally:
-        pbar.close()
-        model.train(was_training)
-    retried = sorted(seed_start + i for i in errors if i in done)
-    failed: list[dict[str, Any]] = [
-        {"seed": seed_start + i, "errors": errs}
-        for i, errs in sorted(errors.items())
-        if i not in done
-    ]
-    for f in failed:
-        log.error("episode on seed %d failed twice and is missing: %s", f["seed"], f["errors"][-1])
-    records = [_record(i, seed_start, done[i][0], i in errors) for i in sorted(done)]
-    states = None
-    if collect_states:
-        states = _state_log(
-            [(seed_start + i, done[i][1]) for i in sorted(done)],
-            model.n_experts,
-            model.n_actions,
-            model.spec.n_atoms,
-        )
-    return RolloutResult(
-        records=records,
-        seed_start=seed_start,
-        episodes=episodes,
-        greedy=greedy,
-        policy_seed=policy_seed,
-        routing=routing or model.cfg.routing,
-        temperature=float(temperature if temperature is not None else model.cfg.temperature),
-        expert_names=list(model.expert_names),
-        action_names=names,
-        search_action=action_index(raw, A.Command.SEARCH),
-        descend_action=action_index(raw, A.MiscDirection.DOWN),
-        retried=retried,
-        failed=failed,
-        states=states,
-        wall_s=time.monotonic() - t0,
-        env_steps=env_steps,
-    )
 
 
 def state_scenarios(result: RolloutResult) -> np.ndarray:
-    """Scenario label of every logged state (DESIGN.md, "Scenarios"): ``moved`` from a change of
-    position or depth since the previous step of the episode, or the action search / descend."""
+    """Scenario label of every logged state (DESIGN.md, "Scenarios").
+
+    ``moved`` refers to one time step, the one that led into the state: the position or depth
+    changed since the previous step of the episode, or the previous action was search / descend
+    (see :func:`moved_from_trajectory`). The label does not depend on the action chosen in the
+    state, so it cannot encode the decision of the expert whose routing it is compared with.
+    """
     st = result.states
     if st is None:
         raise ValueError("the rollout did not collect states (collect_states=False)")
@@ -560,7 +655,7 @@ def state_scenarios(result: RolloutResult) -> np.ndarray:
     for a in (result.search_action, result.descend_action):
         if a is not None:
             forced |= st.action == a
-    moved = moved_from_trajectory(st.x, st.y, st.depth, st.episode, forced)
+    moved = moved_from_trajectory(st.x, st.y, st.depth, st.episode, forced_action=forced)
     return label_scenarios(st.atoms, moved)
 
 
@@ -580,11 +675,19 @@ def routing_summary(result: RolloutResult) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ evaluate
-def protocol_name(episodes: int, seed_start: int = E200_SEED_START) -> str:
+#: ``evaluate --actions``: which action modes a checkpoint is played with.
+ACTION_MODES: tuple[str, ...] = ("both", "sampled", "greedy")
+
+
+def protocol_name(
+    episodes: int, seed_start: int = E200_SEED_START, max_steps: int | None = None
+) -> str:
     """``E200`` for 200 episodes from seed 100000; ``E<n>`` otherwise (``@<seed>`` when the seeds
-    start elsewhere)."""
+    start elsewhere, ``-<m>steps`` when the episode cap was set to ``m`` for the evaluation)."""
     name = f"E{int(episodes)}"
-    return name if seed_start == E200_SEED_START else f"{name}@{seed_start}"
+    if seed_start != E200_SEED_START:
+        name += f"@{seed_start}"
+    return name if max_steps is None else f"{name}-{int(max_steps)}steps"
 
 
 def checkpoint_names(paths: Sequence[str | Path]) -> list[str]:
@@ -629,6 +732,100 @@ def summarize_episodes(recs: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def run_entry(res: RolloutResult) -> dict[str, Any]:
+    """The evaluation JSON of one played set of episodes: ``greedy``, ``summary`` (E200 figures,
+    with ``routing`` for a mixture of experts and ``hint`` when states were logged), ``episodes``
+    (per-episode records), ``retried``, ``failed``, ``wall_s``, ``env_steps``."""
+    summary = summarize_episodes(res.records)
+    if res.states is not None:
+        if res.expert_names:
+            summary["routing"] = routing_summary(res)
+        summary["hint"] = {"follow_share": hint_follow_share(res.states)}
+    return {
+        "greedy": bool(res.greedy),
+        "summary": summary,
+        "episodes": res.records,
+        "retried": res.retried,
+        "failed": res.failed,
+        "wall_s": res.wall_s,
+        "env_steps": res.env_steps,
+    }
+
+
+@dataclass
+class EvalOptions:
+    """How :func:`evaluate` plays every player (the same seeds for all)."""
+
+    episodes: int = E200_EPISODES
+    seed_start: int = E200_SEED_START
+    workers: int = 2
+    num_envs: int = 16
+    policy_seed: int = 0
+    progress: bool | None = None
+    step_timeout: float = 60.0
+    max_steps: int | None = None
+    """Episode cap for this evaluation (default: the checkpoint's, 500 for the baselines)."""
+
+    def env(self, env_cfg: EnvConfig) -> EnvConfig:
+        """``env_cfg`` with the evaluation's episode cap."""
+        if self.max_steps is None:
+            return env_cfg
+        return dataclasses.replace(env_cfg, max_episode_steps=int(self.max_steps))
+
+    def play(self, player: Player, env_cfg: EnvConfig, *, keep_obs: bool = False) -> RolloutResult:
+        """:func:`play` on the evaluation seeds, every state logged."""
+        return play(
+            player, self.env(env_cfg), self.episodes, self.seed_start, self.num_envs, self.workers,
+            collect_states=True, keep_obs=keep_obs, progress=self.progress,
+            step_timeout=self.step_timeout,
+        )  # fmt: skip
+
+
+def checkpoint_entry(
+    path: str | Path,
+    loaded: tuple[ActorCritic, TrainConfig, dict[str, Any]],
+    opts: EvalOptions,
+    actions: str = "both",
+) -> dict[str, Any]:
+    """The evaluation JSON of one checkpoint: the sampled run (or the greedy one, for
+    ``actions="greedy"``) at the top level, and with ``actions="both"`` the greedy run beside it
+    under ``greedy_result``."""
+    if actions not in ACTION_MODES:
+        raise ValueError(f"actions={actions!r}; choose from {', '.join(ACTION_MODES)}")
+    model, cfg, ck = loaded
+    first_greedy = actions == "greedy"
+    res = opts.play(ModelPlayer(model, greedy=first_greedy, policy_seed=opts.policy_seed), cfg.env)
+    entry: dict[str, Any] = {
+        "player": "policy",
+        "path": str(path),
+        "episode": checkpoint_episode(ck),
+        "routing": res.routing,
+        "temperature": res.temperature,
+        "routing_source": checkpoint_routing(ck, cfg).source,
+        **run_entry(res),
+    }
+    if actions == "both":
+        greedy = opts.play(ModelPlayer(model, greedy=True, policy_seed=opts.policy_seed), cfg.env)
+        entry["greedy_result"] = run_entry(greedy)
+    return entry
+
+
+def baseline_entry(name: str, env_cfg: EnvConfig, opts: EvalOptions) -> dict[str, Any]:
+    """The evaluation JSON of the baseline ``name`` (:data:`nethack_moe.players.BASELINES`) on the
+    evaluation seeds, in the same format as a checkpoint's (``player`` names the baseline)."""
+    names, raw = action_names(env_cfg)
+    check_action_set(raw)
+    res = opts.play(make_baseline(name, len(names), opts.policy_seed), env_cfg)
+    return {
+        "player": name,
+        "path": None,
+        "episode": None,
+        "routing": None,
+        "temperature": None,
+        **run_entry(res),
+    }
+
+
 def evaluate(
     paths: Sequence[str | Path],
     episodes: int = E200_EPISODES,
@@ -643,24 +840,42 @@ def evaluate(
     progress: bool | None = None,
     step_timeout: float = 60.0,
     write_run_copies: bool = True,
+    actions: str | None = None,
+    baselines: Sequence[str] = (),
+    max_steps: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate checkpoints; returns the evaluation JSON object (also written to ``out``).
+    """Evaluate checkpoints and baselines on the same seeds; returns the evaluation JSON object
+    (also written to ``out``).
 
+    ``actions``: ``both`` (default: sampled at the top level of each checkpoint's entry, greedy
+    under ``greedy_result``), ``sampled`` or ``greedy`` (``greedy=True`` is ``actions="greedy"``).
+    ``baselines``: names from :data:`nethack_moe.players.BASELINES`, each one more entry (keyed by
+    its name) played on the env of the first checkpoint, or NetHackScore-v0's defaults without one.
     For a checkpoint in ``RUN/checkpoints/`` a copy holding that checkpoint alone is written to
     ``RUN/eval/<stem>_E<n>[_greedy].json`` (``write_run_copies``); the paths written are listed
     under the (non-format) key ``"written"`` of the returned object.
     """
-    if not paths:
-        raise ValueError("no checkpoint to evaluate")
+    mode = actions or ("greedy" if greedy else "both")
+    if mode not in ACTION_MODES:
+        raise ValueError(f"actions={mode!r}; choose from {', '.join(ACTION_MODES)}")
+    if not paths and not baselines:
+        raise ValueError("nothing to evaluate: give a checkpoint or a baseline")
     if episodes <= 0:
         raise ValueError(f"episodes={episodes} must be positive")
-    proto = protocol_name(episodes, seed_start)
+    for b in baselines:
+        if b not in BASELINES:
+            raise ValueError(f"unknown baseline {b!r}; choose from {', '.join(BASELINES)}")
+    opts = EvalOptions(episodes, seed_start, workers, num_envs, policy_seed, progress,
+                       step_timeout, max_steps)  # fmt: skip
+    proto = protocol_name(episodes, seed_start, max_steps)
     base: dict[str, Any] = {
         "protocol": proto,
-        "greedy": bool(greedy),
+        "greedy": mode == "greedy",
+        "actions": mode,
         "episodes": int(episodes),
         "seed_start": int(seed_start),
         "policy_seed": int(policy_seed),
+        "max_steps": max_steps,
         "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": _machine(),
     }
@@ -669,34 +884,19 @@ def evaluate(
     loaded = [load_policy(p, device) for p in paths]
     ckpts: dict[str, Any] = {}
     written: list[str] = []
-    for name, path, (model, cfg, ck) in zip(names, paths, loaded, strict=True):
-        res = rollout(
-            model, cfg, episodes, seed_start, num_envs, workers, greedy, policy_seed,
-            collect_states=True, progress=progress, step_timeout=step_timeout,
-        )  # fmt: skip
-        recs = res.records
-        summary = summarize_episodes(recs)
-        summary["routing"] = routing_summary(res)
-        entry: dict[str, Any] = {
-            "path": str(path),
-            "episode": checkpoint_episode(ck),
-            "greedy": bool(greedy),
-            "routing": res.routing,
-            "temperature": res.temperature,
-            "summary": summary,
-            "episodes": recs,
-            "retried": res.retried,
-            "failed": res.failed,
-            "wall_s": res.wall_s,
-            "env_steps": res.env_steps,
-        }
+    for name, path, ld in zip(names, paths, loaded, strict=True):
+        entry = checkpoint_entry(path, ld, opts, mode)
         ckpts[name] = entry
         p = Path(path)
         if write_run_copies and p.parent.name == "checkpoints":
-            dest = p.parent.parent / "eval" / f"{p.stem}_{proto}{'_greedy' if greedy else ''}.json"
+            suffix = "_greedy" if mode == "greedy" else ""
+            dest = p.parent.parent / "eval" / f"{p.stem}_{proto}{suffix}.json"
             _write_json(dest, {**base, "checkpoints": {name: entry}})
             written.append(str(dest))
             log.info("evaluation of %s written to %s", p, dest)
+    env_cfg = loaded[0][1].env if loaded else EnvConfig()
+    for b in baselines:
+        ckpts[b if b not in ckpts else f"baseline:{b}"] = baseline_entry(b, env_cfg, opts)
     result = {**base, "checkpoints": ckpts}
     if out is not None:
         _write_json(Path(out), result)
@@ -723,14 +923,15 @@ def watch_frames(
     step: ``step, screen`` (tty text before the action), ``alpha`` (list), ``expert_names``,
     ``action`` (index), ``action_name``, ``reward``, ``score`` (gain so far), ``done``.
 
-    Samples exactly as :func:`rollout` does, so the episode is the evaluation episode of ``seed``.
+    Acts through the same :class:`ModelPlayer` as :func:`rollout`, so the episode is the
+    evaluation episode of ``seed``.
     """
     env = make_env(cfg.env)
     names, _ = action_names(cfg.env)
     spec = FeatureSpec(crop_size=cfg.env.crop_size)
     cap = cfg.env.max_episode_steps if steps is None else min(int(steps), cfg.env.max_episode_steps)
-    dev = next(model.parameters()).device
-    gen = _episode_generator(policy_seed, seed)
+    player = ModelPlayer(model, greedy=greedy, policy_seed=policy_seed)
+    player.start_episode(0, seed)
     try:
         seed_env(env, seed, seed)
         obs, _ = env.reset()
@@ -742,12 +943,9 @@ def watch_frames(
                 obs["glyphs"][None], obs["blstats"][None], obs["message"][None],
                 obs["tty_chars"][None], spec, memory=mem,
             )  # fmt: skip
-            with torch.no_grad():
-                out = model(
-                    torch.from_numpy(st).to(dev), torch.from_numpy(cr).to(dev),
-                    torch.from_numpy(at).to(dev),
-                )  # fmt: skip
-            a = int(_select_actions(out.logits, [gen], greedy)[0])
+            choice = player.choose(Obs(*(torch.from_numpy(x) for x in (st, cr, at))))
+            assert choice.out is not None
+            a = int(choice.action[0])
             screen = tty_text(obs["tty_chars"])
             obs, r, term, trunc, _info = env.step(a)
             done = bool(term or trunc) or t + 1 >= cap
@@ -756,7 +954,7 @@ def watch_frames(
             yield {
                 "step": t,
                 "screen": screen,
-                "alpha": [float(v) for v in out.alpha[0].cpu()],
+                "alpha": [float(v) for v in choice.out.alpha[0].cpu()],
                 "expert_names": list(model.expert_names),
                 "action": a,
                 "action_name": names[a],

@@ -168,7 +168,9 @@ def test_an_episode_lost_to_a_dead_or_hung_worker_is_played_again(policy, monkey
         return real_step(self, actions)
 
     monkeypatch.setattr(vector_mod.VectorEnv, "step", step)
-    res = rollout(model, cfg, 4, num_envs=2, workers=1, step_timeout=2.0)
+    res = rollout(
+        model, cfg, 4, num_envs=2, workers=1, step_timeout=8.0
+    )  # a fresh worker loads numba
     assert killed, "the worker was not signalled"
     assert [r["seed"] for r in res.records] == [100000, 100001, 100002, 100003]
     assert res.retried == [100000, 100001]  # the two games in progress when the worker died
@@ -329,3 +331,28 @@ def test_cli_evaluate_compare_watch_and_bad_input(ckpt, run_dir, tmp_path, main,
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.count("nethack-moe: error:") == 4
+
+
+def test_evaluate_reports_greedy_beside_sampled_and_baselines_on_the_same_seeds(ckpt, policy):
+    from nethack_moe.analysis.compare import groups_from_eval
+
+    model, cfg = policy
+    res = evaluate([ckpt], episodes=2, num_envs=2, workers=0, baselines=["hint-follower"],
+                   write_run_copies=False)  # fmt: skip
+    assert res["actions"] == "both" and res["greedy"] is False
+    entry = res["checkpoints"]["final"]
+    greedy = entry["greedy_result"]
+    assert entry["greedy"] is False and greedy["greedy"] is True
+    assert entry["routing_source"] in ("checkpoint", "curriculum")
+    follower = res["checkpoints"]["hint-follower"]
+    for e in (entry, greedy, follower):
+        assert [r["seed"] for r in e["episodes"]] == [100000, 100001]
+        assert {"mean", "ci_mean", "hint"} <= set(e["summary"])
+    assert "routing" in greedy["summary"] and "routing" not in follower["summary"]
+    ref = rollout(model, cfg, 2, num_envs=1, workers=0, greedy=True)
+    assert _plain(greedy["episodes"]) == _plain(ref.records)
+    names = [g.name for g in groups_from_eval(res, "x", Path("e.json"))]
+    assert names == ["x:final", "x:final (greedy)", "x:hint-follower"]
+    only = evaluate([ckpt], episodes=1, num_envs=1, workers=0, actions="sampled",
+                    write_run_copies=False)  # fmt: skip
+    assert "greedy_result" not in only["checkpoints"]["final"]

@@ -160,8 +160,22 @@ def test_moved_from_trajectory():
     y = [1, 1, 1, 1, 1, 1]
     d = [1, 1, 1, 2, 1, 1]
     ep = [0, 0, 0, 0, 1, 1]
-    mv = moved_from_trajectory(x, y, d, ep, forced=[False, False, True, False, False, False])
-    assert mv.tolist() == [False, True, True, True, False, False]
+    mv = moved_from_trajectory(x, y, d, ep, forced_action=[False, False, True, False, False, True])
+    assert mv.tolist() == [False, True, False, True, False, False]
+
+
+def test_moved_refers_to_one_time_step():
+    """Position change and the search / descend action both describe the step into the state."""
+    x, y, d, ep = [1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]
+    searched = [False, True, False, False]  # the action taken in state 1 was search
+    # state 1 (where search was chosen) has not moved; state 2 (after the search) has
+    assert moved_from_trajectory(x, y, d, ep, forced_action=searched).tolist() == [
+        False, False, True, False,
+    ]  # fmt: skip
+    # the last action of an episode does not spill into the next episode
+    ep2 = [0, 0, 1, 1]
+    assert not moved_from_trajectory(x, y, d, ep2, forced_action=[False, True, False, False])[2]
+    assert moved_from_trajectory([1, 2, 2], [1, 1, 1], [1, 1, 1]).tolist() == [False, True, False]
 
 
 def test_scenario_table_and_plots(tmp_path):

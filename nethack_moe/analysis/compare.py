@@ -40,12 +40,23 @@ def _col(eps: list[dict[str, Any]], key: str) -> list[Any] | None:
     return vals if vals and all(v is not None for v in vals) else None
 
 
+def _played(ckpts: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(name, entry)`` per played set of episodes: each entry, then its greedy run beside it
+    (``greedy_result``, written by ``evaluate --actions both``)."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for ck, entry in ckpts.items():
+        out.append((ck, entry))
+        if isinstance(entry.get("greedy_result"), dict):
+            out.append((ck, {**entry["greedy_result"], "greedy": True}))
+    return out
+
+
 def groups_from_eval(data: dict[str, Any], label: str, path: Path) -> list[Group]:
     """One group per checkpoint of an evaluation JSON object."""
     out: list[Group] = []
     ckpts = data.get("checkpoints") or {}
     proto = data.get("protocol", "eval")
-    for ck, entry in ckpts.items():
+    for ck, entry in _played(ckpts):
         eps = entry.get("episodes") or []
         greedy = bool(entry.get("greedy", False))
         name = label if len(ckpts) == 1 else f"{label}:{ck}"

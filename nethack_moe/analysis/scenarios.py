@@ -4,8 +4,9 @@
    (``confused``, ``stunned``, ``blind``, ``sick`` = food-poisoned or ill);
 2. **combat**: a hostile monster adjacent (``hostile_adjacent``) or within distance 3
    (``hostile_near``);
-3. **exploration**: none of the above and the hero moved (position or depth changed since the
-   previous step, or the action was search / descend: computed by the caller);
+3. **exploration**: none of the above and the hero moved on the step into the state (position or
+   depth changed since the previous step, or the previous action was search / descend: see
+   :func:`moved_from_trajectory`);
 4. **general**: everything else.
 """
 
@@ -60,13 +61,15 @@ def moved_from_trajectory(
     y: Any,
     depth: Any,
     episode_ids: Any = None,
-    forced: Any = None,
+    forced_action: Any = None,
 ) -> np.ndarray:
-    """``moved[s]``: position or depth differs from step ``s - 1`` of the same episode.
+    """``moved[s]``: the hero moved on the step that led into state ``s``.
 
-    Rows must be in time order within each episode; the first step of an episode has not moved
-    (unless ``forced``). ``forced`` (``[S]`` bool, e.g. the action was search or descend) sets
-    ``moved`` regardless.
+    Both parts refer to that one step (``s - 1`` → ``s`` of the same episode): the position or
+    depth changed, or the action taken in state ``s - 1`` was one that counts as moving although
+    the hero may stay in place (``forced_action[s - 1]``, e.g. search or descend). The label of a
+    state therefore never depends on the action chosen in it. Rows must be in time order within
+    each episode; the first step of an episode has not moved.
     """
     xs = np.asarray(x).reshape(-1)
     ys = np.asarray(y).reshape(-1)
@@ -75,12 +78,12 @@ def moved_from_trajectory(
     mv = np.zeros(n, dtype=bool)
     if n > 1:
         changed = (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1]) | (ds[1:] != ds[:-1])
+        if forced_action is not None:
+            changed |= np.asarray(forced_action).astype(bool).reshape(-1)[:-1]
         if episode_ids is not None:
             e = np.asarray(episode_ids).reshape(-1)
             changed &= e[1:] == e[:-1]
         mv[1:] = changed
-    if forced is not None:
-        mv |= np.asarray(forced).astype(bool).reshape(-1)
     return mv
 
 
