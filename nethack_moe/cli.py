@@ -136,9 +136,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_cfg(args: argparse.Namespace):
-    from nethack_moe.config import make_config
-
+def _train_sets(args: argparse.Namespace) -> list[str]:
+    """``--set`` of ``train`` with its shortcuts (``--device``, ``--name``, ``--workers``) added."""
     sets = list(args.set or [])
     if getattr(args, "device", None):
         sets.append(f"run.device={args.device}")
@@ -146,16 +145,24 @@ def _load_cfg(args: argparse.Namespace):
         sets.append(f"run.name={args.name}")
     if getattr(args, "workers", None) is not None:
         sets.append(f"run.num_workers={args.workers}")
-    return make_config(args.config, sets)
+    return sets
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from nethack_moe.config import make_config
     from nethack_moe.envs.vector import WorkerError
-    from nethack_moe.ppo.trainer import NonFiniteError, TrainingInterrupted, train
+    from nethack_moe.ppo.trainer import NonFiniteError, Trainer, TrainingInterrupted
 
-    cfg = _load_cfg(args)
     try:
-        summary = train(cfg, resume=args.resume, overwrite=args.overwrite)
+        if args.resume:  # the run's own config, or (--config given) continue into that config
+            from nethack_moe.resume import resume_config
+
+            plan = resume_config(Path(args.resume), args.config, _train_sets(args))
+            trainer = Trainer(plan.cfg, resume=plan.checkpoint, run_dir=plan.run_dir)
+        else:
+            cfg = make_config(args.config or "s500", _train_sets(args))
+            trainer = Trainer(cfg, overwrite=args.overwrite)
+        summary = trainer.run()
     except TrainingInterrupted as e:
         print(f"nethack-moe: {e}", file=sys.stderr)
         return 130 if e.signum == 2 else 143
@@ -190,13 +197,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="PPO training under the routing curriculum (default: S500)")
     p.add_argument(
-        "--config", default="s500", help="preset name (s500, smoke, finetune_7000) or YAML file"
+        "--config",
+        help="preset name (s500, smoke, finetune_7000) or YAML file (default s500); with --resume: "
+        "continue the checkpoint into this config (seed, env, num_envs and model must match)",
     )
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)"
     )
     p.add_argument(
-        "--resume", metavar="RUN_DIR_OR_CKPT", help="continue a run from its last checkpoint"
+        "--resume",
+        metavar="RUN_DIR_OR_CKPT",
+        help="continue a run from its newest complete checkpoint; without --config: with the "
+        "run's own saved config, name and directory, and --set may change only run.num_workers, "
+        "run.device, run.progress, "
+        "run.tensorboard, run.torch_threads, run.max_env_steps, run.checkpoint_every, "
+        "run.keep_checkpoints, run.max_worker_restarts",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument(

@@ -108,11 +108,11 @@ CASES = {
     ),
     "other model variant": (
         lambda t, r: (["--set", GAT, "--resume", str(r / "checkpoints" / "final.pt")], r),
-        ["another model", "variant: checkpoint 'mlp_single' vs requested 'gat_moe'"],
+        ["cannot resume: model.variant differs (checkpoint 'mlp_single', now 'gat_moe')"],
     ),
     "other env settings": (
         lambda t, r: (["--set", "ppo.num_envs=8", "--resume", str(r)], r),
-        ["other env settings", "num_envs 4 vs 8"],
+        ["cannot resume: ppo.num_envs differs (checkpoint 4, now 8)"],
     ),
     "incompatible format version": (
         lambda t, r: (["--resume", str(p := _version_999(t, r))], p),
