@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from nle import nethack as nh
@@ -167,7 +169,7 @@ def test_vector_env_replay_restores_games_exactly(shaping):
 def test_truncated_episode_keeps_its_last_features():
     cfg = EnvConfig(max_episode_steps=5)
     with VectorEnv(cfg, 2, 0, SeedPlan("train", 1)) as v:
-        prev = None
+        prev = v.buf.state.copy()
         for _ in range(5):
             prev = v.buf.state.copy()
             v.step(np.array([19, 19]))  # wait
@@ -190,3 +192,34 @@ def test_shaping_rewards_exploration_and_is_counted_in_episode_reward():
     for plain, more in zip(out[0], out[1], strict=True):
         assert plain.score == more.score  # shaping never changes the score
         assert more.reward > plain.reward  # moving around stands on new cells
+
+
+@pytest.mark.parametrize("shaped", [False, True])
+def test_direct_stepping_gives_the_gym_trajectories(shaped, monkeypatch):
+    """EnvGroup steps NetHackScore below NLE's gymnasium wrapper (envs/stepping.py): the features,
+    rewards, end flags, last features and episode records are those of the gym path, bit for bit."""
+    from nethack_moe.envs import vector
+
+    extra: dict[str, Any] = dict(
+        explore_bonus=0.01, stairs_bonus=0.05, hint_bonus=0.1, descend_bonus=1.0
+    )
+    cfg = EnvConfig(max_episode_steps=250, **(extra if shaped else {}))
+    rng = np.random.default_rng(5)
+    acts = rng.integers(0, 23, (260, 8))
+    runs = []
+    for direct in (True, False):
+        monkeypatch.setattr(vector.EnvGroup, "direct_step", direct)
+        out: list[list[Any]] = []
+        with VectorEnv(cfg, 8, 0, SeedPlan("train", 11)) as v:
+            for t in range(260):
+                v.step(acts[t])
+                b = v.buf
+                out.append(
+                    [b.state.tobytes(), b.crop.tobytes(), b.atoms.tobytes(), b.reward.tobytes(),
+                     b.terminated.tobytes(), b.truncated.tobytes(), b.final_state.tobytes(),
+                     [e.to_dict() for e in v.finished()]]
+                )  # fmt: skip
+        runs.append(out)
+    assert runs[0] == runs[1]
+    eps = [e for step in runs[0] for e in step[-1]]
+    assert any(e["died"] for e in eps) and any(not e["died"] for e in eps)  # deaths and the cap

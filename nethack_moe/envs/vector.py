@@ -35,11 +35,15 @@ from nethack_moe.envs.accounting import (
     record_from_row,
 )
 from nethack_moe.envs.factory import EnvConfig, eval_seeds, make_env, seed_env, train_seeds
+from nethack_moe.envs.shaping import HINT_ACTIONS, Shaper, descend_reward, hint_action
+from nethack_moe.envs.stepping import StepStatus, stepper
 
 log = logging.getLogger(__name__)
 
+__all__ = ["HINT_ACTIONS", "EnvGroup", "SeedPlan", "SharedBuffers", "VectorEnv", "WorkerError"]
 
-_ABORTED = -1  # nle.env.base.NLE.StepStatus.ABORTED
+#: The hint helper under its old name (kept for importers).
+_hint_action = hint_action
 
 
 class WorkerError(RuntimeError):
@@ -165,18 +169,11 @@ class SharedBuffers:
     mem_n_visited: np.ndarray
 
 
-#: NetHackScore-v0 action ids of the hint's entries: N E S W NE SE SW NW, then '>' (descend).
-HINT_ACTIONS = np.array([1, 2, 3, 4, 5, 6, 7, 8, 18])
-
-
-def _hint_action(state: np.ndarray) -> np.ndarray:
-    """The action id the navigation hint advises, -1 without a hint (NetHackScore action set)."""
-    nav = state[:, F.NAV_ONEHOT : F.NAV_ONEHOT + F.N_NAV]
-    return np.where(nav.any(1), HINT_ACTIONS[nav.argmax(1)], -1)
-
-
 class EnvGroup:
     """The envs ``lo..hi-1`` of one worker and the code that steps them into the buffers."""
+
+    #: Step NetHackScore envs below NLE's gymnasium wrapper (envs/stepping.py: same results).
+    direct_step: bool = True
 
     def __init__(
         self,
@@ -190,6 +187,7 @@ class EnvGroup:
         self.cfg, self.spec, self.buf, self.lo, self.hi, self.plan = cfg, spec, buf, lo, hi, plan
         self.n = hi - lo
         self.envs = [make_env(cfg).unwrapped for _ in range(self.n)]
+        self.steppers = [stepper(env, self.direct_step) for env in self.envs]
         self.cap = cfg.max_episode_steps
         self.tracker = EpisodeTracker(self.n)
         # staging for the raw observations of this group (reused every step)
@@ -198,32 +196,25 @@ class EnvGroup:
         self.message = np.zeros((self.n, nh.NLE_MESSAGE_SIZE), np.uint8)
         self.tty = np.zeros((self.n, nh.NLE_TERM_LI, nh.NLE_TERM_CO), np.uint8)
         self.sl = slice(lo, hi)
-        self._final_idx: list[int] = []
-        # reward shaping state (see EnvConfig.explore_bonus / stairs_bonus)
-        self.shaping = bool(cfg.explore_bonus or cfg.stairs_bonus or cfg.hint_bonus)
-        self.prev_hint = np.full(
-            self.n, -1, np.int64
-        )  # action the hint advised for the current obs
-        self.prev_cells = np.zeros(self.n, np.int64)
-        self.prev_dist = np.zeros(self.n, np.float64)
-        self.prev_stairs = np.zeros(self.n, bool)
-        self.prev_depth = np.zeros(self.n, np.int64)
+        self.shaper = Shaper(cfg, self.n)  # reward shaping (envs/shaping.py)
+        self.shaping = self.shaper.enabled
 
-    def _stage(self, j: int, obs: dict) -> None:
-        self.glyphs[j] = obs["glyphs"]
-        self.blstats[j] = obs["blstats"]
-        self.message[j] = obs["message"]
-        self.tty[j] = obs["tty_chars"]
+    def _stage(self, j: int) -> None:
+        """Copy env ``j``'s observation from NLE's buffers into the staging arrays."""
+        glyphs, blstats, message, tty = self.steppers[j].buffers
+        self.glyphs[j] = glyphs
+        self.blstats[j] = blstats
+        self.message[j] = message
+        self.tty[j] = tty
 
     def _reset_one(self, j: int) -> None:
         i = self.lo + j
         k = int(self.buf.episode_count[i])
         core, disp = self.plan.seeds(i, k)
-        env = self.envs[j]
-        seed_env(env, core, disp)
-        obs, _ = env.reset()
-        self._stage(j, obs)
-        self.tracker.start(j, obs["blstats"], core, disp)
+        seed_env(self.envs[j], core, disp)
+        self.steppers[j].reset()
+        self._stage(j)
+        self.tracker.start(j, self.blstats[j], core, disp)
         self.buf.memory.clear(i)
         self.buf.length[i] = 0
 
@@ -240,28 +231,10 @@ class EnvGroup:
         b.feat_seconds[self.lo] += time.perf_counter() - t0
 
     def _shape(self, js: np.ndarray, state: np.ndarray, fresh: np.ndarray) -> np.ndarray:
-        """Shaping rewards for local envs ``js`` given their new features ``state`` (rows of js).
-
-        ``explore_bonus`` per cell of the level stood on for the first time, and ``stairs_bonus``
-        per step of shortest-path progress toward the known down stairs (a potential difference).
-        ``fresh`` rows (a new episode) only record the starting point.
-        """
-        cfg = self.cfg
-        self.prev_hint[js] = _hint_action(state)
+        """Shaping rewards of local envs ``js`` for their new features ``state`` (Shaper.observe);
+        ``fresh`` rows (a new episode) only record the starting point."""
         cells = self.buf.memory.n_visited[self.lo + js]
-        depth = self.blstats[js, nh.NLE_BL_DEPTH]
-        dist = state[:, F.NAV_DIST] * 40.0
-        stairs = state[:, F.NAV_STAIRS] > 0.5
-        same = (depth == self.prev_depth[js]) & ~fresh
-        r = cfg.explore_bonus * np.maximum(cells - self.prev_cells[js], 0) * same
-        r = r + cfg.stairs_bonus * (self.prev_dist[js] - dist) * (
-            same & stairs & self.prev_stairs[js]
-        )
-        self.prev_cells[js] = cells
-        self.prev_dist[js] = dist
-        self.prev_stairs[js] = stairs
-        self.prev_depth[js] = depth
-        return r
+        return self.shaper.observe(js, state, cells, self.blstats[js, nh.NLE_BL_DEPTH], fresh)
 
     def reset(self) -> None:
         for j in range(self.n):
@@ -275,25 +248,28 @@ class EnvGroup:
         if self.shaping:
             self._shape(np.arange(self.n), b.state[sl], np.ones(self.n, bool))
 
-    def _advance(self, j: int, action: int) -> tuple[Any, float, bool, bool, bool]:
-        """Step env ``j`` once; returns (obs, reward, terminated, truncated, ended)."""
-        env = self.envs[j]
+    def _advance(self, j: int, action: int) -> tuple[float, bool, bool, bool]:
+        """Step env ``j`` once; returns (reward, terminated, truncated, ended). The observation
+        stays in NLE's buffers (:meth:`_stage` copies it)."""
         i = self.lo + j
-        self.buf.history[i, self.tracker.length[j]] = action
-        obs, r, done, trunc, info = env.step(action)
+        length = int(self.tracker.length[j])
+        self.buf.history[i, length] = action
+        r, done, trunc, status = self.steppers[j](action)
         # We cap episodes ourselves, one step before NLE's own cap (make_env), because NLE
         # quits the game at its cap and zeroes blstats: the last observation stays usable.
-        trunc = bool(trunc) or int(info["end_status"]) == _ABORTED
-        trunc = trunc or (not done and self.tracker.length[j] + 1 >= self.cap)
-        term = bool(done) and not trunc
-        r = float(r) * self.cfg.reward_scale
-        if self.cfg.descend_bonus and not done:
-            d = obs["blstats"][nh.NLE_BL_DEPTH]
-            if d > self.tracker.max_depth[j]:
-                r += self.cfg.descend_bonus * float(d - self.tracker.max_depth[j])
-        self.tracker.update(j, obs["blstats"], r, bool(done))
-        self.buf.length[i] = self.tracker.length[j]
-        return obs, r, term, trunc, bool(done or trunc)
+        trunc = trunc or status == StepStatus.ABORTED
+        trunc = trunc or (not done and length + 1 >= self.cap)
+        term = done and not trunc
+        r = r * self.cfg.reward_scale
+        bl = self.steppers[j].buffers[1]
+        bonus = descend_reward(
+            self.cfg, int(bl[nh.NLE_BL_DEPTH]), int(self.tracker.max_depth[j]), done
+        )
+        if bonus:
+            r += bonus
+        self.tracker.update(j, bl, r, done)
+        self.buf.length[i] = length + 1
+        return r, term, trunc, done or trunc
 
     def step(self, lo: int | None = None, hi: int | None = None) -> None:
         """Step the envs of this group that lie in the global range ``lo..hi-1`` (default: all)."""
@@ -307,14 +283,16 @@ class EnvGroup:
         ended: list[int] = []
         for j in range(j0, j1):
             i = self.lo + j
-            obs, r, term, trunc, end = self._advance(j, int(acts[j - j0]))
-            if self.cfg.hint_bonus and int(acts[j - j0]) == self.prev_hint[j]:
-                r += self.cfg.hint_bonus
-                self.tracker.reward[j] += self.cfg.hint_bonus
+            a = int(acts[j - j0])
+            r, term, trunc, end = self._advance(j, a)
+            hint = self.shaper.hint_reward(j, a)
+            if hint:
+                r += hint
+                self.tracker.reward[j] += hint
             b.reward[i] = r
             b.terminated[i] = term
             b.truncated[i] = trunc
-            self._stage(j, obs)
+            self._stage(j)
             if end:
                 ended.append(j)
         if ended:
@@ -350,10 +328,11 @@ class EnvGroup:
             self._replay_features(j, fresh=True)
             for t in range(int(saved_len[j])):
                 a = int(saved_hist[j, t])
-                obs, *_ = self._advance(j, a)
-                if self.cfg.hint_bonus and a == self.prev_hint[j]:
-                    self.tracker.reward[j] += self.cfg.hint_bonus
-                self._stage(j, obs)
+                self._advance(j, a)
+                hint = self.shaper.hint_reward(j, a)
+                if hint:
+                    self.tracker.reward[j] += hint
+                self._stage(j)
                 r = self._replay_features(j, fresh=False)
                 self.tracker.reward[j] += r
         b.reward[self.sl] = 0.0
