@@ -904,13 +904,13 @@ def _scan_map(glyphs, kflags, y, x, locked_b, use_locked, walk, stone, out):  # 
 
 @numba.njit(cache=True, nogil=True)
 def _navigate(
-    glyphs, kflags, y, x, down_vis, d_y, d_x, visited_b, use_visited, ws, qy, qx
+    glyphs, kflags, y, x, down_vis, d_y, d_x, visited_b, use_visited, maps, bfs, qy, qx
 ):  # pragma: no cover
     """The navigation hint of one row: (move index 0..8 or -1, path length, goal is the stairs).
 
-    ``ws`` [4, R, C] int32 scratch: walk classes (filled by _scan_map), blank map, BFS parents and
-    distances."""
-    walk, stone, parent, dist = ws[0], ws[1], ws[2], ws[3]
+    Scratch: ``maps`` [2, R, C] uint8 walk classes and blank map (filled by _scan_map), ``bfs``
+    [2, R, C] int32 BFS parents and distances."""
+    walk, stone, parent, dist = maps[0], maps[1], bfs[0], bfs[1]
     # the hero hides the terrain it stands on: between two walls it stands in a doorway
     horiz = (_flags_at(glyphs, kflags, y, x - 1) & _flags_at(glyphs, kflags, y, x + 1)) & _K_WALL
     vert = (_flags_at(glyphs, kflags, y - 1, x) & _flags_at(glyphs, kflags, y + 1, x)) & _K_WALL
@@ -1048,11 +1048,12 @@ def _atoms_row(
 def _fused_rows(
     glyphs, blstats, message, tty, has_tty, kflags, groups, cond_bits,
     use_mem, m_stairs, m_level, m_visited, m_locked, m_nvis,
-    state, crop, atoms, ws, qy, qx, scan,
+    state, crop, atoms, maps, bfs, qy, qx, scan,
 ):  # fmt: skip  # pragma: no cover - jitted
     """Every feature of every row of the batch (see compute_features_reference for the meaning).
 
-    ``ws`` [4, R, C] int32, ``qy, qx`` [R*C] int32 and ``scan`` [10] int64 are scratch space."""
+    Scratch space: ``maps`` [2, R, C] uint8, ``bfs`` [2, R, C] int32, ``qy, qx`` [R*C] int32,
+    ``scan`` [10] int64."""
     B = glyphs.shape[0]
     C = crop.shape[1]
     r = C // 2
@@ -1074,7 +1075,7 @@ def _fused_rows(
                 g, kflags, message[b], y, x, depth, m_level, m_visited, m_locked, m_nvis, b
             )
         bm = b if use_mem else 0  # without memory: row 0 of a dummy, never read
-        _scan_map(g, kflags, y, x, m_locked[bm], use_mem, ws[0], ws[1], scan)
+        _scan_map(g, kflags, y, x, m_locked[bm], use_mem, maps[0], maps[1], scan)
         d_min, d_y, d_x = scan[4], scan[5], scan[6]
         down_vis = d_min < _BIG
         if use_mem:
@@ -1085,7 +1086,7 @@ def _fused_rows(
                 d_min = max(abs(d_y - y), abs(d_x - x))
                 down_vis = True
         k, dist, stairs = _navigate(
-            g, kflags, y, x, down_vis, d_y, d_x, m_visited[bm], use_mem, ws, qy, qx
+            g, kflags, y, x, down_vis, d_y, d_x, m_visited[bm], use_mem, maps, bfs, qy, qx
         )
         hvis = scan[0] < _BIG
         _state_row(
@@ -1108,14 +1109,15 @@ _NO_MEMORY = (
 _SCRATCH: dict[str, np.ndarray] = {}
 
 
-def _scratch() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _scratch() -> tuple[np.ndarray, ...]:
     """Scratch arrays of the kernel, allocated once per process."""
     if not _SCRATCH:
-        _SCRATCH["ws"] = np.zeros((4, ROWS, COLS), np.int32)
+        _SCRATCH["maps"] = np.zeros((2, ROWS, COLS), np.uint8)
+        _SCRATCH["bfs"] = np.zeros((2, ROWS, COLS), np.int32)
         _SCRATCH["qy"] = np.zeros(ROWS * COLS, np.int32)
         _SCRATCH["qx"] = np.zeros(ROWS * COLS, np.int32)
         _SCRATCH["scan"] = np.zeros(10, np.int64)
-    return _SCRATCH["ws"], _SCRATCH["qy"], _SCRATCH["qx"], _SCRATCH["scan"]
+    return tuple(_SCRATCH[k] for k in ("maps", "bfs", "qy", "qx", "scan"))
 
 
 def _log_columns(bl: np.ndarray, s: np.ndarray) -> None:
@@ -1172,11 +1174,11 @@ def compute_features(
     mem = _NO_MEMORY if memory is None else (
         memory.stairs, memory.level, memory.visited, memory.locked, memory.n_visited
     )  # fmt: skip
-    ws, qy, qx, scan = _scratch()
+    scratch = _scratch()
     kernel: Any = _fused_rows  # (a numba dispatcher: its stub does not know the arguments)
     kernel(
         g, bl, msg, tty, tty_chars is not None, KERNEL_FLAGS, GLYPH_GROUP, _COND_ARRAY,
-        memory is not None, *mem, state, crop, atoms, ws, qy, qx, scan,
+        memory is not None, *mem, state, crop, atoms, *scratch,
     )  # fmt: skip
     _log_columns(bl, state)
     return state, crop, atoms

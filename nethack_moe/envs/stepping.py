@@ -26,6 +26,7 @@ from nle.env.tasks import NetHackScore
 StepStatus = NLE.StepStatus
 #: Observation keys the vector env reads, in this order.
 KEYS = ("glyphs", "blstats", "message", "tty_chars")
+_SCORE, _TIME = nh.NLE_BL_SCORE, nh.NLE_BL_TIME
 
 
 class GymStep:
@@ -59,48 +60,52 @@ class CoreStep(GymStep):
         if not self.supports(env):
             raise TypeError(f"CoreStep steps NetHackScore only, not {type(env).__name__}")
         super().__init__(env)
-        self.nethack = env.nethack
+        self.core = env.nethack._pynethack  # the C core; Nethack.step is core.step + core.done
+        self.observation = env.nethack._obs  # its observation buffers (copy=False: fixed)
+        self.keys = (env._blstats_index, env._internal_index, env._program_state_index)
         self.actions = env.actions
         self.penalty_step = env.penalty_step
         self.penalty_time = env.penalty_time
 
     def __call__(self, action: int) -> tuple[float, bool, bool, int]:
-        """One step: (reward, done, truncated, end status); the observation is in the buffers."""
-        env = self.env
-        bl = env.last_observation[env._blstats_index]
+        """One step: (reward, done, truncated, end status); the observation is in the buffers.
+
+        The statements of ``NLE.step`` in order, with ``NetHackScore``'s reward and end status
+        inlined (``_check_abort`` is ``_steps >= _max_episode_steps`` for this class)."""
+        env, core = self.env, self.core
+        i_bl, i_internal, i_state = self.keys
+        bl = env.last_observation[i_bl]
         # the wrapper copies the last observation for the reward; only these two values are read
-        old_score, old_time = int(bl[nh.NLE_BL_SCORE]), int(bl[nh.NLE_BL_TIME])
-        observation, done = self.nethack.step(self.actions[action])
-        truncated = env._check_abort(observation)
-        internal = observation[env._internal_index]
-        game_over = observation[env._program_state_index][0] == 1
-        if (game_over or not env._allow_all_modes) and not done:
+        old_score, old_time = int(bl[_SCORE]), int(bl[_TIME])
+        core.step(self.actions[action])
+        observation, done = self.observation, core.done()
+        truncated = env._steps >= env._max_episode_steps
+        internal = observation[i_internal]
+        if (observation[i_state][0] == 1 or not env._allow_all_modes) and not done:
             if internal[3] or internal[2] or internal[1]:  # else _perform_known_steps is a no-op
                 observation, done = env._perform_known_steps(observation, done, exceptions=True)
         env._steps += 1
         env.last_observation = observation
-        status = StepStatus.DEATH if done else self._end_status(observation)
-        reward = self._reward(observation, old_score, old_time)
+        if done:
+            status = StepStatus.DEATH
+        elif env._steps >= env._max_episode_steps:
+            status = StepStatus.ABORTED
+        else:
+            status = StepStatus.RUNNING
+        # NetHackScore._reward_fn: score difference plus the constant frozen-step penalty
+        bl = observation[i_bl]
+        new_time = int(bl[_TIME])
+        env._frozen_steps = env._frozen_steps + 1 if old_time == new_time else 0
+        penalty = self.penalty_step if env._frozen_steps > 0 else 0
+        penalty += float(new_time - old_time) * self.penalty_time
+        if core.in_normal_game():
+            reward = float(int(bl[_SCORE]) - old_score) + penalty
+        else:  # blstats are zero before and after a game
+            reward = float(0.0 + penalty)
         if status and not done:
             env._quit_game(observation, done)  # NLE's step cap: end the game the wrapper's way
             done = True
         return reward, bool(done), bool(truncated), int(status)
-
-    def _end_status(self, observation: tuple) -> int:
-        """``NLE._get_end_status`` of a running game (NetHackScore has no task end)."""
-        return StepStatus.ABORTED if self.env._check_abort(observation) else StepStatus.RUNNING
-
-    def _reward(self, observation: tuple, old_score: int, old_time: int) -> float:
-        """``NetHackScore._reward_fn``: score difference plus the constant frozen-step penalty."""
-        env = self.env
-        bl = observation[env._blstats_index]
-        new_time = int(bl[nh.NLE_BL_TIME])
-        env._frozen_steps = env._frozen_steps + 1 if old_time == new_time else 0
-        penalty = self.penalty_step if env._frozen_steps > 0 else 0
-        penalty += float(new_time - old_time) * self.penalty_time
-        if not self.nethack.in_normal_game():  # blstats are zero before and after a game
-            return float(0.0 + penalty)
-        return float(int(bl[nh.NLE_BL_SCORE]) - old_score) + penalty
 
 
 def stepper(env: Any, direct: bool = True) -> GymStep:

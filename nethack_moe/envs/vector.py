@@ -262,11 +262,12 @@ class EnvGroup:
         term = done and not trunc
         r = r * self.cfg.reward_scale
         bl = self.steppers[j].buffers[1]
-        bonus = descend_reward(
-            self.cfg, int(bl[nh.NLE_BL_DEPTH]), int(self.tracker.max_depth[j]), done
-        )
-        if bonus:
-            r += bonus
+        if self.cfg.descend_bonus:
+            bonus = descend_reward(
+                self.cfg, int(bl[nh.NLE_BL_DEPTH]), int(self.tracker.max_depth[j]), done
+            )
+            if bonus:
+                r += bonus
         self.tracker.update(j, bl, r, done)
         self.buf.length[i] = length + 1
         return r, term, trunc, done or trunc
