@@ -30,7 +30,7 @@ class Obs(NamedTuple):
         """The same batch on ``device``."""
         return Obs(*(t.to(device, non_blocking=non_blocking) for t in self))
 
-    def index(self, idx: Tensor | slice) -> Obs:
+    def rows(self, idx: Tensor | slice) -> Obs:
         """Rows ``idx`` of every field."""
         return Obs(*(t[idx] for t in self))
 

@@ -13,12 +13,14 @@ Terms (all minimized; ``c_x`` is the phase coefficient of term ``x``):
 * ``diversity``: mean pairwise Jensen–Shannon divergence between the experts' action
   distributions (in [0, ln 2]); enters as ``-c_diversity * JS`` (a positive coefficient makes the
   experts act differently).
-* ``routing_prior``: ``KL(p_graph || α)`` toward the expert mass of the knowledge graph's active
-  operators (states with no active operator are skipped); enters as ``+c_routing_prior * KL``.
+* ``routing_prior``: ``KL(p_graph || α)`` toward the expert mass of the knowledge graph's operators
+  (``softmax`` of the operator scores, summed per expert); enters as ``+c_routing_prior * KL``.
+  The prior is not detached: the gradient reaches the router *and* the graph's operator scores.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -36,7 +38,7 @@ class LossBatch:
     advantages: torch.Tensor
     returns: torch.Tensor
     prior: torch.Tensor | None = None
-    """``[M, E]`` routing prior targets (rows summing to 1, or all zero = no prior)."""
+    """``[M, E]`` routing prior (rows summing to 1), ``None`` = no prior term."""
 
 
 def entropy_of(p: torch.Tensor) -> torch.Tensor:
@@ -62,7 +64,7 @@ def expert_diversity(expert_logits: torch.Tensor) -> torch.Tensor:
 def ppo_loss(
     out,
     batch: LossBatch,
-    coefs: dict[str, float],
+    coefs: Mapping[str, float],
     clip_coef: float,
     vf_coef: float,
     clip_vloss: bool,
@@ -96,15 +98,8 @@ def ppo_loss(
     load_balance = (abar * torch.log((abar * E).clamp_min(EPS))).sum()
     diversity = expert_diversity(out.expert_logits)
     if batch.prior is not None and E > 1:
-        has = batch.prior.sum(-1) > 0
-        if has.any():
-            pr = batch.prior[has]
-            kl = (pr * (torch.log(pr.clamp_min(EPS)) - torch.log(alpha[has].clamp_min(EPS)))).sum(
-                -1
-            )
-            routing_prior = kl.mean()
-        else:
-            routing_prior = alpha.new_zeros(())
+        pr = batch.prior  # [M, E], rows sum to 1; not detached: the graph's scores learn too
+        routing_prior = (pr * (torch.log(pr.clamp_min(EPS)) - torch.log(alpha.clamp_min(EPS)))).sum(-1).mean()
     else:
         routing_prior = alpha.new_zeros(())
 

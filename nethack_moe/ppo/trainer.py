@@ -1,13 +1,14 @@
 """PPO over the vector env under the routing curriculum: the ``nethack-moe train`` job.
 
-Reads top to bottom like CleanRL's ``ppo.py``: collect a rollout of T steps x N envs into
-preallocated storage with the phase's routing and temperature, compute GAE per env in time order,
-run minibatch epochs of the same ``model.forward`` on the same inputs, log, checkpoint.
+:meth:`Trainer.run` is the loop: collect a rollout of T steps x N envs into the
+:class:`~nethack_moe.ppo.storage.RolloutStorage` with the phase's routing and temperature
+(acting through :func:`~nethack_moe.ppo.acting.act`), GAE per env in time order, the PPO epochs
+(:func:`~nethack_moe.ppo.update.ppo_update`, the same ``act`` on the stored inputs), log,
+checkpoint. The pieces around it (timing, run log, signals) are in :mod:`nethack_moe.ppo.hooks`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -35,8 +36,10 @@ from nethack_moe.curriculum import Phase
 from nethack_moe.envs.accounting import EpisodeRecord
 from nethack_moe.envs.vector import SeedPlan, VectorEnv, WorkerError
 from nethack_moe.models.policy import ActorCritic, build_model
-from nethack_moe.ppo.gae import compute_gae
-from nethack_moe.ppo.loss import LossBatch, ppo_loss
+from nethack_moe.ppo.acting import Obs, act, gumbel_noise
+from nethack_moe.ppo.hooks import RunLog, SignalGuard, Timing
+from nethack_moe.ppo.storage import RolloutStorage
+from nethack_moe.ppo.update import LOSS_TERMS, PPOSettings, UpdateStats, ppo_update
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +113,6 @@ class RunningMeanStd:
 
 
 @dataclass
-class _RolloutContext:
-    """What the current rollout acts under (set at the start of every rollout)."""
-
-    phase: Phase
-    routing: str
-    temperature: float
-    finished: list[EpisodeRecord]
-
-
-@dataclass
 class Counters:
     """Progress counters saved in every checkpoint."""
 
@@ -131,29 +124,6 @@ class Counters:
     nonfinite_total: int = 0
     dropped_episodes: int = 0
     worker_restarts: int = 0
-
-
-class MetricsWriter:
-    """Append-only JSONL; each record is one line, flushed at once."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.f = open(path, "a", encoding="utf-8")  # noqa: SIM115
-
-    def write(self, rec: dict) -> None:
-        self.f.write(json.dumps(rec, separators=(",", ":")) + "\n")
-
-    def flush(self, sync: bool = False) -> None:
-        self.f.flush()
-        if sync:
-            os.fsync(self.f.fileno())
-
-    def offset(self) -> int:
-        self.f.flush()
-        return self.f.tell()
-
-    def close(self) -> None:
-        self.f.close()
 
 
 def repair_metrics(path: Path, offset: int | None) -> None:
@@ -201,8 +171,24 @@ def find_resume_checkpoint(target: Path) -> Path:
     return max(cands)[2]
 
 
+@dataclass
+class RolloutContext:
+    """What one rollout acts under: the curriculum at its start."""
+
+    phase: Phase
+    routing: str
+    temperature: float
+    lr: float
+    finished: list[EpisodeRecord]
+
+
 class Trainer:
-    """One training run (fresh or resumed). Use :meth:`run`."""
+    """One training run (fresh or resumed). Use :meth:`run`.
+
+    The loop (:meth:`run`) is SB3's ``learn``: :meth:`collect_rollout` fills the
+    :class:`RolloutStorage`, :func:`ppo_update` learns from it, :meth:`log_update` writes the
+    metrics and :meth:`after_update` checkpoints and stops on signals or non-finite streaks.
+    """
 
     def __init__(
         self,
@@ -216,42 +202,40 @@ class Trainer:
         """``stop_after_updates``: behave as if SIGINT arrived during that update (for tests);
         ``learn=False`` collects rollouts without updating the model (``bench rollout``)."""
         cfg.validate()
-        self.stop_after_updates = stop_after_updates
-        self.learn = learn
-        self.cfg = cfg
+        self.cfg, self.learn, self.stop_after_updates = cfg, learn, stop_after_updates
         self.run_dir = Path(run_dir) if run_dir else Path(cfg.run.out_dir) / cfg.run.name
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(cfg.run.device)
         # learning uses run.torch_threads (0 = all cores); acting uses one thread: small batches
         # gain nothing from more, and spinning OpenMP threads fight the env workers for the CPU.
-        # (Fixed whatever the number of workers, so results do not depend on it.)
         self.learn_threads = cfg.run.torch_threads or (os.cpu_count() or 1)
-        self.act_threads = 1
         self.resume_ckpt: dict | None = None
         self.resume_path: Path | None = None
         if resume is not None:
-            self.resume_path = find_resume_checkpoint(Path(resume))
-            self.resume_ckpt = load_checkpoint(self.resume_path)
-            check_model_compat(self.resume_ckpt, cfg.to_dict()["model"], self.resume_path)
-            old = config_from_dict(self.resume_ckpt["config"])
-            if old.ppo.num_envs != cfg.ppo.num_envs or old.env != cfg.env:
-                raise CheckpointError(
-                    f"checkpoint {str(self.resume_path)!r} was trained with other env settings "
-                    f"(num_envs {old.ppo.num_envs} vs {cfg.ppo.num_envs}, env {old.env} vs {cfg.env})"
+            self._open_resume(Path(resume))
+        elif self.run_dir.exists() and any(self.run_dir.iterdir()):
+            if not overwrite:
+                raise RunDirExists(
+                    f"run directory {str(self.run_dir)!r} exists; pass --resume {self.run_dir} to "
+                    "continue it or --overwrite to start again"
                 )
-            src_run = self.resume_path.parent.parent
-            self._prepare_resumed_dir(src_run)
-        else:
-            if self.run_dir.exists() and any(self.run_dir.iterdir()):
-                if not overwrite:
-                    raise RunDirExists(
-                        f"run directory {str(self.run_dir)!r} exists; pass --resume {self.run_dir} to "
-                        "continue it or --overwrite to start again"
-                    )
-                shutil.rmtree(self.run_dir)
+            shutil.rmtree(self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ckpt_dir.mkdir(exist_ok=True)
-        self._stop_signal: int | None = None
+        self.timing = Timing()
+        self.signals = SignalGuard()
+
+    def _open_resume(self, target: Path) -> None:
+        from nethack_moe.resume import check_resume_compat
+
+        self.resume_path = find_resume_checkpoint(target)
+        self.resume_ckpt = load_checkpoint(self.resume_path)
+        check_model_compat(self.resume_ckpt, self.cfg.to_dict()["model"], self.resume_path)
+        try:
+            check_resume_compat(config_from_dict(self.resume_ckpt["config"]), self.cfg)
+        except ConfigError as e:
+            raise CheckpointError(f"{self.resume_path}: {e}") from e
+        self._prepare_resumed_dir(self.resume_path.parent.parent)
 
     def _prepare_resumed_dir(self, src_run: Path) -> None:
         assert self.resume_ckpt is not None
@@ -268,430 +252,295 @@ class Trainer:
         src = src_run / "metrics.jsonl"
         if src.exists():
             data = src.read_bytes()
-            if offset is not None:
-                data = data[:offset]
-            (self.run_dir / "metrics.jsonl").write_bytes(data)
+            (self.run_dir / "metrics.jsonl").write_bytes(data if offset is None else data[:offset])
 
-    # ------------------------------------------------------------------ signals
-    def _on_signal(self, signum, frame) -> None:
-        if self._stop_signal is None:
-            log.warning(
-                "signal %d received: finishing the current update, then checkpointing", signum
-            )
-        self._stop_signal = signum
-
-    # ------------------------------------------------------------------ main loop
+    # ------------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:
         """Train until the curriculum's ``total_episodes``; returns a summary dict."""
-        cfg = self.cfg
-        p = cfg.ppo
-        cur = cfg.curriculum
-        dev = self.device
+        self._setup()
+        exit_reason, final = "finished", None
+        try:
+            with self.signals:
+                while not self._done():
+                    ctx = self.begin_rollout()
+                    self.collect_rollout(ctx)
+                    stats = self.learn_from_rollout(ctx)
+                    self.log_update(ctx, stats)
+                    self.after_update(stats)
+            final = self._save("final.pt", "final")
+        except WorkerError as e:
+            exit_reason = "worker_failure"
+            self._on_worker_failure(e)
+        finally:
+            self.log.close()
+            self.venv.close()
+        return self._summary(final, exit_reason)
+
+    def _done(self) -> bool:
+        C, cap = self.C, self.cfg.run.max_env_steps
+        return C.episodes >= self.cfg.curriculum.total_episodes or bool(cap and C.env_steps >= cap)
+
+    # ------------------------------------------------------------------ set-up
+    def _setup(self) -> None:
+        """Env workers, model, optimizer, storage, state (fresh or from the checkpoint), log."""
+        cfg, p = self.cfg, self.cfg.ppo
         torch.manual_seed(cfg.run.seed)
         np.random.seed(cfg.run.seed % 2**32)
         (self.run_dir / "config.yaml").write_text(dump_config(cfg))
-
-        venv = VectorEnv(
-            cfg.env,
-            p.num_envs,
-            cfg.run.num_workers,
-            SeedPlan("train", cfg.run.seed),
+        self.venv = VectorEnv(
+            cfg.env, p.num_envs, cfg.run.num_workers, SeedPlan("train", cfg.run.seed),
             max_restarts=cfg.run.max_worker_restarts,
+        )  # fmt: skip
+        self.model: ActorCritic = build_model(cfg.model, self.venv.spec, self.venv.n_actions)
+        self.model.to(self.device)
+        self.optim = torch.optim.Adam(
+            self.model.parameters(), lr=cfg.curriculum.lr_at(0), eps=p.adam_eps
         )
-        spec = venv.spec
-        model: ActorCritic = build_model(cfg.model, spec, venv.n_actions).to(dev)
-        optim = torch.optim.Adam(model.parameters(), lr=cur.lr_at(0), eps=p.adam_eps)
-        gen = torch.Generator(device="cpu")
-        gen.manual_seed(cfg.run.seed)
-        rnorm = RunningMeanStd(p.num_envs, p.gamma)
-        C = Counters()
-        recent: list[float] = []
+        self.gen = torch.Generator(device="cpu")
+        self.gen.manual_seed(cfg.run.seed)
+        self.rnorm = RunningMeanStd(p.num_envs, p.gamma)
+        self.C = Counters()
+        self.recent: list[float] = []
+        self.routing_now = ("softmax", 1.0)
+        self.storage = RolloutStorage(
+            p.rollout_steps, p.num_envs, self.venv.spec, self.model.n_experts, self.device
+        )
+        buf = self.venv.buf  # zero-copy views of the shared arrays
+        self.obs_now = Obs(*(torch.from_numpy(a) for a in (buf.state, buf.crop, buf.atoms)))
+        gsz = p.num_envs // p.env_groups
+        self.groups = [(g * gsz, (g + 1) * gsz) for g in range(p.env_groups)]
         if self.resume_ckpt is not None:
-            ck = self.resume_ckpt
-            model.load_state_dict(ck["model"])
-            optim.load_state_dict(ck["optimizer"])
-            gen.set_state(ck["rng"]["sample"])
-            torch.set_rng_state(ck["rng"]["torch"])
-            rnorm.load(ck["reward_norm"])
-            C = Counters(**ck["counters"])
-            recent = [float(x) for x in ck["recent_scores"]]
-            venv.set_state({k: v.numpy() for k, v in ck["env_state"].items()})
-        metrics = MetricsWriter(self.run_dir / "metrics.jsonl")
-        tb = None
-        if cfg.run.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            tb = SummaryWriter(str(self.run_dir / "tb"))
+            self._load_state(self.resume_ckpt)
+        self.log = RunLog(self.run_dir, cfg.run.tensorboard, cfg.run.progress,
+                          cfg.curriculum.total_episodes, self.C.episodes)  # fmt: skip
         if self.resume_ckpt is None:
-            metrics.write(
-                {"type": "run_start", "version": __version__, "config": cfg.to_dict(), "device": str(dev),
-                 "machine": platform.node(), "torch": torch.__version__}
-            )  # fmt: skip
+            self.log.write({"type": "run_start", "version": __version__, "config": cfg.to_dict(),
+                            "device": str(self.device), "machine": platform.node(),
+                            "torch": torch.__version__})  # fmt: skip
         else:
-            metrics.write(
-                {
-                    "type": "event",
-                    "kind": "resumed",
-                    "episode": C.episodes,
-                    "from": str(self.resume_path),
-                }
+            self.log.event("resumed", episode=self.C.episodes, **{"from": str(self.resume_path)})
+        self.t_start, self.steps_at_start = time.monotonic(), self.C.env_steps
+        self.feat0 = self.venv.feature_seconds()
+        self.last_ckpt_bucket = self.C.episodes // cfg.run.checkpoint_every
+
+    def _load_state(self, ck: dict) -> None:
+        self.model.load_state_dict(ck["model"])
+        self.optim.load_state_dict(ck["optimizer"])
+        self.gen.set_state(ck["rng"]["sample"])
+        torch.set_rng_state(ck["rng"]["torch"])
+        self.rnorm.load(ck["reward_norm"])
+        self.C = Counters(**ck["counters"])
+        self.recent = [float(x) for x in ck["recent_scores"]]
+        self.venv.set_state({k: v.numpy() for k, v in ck["env_state"].items()})
+
+    # ------------------------------------------------------------------ rollout
+    def begin_rollout(self) -> RolloutContext:
+        """The curriculum in force now: phase, routing, temperature, learning rate."""
+        cur, episodes = self.cfg.curriculum, self.C.episodes
+        phase = cur.phases[cur.phase_index(episodes)]
+        for g in self.optim.param_groups:
+            g["lr"] = phase.lr
+        ctx = RolloutContext(phase, phase.routing, cur.temperature_at(episodes), phase.lr, [])
+        self.routing_now = (ctx.routing, ctx.temperature)
+        return ctx
+
+    def collect_rollout(self, ctx: RolloutContext) -> None:
+        """T steps of every env into the storage. Envs are split into contiguous groups: while
+        the workers step one group, this process computes the next group's actions."""
+        self.model.eval()
+        if self.device.type == "cpu":
+            torch.set_num_threads(1)
+        T = self.cfg.ppo.rollout_steps
+        for t in range(T + 1):
+            for lo, hi in self.groups:
+                if t > 0:
+                    with self.timing.add_time("env"):
+                        self.venv.step_wait(lo, hi)
+                    self._record_step(t - 1, lo, hi, ctx)
+                if t < T:
+                    with self.timing.add_time("inference"):
+                        actions = self._act(t, lo, hi, ctx)
+                    self.venv.step_async(actions, lo, hi)
+        self._note_worker_restarts()
+
+    @torch.no_grad()
+    def _act(self, t: int, lo: int, hi: int, ctx: RolloutContext) -> np.ndarray:
+        obs = self.obs_now.rows(slice(lo, hi)).to(self.device, non_blocking=True)
+        noise = gumbel_noise((hi - lo, self.venv.n_actions), self.gen)
+        res = act(self.model, obs, ctx.routing, ctx.temperature, noise=noise)
+        self.storage.store_act(t, lo, hi, obs, res)
+        return res.action.cpu().numpy()
+
+    def _record_step(self, t: int, lo: int, hi: int, ctx: RolloutContext) -> None:
+        """Reward (scaled; truncation bootstrapped with V of the last observation) and done."""
+        buf, p = self.venv.buf, self.cfg.ppo
+        done = buf.terminated[lo:hi] | buf.truncated[lo:hi]
+        r = buf.reward[lo:hi].astype(np.float64)
+        if p.reward_norm:
+            r = self.rnorm.scale(r, done, lo, hi)
+        r_t = torch.as_tensor(r, dtype=torch.float32)
+        trunc = np.flatnonzero(buf.truncated[lo:hi]) + lo
+        if trunc.size:
+            final = Obs(*(torch.from_numpy(a[trunc]) for a in (buf.final_state, buf.final_crop, buf.final_atoms)))
+            with torch.no_grad():
+                v = self.model(*final.to(self.device), ctx.routing, ctx.temperature).value
+            r_t[trunc - lo] += p.gamma * v.float().cpu()
+        self.storage.store_step(t, lo, hi, r_t.to(self.device), torch.as_tensor(done, dtype=torch.float32).to(self.device))
+        self.C.env_steps += hi - lo
+        for e in self.venv.finished(lo, hi):
+            self._episode(e, ctx)
+
+    def _episode(self, e: EpisodeRecord, ctx: RolloutContext) -> None:
+        C = self.C
+        C.episodes += 1
+        self.recent.append(float(e.score))
+        del self.recent[: -self.cfg.run.best_window]
+        ctx.finished.append(e)
+        self.log.episode({"type": "episode", "episode": C.episodes, "env_steps": C.env_steps,
+                          "score": e.score, "reward": e.reward, "length": e.length, "depth": e.depth,
+                          "died": e.died, "phase": ctx.phase.name, "temperature": ctx.temperature,
+                          "routing": ctx.routing, "seed_core": e.seed_core, "seed_disp": e.seed_disp,
+                          "env_index": e.env_index, "wall": time.time()})  # fmt: skip
+
+    def _note_worker_restarts(self) -> None:
+        venv, C = self.venv, self.C
+        if venv.worker_restarts != C.worker_restarts:
+            self.log.event("worker_restart", episode=C.episodes, dropped_total=venv.dropped_episodes,
+                           count=venv.worker_restarts - C.worker_restarts)  # fmt: skip
+            C.dropped_episodes, C.worker_restarts = venv.dropped_episodes, venv.worker_restarts
+
+    # ------------------------------------------------------------------ learning
+    def learn_from_rollout(self, ctx: RolloutContext) -> UpdateStats:
+        """GAE on the rollout, then the PPO epochs (none when ``learn=False``)."""
+        p = self.cfg.ppo
+        with torch.no_grad():
+            last_v = self.model(*self.obs_now.to(self.device), ctx.routing, ctx.temperature).value
+        self.storage.compute_returns(last_v, p.gamma, p.gae_lambda)
+        settings = PPOSettings(
+            epochs=p.update_epochs if self.learn else 0, minibatches=p.num_minibatches,
+            clip_coef=p.clip_coef, vf_coef=p.vf_coef, clip_vloss=p.clip_vloss, norm_adv=p.norm_adv,
+            max_grad_norm=p.max_grad_norm, target_kl=p.target_kl,
+            coefficients=dict(ctx.phase.coefficients),
+        )  # fmt: skip
+        if self.device.type == "cpu":
+            torch.set_num_threads(self.learn_threads)
+        with self.timing.add_time("learning"):
+            stats = ppo_update(self.model, self.optim, self.storage, ctx.routing, ctx.temperature,
+                               settings, self.gen)  # fmt: skip
+        self.C.updates += 1
+        if stats.skipped:
+            self.C.nonfinite_streak += 1
+            self.C.nonfinite_total += 1
+            log.warning("update %d skipped: non-finite %s", self.C.updates, stats.nonfinite_term)
+            self.log.event("nonfinite_skip", episode=self.C.episodes, update=self.C.updates,
+                           term=stats.nonfinite_term)  # fmt: skip
+        else:
+            self.C.nonfinite_streak = 0
+        return stats
+
+    # ------------------------------------------------------------------ logging
+    def log_update(self, ctx: RolloutContext, stats: UpdateStats) -> None:
+        """One ``update`` record: curriculum, loss terms, routing figures, speed, time split."""
+        C, st = self.C, self.storage
+        sps = (C.env_steps - self.steps_at_start) / max(time.monotonic() - self.t_start, 1e-9)
+        rec: dict[str, Any] = {
+            "type": "update", "update": C.updates, "episode": C.episodes, "env_steps": C.env_steps,
+            "phase": ctx.phase.name, "routing": ctx.routing, "temperature": ctx.temperature,
+            "lr": ctx.lr,
+        }  # fmt: skip
+        for k in LOSS_TERMS:
+            rec[f"loss/{k}"] = stats.mean(k)
+        rec.update(approx_kl=stats.mean("approx_kl"), clip_frac=stats.mean("clip_frac"),
+                   explained_var=st.explained_variance(), grad_norm=stats.grad_norm,
+                   skipped=stats.skipped, nonfinite_term=stats.nonfinite_term)  # fmt: skip
+        rec.update(routing_figures_torch(st.alpha.flatten(0, 1)))
+        feats = self.venv.feature_seconds()
+        self.timing.add("features", feats - self.feat0)
+        self.feat0 = feats
+        rec["sps"] = sps
+        rec.update({f"time/{k}": v for k, v in self.timing.pop().items()})
+        rec["wall"] = time.time()
+        score = f"{np.mean(self.recent) if self.recent else 0:.1f}"
+        self.log.update(rec, len(ctx.finished), {"phase": ctx.phase.name, "sps": f"{sps:.0f}",
+                                                 "score": score, "T": f"{ctx.temperature:.2f}"})  # fmt: skip
+
+    # ------------------------------------------------------------------ checkpoints and stops
+    def after_update(self, stats: UpdateStats) -> None:
+        """Periodic and best checkpoints; stop (with a checkpoint) on a non-finite streak or a
+        signal."""
+        cfg, C = self.cfg, self.C
+        bucket = C.episodes // cfg.run.checkpoint_every
+        if bucket > self.last_ckpt_bucket:
+            self.last_ckpt_bucket = bucket
+            self._save(f"ep_{C.episodes:06d}.pt", "periodic")
+        if len(self.recent) >= cfg.run.best_window and float(np.mean(self.recent)) > C.best_score:
+            C.best_score = float(np.mean(self.recent))
+            self._save("best.pt", "best")
+        if C.nonfinite_streak >= cfg.run.max_nonfinite:
+            self._save(f"ep_{C.episodes:06d}.pt", "periodic")
+            raise NonFiniteError(
+                f"{C.nonfinite_streak} consecutive updates had non-finite values "
+                f"(last: {stats.nonfinite_term}); stopped with a checkpoint in {self.ckpt_dir}"
             )
+        if self.stop_after_updates is not None and C.updates >= self.stop_after_updates:
+            self.signals.signum = self.signals.signum or signal.SIGINT
+        if self.signals.signum is not None:
+            self._stop_on_signal(self.signals.signum)
 
-        # ---- preallocated rollout storage [T, N, ...] ----
-        T, N = p.rollout_steps, p.num_envs
-        Cc = spec.crop_size
-        obs_state = torch.zeros((T, N, spec.state_dim), device=dev)
-        obs_crop = torch.zeros((T, N, Cc, Cc), dtype=torch.int16, device=dev)
-        obs_atoms = torch.zeros((T, N, spec.n_atoms), dtype=torch.bool, device=dev)
-        actions = torch.zeros((T, N), dtype=torch.long, device=dev)
-        logps = torch.zeros((T, N), device=dev)
-        values = torch.zeros((T, N), device=dev)
-        rewards = torch.zeros((T, N), device=dev)
-        dones = torch.zeros((T, N), device=dev)
-        E = model.n_experts
-        alphas = torch.zeros((T, N, E), device=dev)
-        buf = venv.buf
-        gsz = N // p.env_groups
-        groups = [(g * gsz, (g + 1) * gsz) for g in range(p.env_groups)]
-        b_state = torch.from_numpy(buf.state)  # zero-copy views of the shared arrays
-        b_crop = torch.from_numpy(buf.crop)
-        b_atoms = torch.from_numpy(buf.atoms)
+    def _stop_on_signal(self, signum: int) -> None:
+        path = self._save(f"ep_{self.C.episodes:06d}.pt", "periodic")
+        self.log.event("interrupted", episode=self.C.episodes, signal=signum)
+        self.log.flush(sync=True)
+        raise TrainingInterrupted(
+            f"interrupted by signal {signum} at episode {self.C.episodes}; "
+            f"checkpoint {path}; continue with --resume {self.run_dir}",
+            signum,
+            path,
+        )
 
-        old_handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        for s in old_handlers:
-            signal.signal(s, self._on_signal)
-        pbar = None
-        if cfg.run.progress:
-            from tqdm import tqdm
+    def _on_worker_failure(self, e: WorkerError) -> None:
+        self._note_worker_restarts()  # restarts during the failing step
+        self.log.event("worker_failure", episode=self.C.episodes,
+                       error=str(e).strip().splitlines()[0])  # fmt: skip
+        self._save(f"ep_{self.C.episodes:06d}.pt", "periodic")
+        raise WorkerError(f"{e}; stopped with a checkpoint in {self.ckpt_dir}") from e
 
-            pbar = tqdm(total=cur.total_episodes, initial=C.episodes, unit="ep", dynamic_ncols=True)
-        t_start = time.monotonic()
-        steps_at_start = C.env_steps
-        feat0 = venv.feature_seconds()
-        last_ckpt_bucket = C.episodes // cfg.run.checkpoint_every
-        exit_reason = "finished"
-        try:
-            ctx = _RolloutContext(cur.phases[0], "softmax", 1.0, [])
-
-            def state() -> dict:
-                return self._ckpt_payload(model, optim, gen, rnorm, C, recent, venv, metrics)
-
-            def act_on(t: int, lo: int, hi: int) -> np.ndarray:
-                with torch.no_grad():
-                    s_t = b_state[lo:hi].to(dev, non_blocking=True)
-                    c_t = b_crop[lo:hi].to(dev, non_blocking=True)
-                    a_t = b_atoms[lo:hi].to(dev, non_blocking=True)
-                    obs_state[t, lo:hi].copy_(s_t)
-                    obs_crop[t, lo:hi].copy_(c_t)
-                    obs_atoms[t, lo:hi].copy_(a_t)
-                    out = model(s_t, c_t, a_t, ctx.routing, ctx.temperature)
-                    logits = out.logits.float()
-                    u = torch.rand(logits.shape, generator=gen).to(dev)
-                    gumbel = -torch.log(-torch.log(u.clamp_min(1e-10)))
-                    act = (logits + gumbel).argmax(-1)  # Gumbel-max sampling
-                    logps[t, lo:hi] = (
-                        torch.log_softmax(logits, -1).gather(1, act[:, None]).squeeze(1)
-                    )
-                    values[t, lo:hi] = out.value
-                    actions[t, lo:hi] = act
-                    alphas[t, lo:hi] = out.alpha
-                    return act.cpu().numpy()
-
-            def collect(t: int, lo: int, hi: int) -> None:
-                r = buf.reward[lo:hi].astype(np.float64)
-                done = buf.terminated[lo:hi] | buf.truncated[lo:hi]
-                if p.reward_norm:
-                    r = rnorm.scale(r, done, lo, hi)
-                r_t = torch.as_tensor(r, dtype=torch.float32)
-                trunc_idx = np.flatnonzero(buf.truncated[lo:hi]) + lo
-                if trunc_idx.size:
-                    with torch.no_grad():
-                        fo = model(
-                            torch.from_numpy(buf.final_state[trunc_idx]).to(dev),
-                            torch.from_numpy(buf.final_crop[trunc_idx]).to(dev),
-                            torch.from_numpy(buf.final_atoms[trunc_idx]).to(dev),
-                            ctx.routing,
-                            ctx.temperature,
-                        )
-                    r_t[trunc_idx - lo] += p.gamma * fo.value.float().cpu()
-                rewards[t, lo:hi] = r_t.to(dev)
-                dones[t, lo:hi] = torch.as_tensor(done, dtype=torch.float32).to(dev)
-                C.env_steps += hi - lo
-                for e in venv.finished(lo, hi):
-                    C.episodes += 1
-                    recent.append(float(e.score))
-                    del recent[: -cfg.run.best_window]
-                    rec = {"type": "episode", "episode": C.episodes, "env_steps": C.env_steps,
-                           "score": e.score, "reward": e.reward, "length": e.length, "depth": e.depth,
-                           "died": e.died, "phase": ctx.phase.name, "temperature": ctx.temperature,
-                           "routing": ctx.routing, "seed_core": e.seed_core, "seed_disp": e.seed_disp,
-                           "env_index": e.env_index, "wall": time.time()}  # fmt: skip
-                    metrics.write(rec)
-                    ctx.finished.append(e)
-                    if tb is not None:
-                        tb.add_scalar("episode/score", e.score, C.episodes)
-                        tb.add_scalar("episode/reward", e.reward, C.episodes)
-                        tb.add_scalar("episode/depth", e.depth, C.episodes)
-
-            while C.episodes < cur.total_episodes and not (
-                cfg.run.max_env_steps and C.env_steps >= cfg.run.max_env_steps
-            ):
-                phase_k = cur.phase_index(C.episodes)
-                phase = cur.phases[phase_k]
-                temperature = cur.temperature_at(C.episodes)
-                routing = phase.routing
-                lr = phase.lr
-                for g in optim.param_groups:
-                    g["lr"] = lr
-                coefs = dict(phase.coefficients)
-                ctx.phase, ctx.routing, ctx.temperature, ctx.finished = (
-                    phase,
-                    routing,
-                    temperature,
-                    [],
-                )
-                t_env = t_inf = 0.0
-                t_roll = time.monotonic()
-                # ------------------------------------------------ rollout
-                # Envs are split into G contiguous groups; while the workers step one group, this
-                # process computes the next group's actions (overlap of env stepping and inference).
-                model.eval()
-                if self.device.type == "cpu":
-                    torch.set_num_threads(self.act_threads)
-
-                for t in range(T + 1):
-                    for lo, hi in groups:
-                        if t > 0:
-                            te = time.monotonic()
-                            venv.step_wait(lo, hi)
-                            t_env += time.monotonic() - te
-                            collect(t - 1, lo, hi)
-                        if t < T:
-                            ti = time.monotonic()
-                            act_np = act_on(t, lo, hi)
-                            t_inf += time.monotonic() - ti
-                            venv.step_async(act_np, lo, hi)
-                if venv.worker_restarts != C.worker_restarts:
-                    n_new = venv.worker_restarts - C.worker_restarts
-                    C.dropped_episodes = venv.dropped_episodes
-                    C.worker_restarts = venv.worker_restarts
-                    metrics.write({"type": "event", "kind": "worker_restart", "episode": C.episodes,
-                                   "count": n_new, "dropped_total": C.dropped_episodes})  # fmt: skip
-                # ------------------------------------------------ GAE
-                with torch.no_grad():
-                    last_v = model(
-                        b_state.to(dev), b_crop.to(dev), b_atoms.to(dev), routing, temperature
-                    ).value
-                adv, ret = compute_gae(rewards, values, dones, last_v, p.gamma, p.gae_lambda)
-                # ------------------------------------------------ update
-                tl = time.monotonic()
-                model.train()
-                if self.device.type == "cpu":
-                    torch.set_num_threads(self.learn_threads)
-                fs = obs_state.reshape(T * N, -1)
-                fc = obs_crop.reshape(T * N, Cc, Cc)
-                fa = obs_atoms.reshape(T * N, -1)
-                f_act, f_logp, f_val = actions.reshape(-1), logps.reshape(-1), values.reshape(-1)
-                f_adv, f_ret = adv.reshape(-1), ret.reshape(-1)
-                use_prior = coefs.get("routing_prior", 0.0) > 0 and model.gat is not None
-                sums: dict[str, float] = {}
-                n_mb = 0
-                skipped = False
-                bad_term: str | None = None
-                grad_norm = 0.0
-                stop_early = False
-                for _epoch in range(p.update_epochs if self.learn else 0):
-                    perm = torch.randperm(T * N, generator=gen).to(dev)
-                    for k in range(p.num_minibatches):
-                        mb = perm[k * p.minibatch_size : (k + 1) * p.minibatch_size]
-                        out = model(fs[mb], fc[mb], fa[mb], routing, temperature)
-                        prior = None
-                        if use_prior and out.operator_scores is not None:
-                            prior = model.expert_prior(out.operator_scores.detach())
-                        batch = LossBatch(
-                            f_act[mb], f_logp[mb], f_val[mb], f_adv[mb], f_ret[mb], prior
-                        )
-                        loss, terms = ppo_loss(
-                            out, batch, coefs, p.clip_coef, p.vf_coef, p.clip_vloss, p.norm_adv
-                        )
-                        vals = {kk: float(v.detach()) for kk, v in terms.items()}
-                        bad = [kk for kk, v in vals.items() if not math.isfinite(v)]
-                        optim.zero_grad(set_to_none=True)
-                        if bad:
-                            skipped, bad_term = True, bad[0]
-                            break
-                        loss.backward()
-                        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)
-                        if not torch.isfinite(gn):
-                            skipped, bad_term = True, "gradients"
-                            optim.zero_grad(set_to_none=True)
-                            break
-                        optim.step()
-                        grad_norm = float(gn)
-                        for kk, v in vals.items():
-                            sums[kk] = sums.get(kk, 0.0) + v
-                        n_mb += 1
-                        if p.target_kl is not None and vals["approx_kl"] > p.target_kl:
-                            stop_early = True
-                            break
-                    if skipped or stop_early:
-                        break
-                t_learn = time.monotonic() - tl
-                C.updates += 1
-                if skipped:
-                    C.nonfinite_streak += 1
-                    C.nonfinite_total += 1
-                    log.warning("update %d skipped: non-finite %s", C.updates, bad_term)
-                    metrics.write({"type": "event", "kind": "nonfinite_skip", "episode": C.episodes,
-                                   "update": C.updates, "term": bad_term})  # fmt: skip
-                else:
-                    C.nonfinite_streak = 0
-                # ------------------------------------------------ log
-                with torch.no_grad():
-                    yv, pv = f_ret, f_val
-                    var_y = torch.var(yv)
-                    ev = float(1 - torch.var(yv - pv) / var_y) if var_y > 0 else float("nan")
-                elapsed = time.monotonic() - t_start
-                sps = (C.env_steps - steps_at_start) / max(elapsed, 1e-9)
-                urec: dict[str, Any] = {
-                    "type": "update", "update": C.updates, "episode": C.episodes, "env_steps": C.env_steps,
-                    "phase": phase.name, "routing": routing, "temperature": temperature, "lr": lr,
-                }  # fmt: skip
-                for kk in ("total", "policy", "value", "entropy", "alpha_entropy", "load_balance",
-                           "diversity", "routing_prior"):  # fmt: skip
-                    urec[f"loss/{kk}"] = sums[kk] / n_mb if n_mb else None
-                urec["approx_kl"] = sums["approx_kl"] / n_mb if n_mb else None
-                urec["clip_frac"] = sums["clip_frac"] / n_mb if n_mb else None
-                urec["explained_var"] = ev if math.isfinite(ev) else None
-                urec["grad_norm"] = grad_norm
-                urec["skipped"] = skipped
-                urec["nonfinite_term"] = bad_term
-                urec.update(routing_figures_torch(alphas.reshape(T * N, E)))
-                urec["sps"] = sps
-                urec["time/env"] = t_env
-                urec["time/inference"] = t_inf
-                urec["time/learning"] = t_learn
-                urec["time/features"] = venv.feature_seconds() - feat0
-                feat0 = venv.feature_seconds()
-                urec["wall"] = time.time()
-                metrics.write(urec)
-                metrics.flush()
-                if tb is not None:
-                    for kk, v in urec.items():
-                        if (
-                            isinstance(v, (int, float))
-                            and not isinstance(v, bool)
-                            and v is not None
-                        ):
-                            tb.add_scalar(kk if "/" in kk else f"train/{kk}", v, C.env_steps)
-                if pbar is not None:
-                    pbar.update(len(ctx.finished))
-                    pbar.set_postfix(phase=phase.name, sps=f"{sps:.0f}",
-                                     score=f"{np.mean(recent) if recent else 0:.1f}",
-                                     T=f"{temperature:.2f}")  # fmt: skip
-                log.debug("update %d done in %.2fs", C.updates, time.monotonic() - t_roll)
-
-                # ------------------------------------------------ checkpoints
-                bucket = C.episodes // cfg.run.checkpoint_every
-                if bucket > last_ckpt_bucket:
-                    last_ckpt_bucket = bucket
-                    self._save(f"ep_{C.episodes:06d}.pt", state(), metrics, C, "periodic")
-                if len(recent) >= cfg.run.best_window:
-                    m = float(np.mean(recent))
-                    if m > C.best_score:
-                        C.best_score = m
-                        self._save("best.pt", state(), metrics, C, "best")
-                if C.nonfinite_streak >= cfg.run.max_nonfinite:
-                    self._save(f"ep_{C.episodes:06d}.pt", state(), metrics, C, "periodic")
-                    raise NonFiniteError(
-                        f"{C.nonfinite_streak} consecutive updates had non-finite values "
-                        f"(last: {bad_term}); stopped with a checkpoint in {self.ckpt_dir}"
-                    )
-                if self.stop_after_updates is not None and C.updates >= self.stop_after_updates:
-                    self._stop_signal = self._stop_signal or signal.SIGINT
-                if self._stop_signal is not None:
-                    path = self._save(f"ep_{C.episodes:06d}.pt", state(), metrics, C, "periodic")
-                    metrics.write({"type": "event", "kind": "interrupted", "episode": C.episodes,
-                                   "signal": self._stop_signal})  # fmt: skip
-                    metrics.flush(sync=True)
-                    raise TrainingInterrupted(
-                        f"interrupted by signal {self._stop_signal} at episode {C.episodes}; "
-                        f"checkpoint {path}; continue with --resume {self.run_dir}",
-                        self._stop_signal,
-                        path,
-                    )
-            final = self._save("final.pt", self._ckpt_payload(model, optim, gen, rnorm, C, recent, venv, metrics),
-                               metrics, C, "final")  # fmt: skip
-        except WorkerError as e:
-            exit_reason = "worker_failure"
-            if venv.worker_restarts != C.worker_restarts:  # restarts during the failing step
-                metrics.write({"type": "event", "kind": "worker_restart", "episode": C.episodes,
-                               "count": venv.worker_restarts - C.worker_restarts,
-                               "dropped_total": venv.dropped_episodes})  # fmt: skip
-                C.dropped_episodes, C.worker_restarts = venv.dropped_episodes, venv.worker_restarts
-            metrics.write({"type": "event", "kind": "worker_failure", "episode": C.episodes,
-                           "error": str(e).strip().splitlines()[0]})  # fmt: skip
-            self._save(f"ep_{C.episodes:06d}.pt", self._ckpt_payload(model, optim, gen, rnorm, C, recent, venv, metrics),
-                       metrics, C, "periodic")  # fmt: skip
-            raise WorkerError(f"{e}; stopped with a checkpoint in {self.ckpt_dir}") from e
-        finally:
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
-            if pbar is not None:
-                pbar.close()
-            if tb is not None:
-                tb.close()
-            metrics.close()
-            venv.close()
-        wall = time.monotonic() - t_start
-        return {
-            "run_dir": str(self.run_dir),
-            "episodes": C.episodes,
-            "env_steps": C.env_steps,
-            "wall_s": wall,
-            "train_sps": (C.env_steps - steps_at_start) / max(wall, 1e-9),
-            "final": str(final),
-            "best_mean_score": C.best_score,
-            "exit": exit_reason,
-            "device": str(self.device),
-        }
-
-    # ------------------------------------------------------------------ checkpoints
-    def _ckpt_payload(
-        self, model, optim, gen, rnorm, C: Counters, recent, venv: VectorEnv, metrics
-    ) -> dict:
+    def _payload(self) -> dict:
+        """Everything needed to resume exactly, and the routing the policy last acted with."""
         env_state = {
-            k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in venv.get_state().items()
+            k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.venv.get_state().items()
         }
         return {
-            "version": __version__,
-            "config": self.cfg.to_dict(),
-            "config_yaml": dump_config(self.cfg),
-            "model": model.state_dict(),
-            "optimizer": optim.state_dict(),
-            "rng": {"sample": gen.get_state(), "torch": torch.get_rng_state()},
-            "reward_norm": rnorm.state(),
-            "counters": dict(C.__dict__),
-            "recent_scores": list(recent),
-            "env_state": env_state,
-            "n_actions": int(venv.n_actions),
-            "torch": str(torch.__version__),
-        }
+            "version": __version__, "config": self.cfg.to_dict(), "config_yaml": dump_config(self.cfg),
+            "model": self.model.state_dict(), "optimizer": self.optim.state_dict(),
+            "rng": {"sample": self.gen.get_state(), "torch": torch.get_rng_state()},
+            "reward_norm": self.rnorm.state(), "counters": dict(self.C.__dict__),
+            "recent_scores": list(self.recent), "env_state": env_state,
+            "n_actions": int(self.venv.n_actions), "torch": str(torch.__version__),
+            "routing": {"kind": self.routing_now[0], "temperature": float(self.routing_now[1])},
+        }  # fmt: skip
 
-    def _save(
-        self, name: str, payload: dict, metrics: MetricsWriter, C: Counters, kind: str
-    ) -> Path:
-        metrics.flush(sync=True)
-        payload["metrics_offset"] = metrics.offset()
+    def _save(self, name: str, kind: str) -> Path:
+        payload = self._payload()
+        self.log.flush(sync=True)
+        payload["metrics_offset"] = self.log.offset()
         path = self.ckpt_dir / name
         save_checkpoint(path, payload)
-        metrics.write({"type": "checkpoint", "episode": C.episodes, "path": str(path.relative_to(self.run_dir)),
-                       "kind": kind})  # fmt: skip
+        self.log.write({"type": "checkpoint", "episode": self.C.episodes, "kind": kind,
+                        "path": str(path.relative_to(self.run_dir))})  # fmt: skip
         if kind == "periodic" and self.cfg.run.keep_checkpoints > 0:
-            olds = sorted(self.ckpt_dir.glob("ep_*.pt"))[: -self.cfg.run.keep_checkpoints]
-            for o in olds:
-                o.unlink(missing_ok=True)
+            for old in sorted(self.ckpt_dir.glob("ep_*.pt"))[: -self.cfg.run.keep_checkpoints]:
+                old.unlink(missing_ok=True)
         return path
+
+    def _summary(self, final: Path | None, exit_reason: str) -> dict[str, Any]:
+        wall = time.monotonic() - self.t_start
+        return {
+            "run_dir": str(self.run_dir), "episodes": self.C.episodes, "env_steps": self.C.env_steps,
+            "wall_s": wall, "train_sps": (self.C.env_steps - self.steps_at_start) / max(wall, 1e-9),
+            "final": str(final), "best_mean_score": self.C.best_score, "exit": exit_reason,
+            "device": str(self.device),
+        }  # fmt: skip
 
 
 def train(

@@ -13,7 +13,8 @@ import math
 import torch
 from rel_helpers import events, records, train_args
 
-import nethack_moe.ppo.trainer as trainer_mod
+import nethack_moe.ppo.storage as storage_mod
+import nethack_moe.ppo.update as update_mod
 from nethack_moe import cli
 from nethack_moe.checkpoint import load_checkpoint
 
@@ -24,7 +25,7 @@ def test_nonfinite_updates_are_skipped_then_the_run_stops_naming_the_term(
     tmp_path, monkeypatch, capsys
 ):
     update = [0]  # number of the update in progress (compute_gae runs once per update)
-    real_gae, real_loss = trainer_mod.compute_gae, trainer_mod.ppo_loss
+    real_gae, real_loss = storage_mod.compute_gae, update_mod.ppo_loss
 
     def gae(*a, **k):
         update[0] += 1
@@ -40,8 +41,8 @@ def test_nonfinite_updates_are_skipped_then_the_run_stops_naming_the_term(
             return loss + bad, terms
         return loss, terms
 
-    monkeypatch.setattr(trainer_mod, "compute_gae", gae)
-    monkeypatch.setattr(trainer_mod, "ppo_loss", loss_fn)
+    monkeypatch.setattr(storage_mod, "compute_gae", gae)
+    monkeypatch.setattr(update_mod, "ppo_loss", loss_fn)
     out = tmp_path / "out"
     args = train_args(
         out, "run.num_workers=0", "run.max_nonfinite=3", "curriculum.total_episodes=400"

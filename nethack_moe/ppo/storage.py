@@ -1,0 +1,115 @@
+"""Rollout storage: the preallocated ``[T, N, ...]`` arrays of one rollout, GAE, typed minibatches.
+
+Like Stable-Baselines3's ``RolloutBuffer``: the trainer writes each step's observation, acting
+result, reward and done flag into rows ``t`` (for a group of envs ``lo..hi-1``), then
+:meth:`RolloutStorage.compute_returns` runs GAE per env in time order, and
+:meth:`RolloutStorage.minibatches` yields shuffled :class:`Minibatch` es of the flattened rollout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from nethack_moe.features import FeatureSpec
+from nethack_moe.ppo.acting import ActResult, Obs
+from nethack_moe.ppo.gae import compute_gae
+
+
+@dataclass
+class Minibatch:
+    """Rows of the flattened rollout for one gradient step (``[M, ...]``)."""
+
+    obs: Obs
+    actions: Tensor
+    old_logp: Tensor
+    old_values: Tensor
+    advantages: Tensor
+    returns: Tensor
+
+
+class RolloutStorage:
+    """One rollout of ``T`` steps of ``N`` envs on ``device``."""
+
+    def __init__(
+        self, T: int, N: int, spec: FeatureSpec, n_experts: int, device: torch.device
+    ) -> None:
+        self.T, self.N = T, N
+        C = spec.crop_size
+
+        def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+            return torch.zeros(shape, dtype=dtype, device=device)
+
+        self.state = zeros(T, N, spec.state_dim)
+        self.crop = zeros(T, N, C, C, dtype=torch.int16)
+        self.atoms = zeros(T, N, spec.n_atoms, dtype=torch.bool)
+        self.actions = zeros(T, N, dtype=torch.long)
+        self.logp = zeros(T, N)
+        self.values = zeros(T, N)
+        self.alpha = zeros(T, N, n_experts)
+        self.rewards = zeros(T, N)
+        self.dones = zeros(T, N)
+        self.advantages = zeros(T, N)
+        self.returns = zeros(T, N)
+
+    def store_act(self, t: int, lo: int, hi: int, obs: Obs, res: ActResult) -> None:
+        """Row ``t`` of envs ``lo..hi-1``: what was observed and what the policy did."""
+        self.state[t, lo:hi] = obs.state
+        self.crop[t, lo:hi] = obs.crop
+        self.atoms[t, lo:hi] = obs.atoms
+        self.actions[t, lo:hi] = res.action
+        self.logp[t, lo:hi] = res.log_prob
+        self.values[t, lo:hi] = res.out.value
+        self.alpha[t, lo:hi] = res.out.alpha
+
+    def store_step(self, t: int, lo: int, hi: int, reward: Tensor, done: Tensor) -> None:
+        """Row ``t``: the reward (truncation bootstrap included) and whether the episode ended."""
+        self.rewards[t, lo:hi] = reward
+        self.dones[t, lo:hi] = done
+
+    def compute_returns(self, last_value: Tensor, gamma: float, lam: float) -> None:
+        """GAE per env in time order (see :func:`compute_gae`); ``last_value`` is ``V(s_T)`` ``[N]``."""
+        self.advantages, self.returns = compute_gae(
+            self.rewards, self.values, self.dones, last_value, gamma, lam
+        )
+
+    def flat(self) -> Minibatch:
+        """The whole rollout as one batch ``[T*N, ...]``."""
+        TN = self.T * self.N
+        obs = Obs(self.state.view(TN, -1), self.crop.view(TN, *self.crop.shape[2:]), self.atoms.view(TN, -1))
+        return Minibatch(
+            obs,
+            self.actions.view(TN),
+            self.logp.view(TN),
+            self.values.view(TN),
+            self.advantages.view(TN),
+            self.returns.view(TN),
+        )
+
+    def minibatches(self, n: int, gen: torch.Generator) -> Iterator[Minibatch]:
+        """``n`` minibatches of a random permutation (drawn from ``gen``) of the rollout."""
+        full = self.flat()
+        TN = self.T * self.N
+        size = TN // n
+        perm = torch.randperm(TN, generator=gen).to(self.state.device)
+        for k in range(n):
+            idx = perm[k * size : (k + 1) * size]
+            yield Minibatch(
+                full.obs.rows(idx),
+                full.actions[idx],
+                full.old_logp[idx],
+                full.old_values[idx],
+                full.advantages[idx],
+                full.returns[idx],
+            )
+
+    def explained_variance(self) -> float | None:
+        """``1 - Var(R - V) / Var(R)`` of the rollout (``None`` when the returns are constant)."""
+        y, v = self.returns.flatten(), self.values.flatten()
+        var_y = torch.var(y)
+        if not var_y > 0:
+            return None
+        return float(1 - torch.var(y - v) / var_y)
