@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from nethack_moe.analysis.probes import DEFAULT_PROBE_EPISODES
+from nethack_moe.analysis.specialization import DEFAULT_PERMUTATIONS
 from nethack_moe.evaluation import ACTION_MODES, E200_EPISODES, E200_SEED_START
 from nethack_moe.players import BASELINES
 from nethack_moe.report import fmt_num
@@ -130,7 +132,37 @@ def _eval_rows(entry: dict[str, Any]) -> list[tuple[str, str]]:
         )
     if r.get("verdict"):
         rows.append(("routing figures", str(r["verdict"])))
+    rows += _specialization_rows(s)
     return rows + _entry_notes(entry)
+
+
+def _specialization_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """Scenario information next to its baselines, reliance, and the verdict (evaluate and
+    analyze print the same rows)."""
+    rows = []
+    sp = s.get("specialization")
+    if sp:
+        rows.append(
+            (
+                "scenario information",
+                f"{_f(sp['scenario_mi'], 4)} nats ({_pct(sp['scenario_mi_normalized'])} of H), "
+                f"permuted p95 {_f(sp['scenario_mi_shuffled_p95'], 4)}, "
+                f"p = {_f(sp['scenario_mi_p_value'], 3)}; episode-shift p95 "
+                f"{_f(sp.get('scenario_mi_shifted_p95'), 4)}",
+            )
+        )
+    for key, label in (("graph_mean", "h_graph → mean"), ("graph_zero", "h_graph → 0"),
+                       ("state_mean", "h_state → mean"), ("state_zero", "h_state → 0")):  # fmt: skip
+        f = (s.get("reliance") or {}).get(key)
+        if f:
+            score = "" if f.get("score_change") is None else f", score {f['score_change']:+.1f}"
+            rows.append(
+                (label, f"argmax expert changes {_pct(f['argmax_change'])}, α moves "
+                        f"{_f(f.get('alpha_change'), 3)}, policy KL {_f(f['policy_kl'], 4)}{score}")
+            )  # fmt: skip
+    if s.get("verdict"):
+        rows.append(("verdict", str(s["verdict"])))
+    return rows
 
 
 def _entry_notes(entry: dict[str, Any]) -> list[tuple[str, str]]:
@@ -253,21 +285,25 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         workers=args.workers,
         num_envs=args.num_envs,
         device=args.device,
+        probe_episodes=args.probe_episodes,
+        permutations=args.permutations,
     )
     fig = r["figures"]
     _say(
         f"{r['name']} (episode {r['episode']}), routing {r['routing']} T={r['temperature']:.3g}, "
-        f"{r['episodes']} episodes, {r['n_states']} states"
+        f"{r['episodes']} episodes, {r['n_states']} states; probes on {r['probe_episodes']} seeds"
     )
     _say(
         _rows(
             [
-                ("alpha entropy", _f(fig["alpha_entropy"], 4)),
+                ("alpha entropy (per-state sharpness)", _f(fig["alpha_entropy"], 4)),
                 ("usage entropy", _f(fig["usage_entropy"], 4)),
-                ("routing MI", _f(fig["routing_mi"], 4)),
+                ("routing MI (usage balance)", _f(fig["routing_mi"], 4)),
                 ("effective experts", _f(fig["effective_experts"])),
                 ("sparsity", _pct(fig["sparsity"])),
                 ("switch rate", _pct(fig["switch_rate"])),
+                *_specialization_rows({**r, "verdict": None}),
+                *_probe_rows(r),
             ]
         )
     )
@@ -277,6 +313,32 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     _say(f"Verdict: {r['verdict_text']}")
     _say(f"wrote {Path(r['files']['markdown']).parent}/ (analysis.json, analysis.md, 4 PNGs)")
     return 1 if r.get("failed") else 0
+
+
+def _probe_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """Interventions and hint reliance of an ``analysis.json`` object, one row each."""
+    rows = []
+    for name, p in (r.get("interventions") or {}).items():
+        rows.append(
+            (
+                f"forced: {name}" if name != "router" else "learned router",
+                f"score {_f(p['mean_score'], 1)}, depth {_f(p['depth'])}, died {_pct(p['died'])}; "
+                f"HP lost/step {_f(p.get('hp_lost_per_step'), 3)}, kills/combat state "
+                f"{_f(p.get('kills_per_combat_state'), 3)}, new cells/step "
+                f"{_f(p.get('new_cells_per_step'), 3)}",
+            )
+        )
+    h = r.get("hint") or {}
+    if h:
+        rows.append(
+            (
+                "hint",
+                f"hinted move taken {_pct(h.get('follow_share'))}; score {_f(h.get('policy_mean_score'), 1)}, "
+                f"hint zeroed {_f(h.get('zeroed_mean_score'), 1)}, hint follower "
+                f"{_f(h.get('follower_mean_score'), 1)}, random {_f(h.get('random_mean_score'), 1)}",
+            )
+        )
+    return rows
 
 
 # ------------------------------------------------------------------------------------ report
@@ -410,6 +472,15 @@ def register(sub: Any) -> None:
     p.add_argument("--episodes", type=_positive, default=20)
     p.add_argument("--seed-start", type=_non_negative, default=E200_SEED_START)
     p.add_argument("--out-dir", help="default: RUN/analysis/<stem>/")
+    p.add_argument(
+        "--probe-episodes", type=_non_negative, default=DEFAULT_PROBE_EPISODES,
+        help="episodes of each played probe: every expert forced, each reliance replacement, "
+        "hint zeroed, hint follower, random (0: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--permutations", type=_positive, default=DEFAULT_PERMUTATIONS,
+        help="permutations of the scenario-information baseline (>= 100 per PROTOCOL.md)",
+    )  # fmt: skip
     p.add_argument("--greedy", action="store_true")
     p.add_argument("--workers", type=_non_negative, default=2)
     p.add_argument("--num-envs", type=_positive, default=16)

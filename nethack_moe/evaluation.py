@@ -39,7 +39,7 @@ from nle import nethack as nh
 from nethack_moe import features as F
 from nethack_moe.analysis.routing import routing_figures, scenario_table, verdict
 from nethack_moe.analysis.scenarios import SCENARIOS, label_scenarios, moved_from_trajectory
-from nethack_moe.analysis.specialization import hint_follow_share
+from nethack_moe.analysis.specialization import SpecializationReport, state_report
 from nethack_moe.analysis.stats import summarize
 from nethack_moe.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
 from nethack_moe.config import TrainConfig, config_from_dict
@@ -732,15 +732,39 @@ def summarize_episodes(recs: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def run_entry(res: RolloutResult) -> dict[str, Any]:
-    """The evaluation JSON of one played set of episodes: ``greedy``, ``summary`` (E200 figures,
-    with ``routing`` for a mixture of experts and ``hint`` when states were logged), ``episodes``
-    (per-episode records), ``retried``, ``failed``, ``wall_s``, ``env_steps``."""
+def specialization_summary(
+    res: RolloutResult, model: ActorCritic | None = None
+) -> SpecializationReport:
+    """The specialization figures that need no extra play (PROTOCOL.md): scenario information
+    with its permutation baselines, reliance on the logged states (when the rollout kept the
+    observations and ``model`` is given), the hint follow share, and the verdict read from them."""
+    st = res.states
+    if st is None:
+        raise ValueError("the rollout did not collect states (collect_states=False)")
+    labels = state_scenarios(res)
+    report, _ = state_report(model, st, labels, res.routing, res.temperature)
+    return report
+
+
+def run_entry(res: RolloutResult, model: ActorCritic | None = None) -> dict[str, Any]:
+    """The evaluation JSON of one played set of episodes: ``greedy``, ``summary``, ``episodes``
+    (per-episode records), ``retried``, ``failed``, ``wall_s``, ``env_steps``.
+
+    ``summary`` holds the E200 figures and, when states were logged, ``hint`` (``follow_share``)
+    and for a mixture of experts ``routing`` (usage balance, sharpness, scenario table),
+    ``specialization`` (scenario information and its baselines), ``reliance`` (on the logged
+    states; needs ``model`` and kept observations) and ``verdict``, keyed as in ``analysis.json``.
+    """
     summary = summarize_episodes(res.records)
-    if res.states is not None:
+    st = res.states
+    if st is not None:
         if res.expert_names:
             summary["routing"] = routing_summary(res)
-        summary["hint"] = {"follow_share": hint_follow_share(res.states)}
+        blocks = specialization_summary(res, model).to_json()
+        summary["hint"] = blocks["hint"]
+        if res.expert_names:
+            for key in ("specialization", "reliance", "verdict"):
+                summary[key] = blocks[key]
     return {
         "greedy": bool(res.greedy),
         "summary": summary,
@@ -794,7 +818,10 @@ def checkpoint_entry(
         raise ValueError(f"actions={actions!r}; choose from {', '.join(ACTION_MODES)}")
     model, cfg, ck = loaded
     first_greedy = actions == "greedy"
-    res = opts.play(ModelPlayer(model, greedy=first_greedy, policy_seed=opts.policy_seed), cfg.env)
+    res = opts.play(
+        ModelPlayer(model, greedy=first_greedy, policy_seed=opts.policy_seed), cfg.env,
+        keep_obs=True,
+    )  # fmt: skip
     entry: dict[str, Any] = {
         "player": "policy",
         "path": str(path),
@@ -802,7 +829,7 @@ def checkpoint_entry(
         "routing": res.routing,
         "temperature": res.temperature,
         "routing_source": checkpoint_routing(ck, cfg).source,
-        **run_entry(res),
+        **run_entry(res, model),
     }
     if actions == "both":
         greedy = opts.play(ModelPlayer(model, greedy=True, policy_seed=opts.policy_seed), cfg.env)

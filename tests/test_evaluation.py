@@ -210,7 +210,7 @@ def test_a_worker_error_is_retried_once_and_a_second_failure_is_reported(policy,
 # ------------------------------------------------------------------------------ analysis
 def test_analyze_writes_its_files_and_the_scenario_table_covers_every_state(ckpt, tmp_path):
     out = tmp_path / "an"
-    r = analyze(ckpt, episodes=3, num_envs=3, workers=0, out_dir=out)
+    r = analyze(ckpt, episodes=3, num_envs=3, workers=0, out_dir=out, probe_episodes=2)
     for name in ("analysis.json", "analysis.md", "alpha_heatmap.png", "usage.png",
                  "alpha_entropy_hist.png", "alpha_episode.png"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
@@ -230,6 +230,45 @@ def test_analyze_writes_its_files_and_the_scenario_table_covers_every_state(ckpt
         assert k in data["figures"], k
     md = (out / "analysis.md").read_text()
     assert r["verdict_text"] in md and "| combat |" in md
+    # the specialization figures, each next to its baseline, under the keys report/compare read
+    sp = data["specialization"]
+    assert sp["scenario_mi"] >= 0 and sp["permutations"] >= 100
+    assert sp["scenario_mi_shuffled_p95"] >= 0 and 0 < sp["scenario_mi_p_value"] <= 1
+    for k in ("graph_mean", "graph_zero", "state_mean", "state_zero"):
+        f = data["reliance"][k]
+        assert 0 <= f["argmax_change"] <= 1 and f["policy_kl"] >= 0
+        assert f["episodes"] == 2 and f["mean_score"] is not None
+    names = data["figures"]["expert_names"]
+    assert set(data["interventions"]) == {"router", *names}
+    for p in data["interventions"].values():
+        assert p["episodes"] == 2 and p["mean_score"] is not None
+        assert {"hp_lost_per_step", "kills_per_combat_state", "new_cells_per_step"} <= set(p)
+    router = data["interventions"]["router"]
+    assert router["mean_score"] == np.mean([x["score"] for x in data["records"][:2]])
+    h = data["hint"]
+    assert 0 <= h["follow_share"] <= 1 and h["zeroed_mean_score"] is not None
+    assert h["follower_mean_score"] is not None and h["follower_follow_share"] > 0.8
+    assert "usage balance" in data["verdict"].lower() and data["routing_verdict"]
+    assert "Specialization, each figure next to its baseline" in md
+
+
+def test_forced_expert_and_edited_players_act_through_the_rollout_loop(policy):
+    from nethack_moe.evaluation import play
+    from nethack_moe.players import ModelPlayer, zero_hint
+
+    model, cfg = policy
+    forced = play(ModelPlayer(model, expert=1), cfg.env, 2, num_envs=2, workers=0,
+                  collect_states=True)  # fmt: skip
+    assert forced.states is not None
+    assert np.all(forced.states.alpha == np.eye(model.n_experts)[1])
+    plain = rollout(model, cfg, 2, num_envs=2, workers=0, collect_states=True, keep_obs=True)
+    assert plain.states is not None and plain.states.state is not None
+    assert plain.states.state.shape[0] == plain.states.n
+    # an edit that changes nothing plays exactly the same games
+    same = play(ModelPlayer(model, edit=lambda enc: enc), cfg.env, 2, num_envs=1, workers=0)
+    assert same.records == plain.records
+    zeroed = play(ModelPlayer(model, obs_edit=zero_hint), cfg.env, 2, num_envs=2, workers=0)
+    assert [r["seed"] for r in zeroed.records] == [100000, 100001]
 
 
 def _hostile_adjacent_by_glyphs(obs) -> bool:

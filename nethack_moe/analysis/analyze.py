@@ -1,13 +1,19 @@
 """Look inside a checkpoint's routing: ``nethack-moe analyze CKPT``.
 
 Rolls the policy out on evaluation seeds with every visited state logged, labels each state with
-its scenario (DESIGN.md, "Scenarios": ``moved`` = position or depth changed since the previous step,
-or the action was search / descend, indices taken from the env's own action list), and writes to
-``out_dir`` (default ``RUN/analysis/<stem>/``):
+its scenario (DESIGN.md, "Scenarios": ``moved`` = the step into the state changed the position or
+depth, or was a search / descend, indices taken from the env's own action list), measures the
+specialization figures next to their baselines (:mod:`nethack_moe.analysis.specialization`,
+:mod:`nethack_moe.analysis.probes`), and writes to ``out_dir`` (default ``RUN/analysis/<stem>/``):
 
-* ``analysis.json``: routing figures (alpha entropy, usage entropy, routing MI, effective experts,
-  sparsity, switch rate, usage and argmax shares), the per-scenario mean-α table with counts, each
-  expert's action distribution (softmax of its logits averaged over the states), the verdict;
+* ``analysis.json``: ``specialization`` (scenario information, its permutation p95 and p-value),
+  ``reliance`` (``graph_mean``, ``graph_zero``, ``state_mean``, ``state_zero``: argmax change,
+  policy KL, score with the replacement), ``interventions`` (``router`` and each expert forced:
+  score, depth, died, scenario outcomes) with ``interventions_reading``, ``hint`` (follow share,
+  score with the hint zeroed, hint follower and random on the same seeds), ``routing_balance``
+  and ``verdict`` (what the router routes on); the routing figures (labelled usage balance and
+  per-state sharpness), the per-scenario mean-α table with counts, each expert's action
+  distribution, and the routing figures' own reading under ``routing_verdict``;
 * ``analysis.md``: the same as markdown tables, the verdict stated plainly;
 * ``alpha_heatmap.png`` (scenario × expert), ``usage.png``, ``alpha_entropy_hist.png``,
   ``alpha_episode.png`` (α over the steps of the longest episode).
@@ -25,8 +31,10 @@ from typing import Any
 import numpy as np
 
 from nethack_moe.analysis import plots
+from nethack_moe.analysis.probes import DEFAULT_PROBE_EPISODES, ProbeOptions, run_probes
 from nethack_moe.analysis.routing import entropy, routing_figures, scenario_table, verdict
 from nethack_moe.analysis.scenarios import SCENARIOS
+from nethack_moe.analysis.specialization import DEFAULT_PERMUTATIONS, state_report
 from nethack_moe.checkpoint import atomic_write_bytes
 from nethack_moe.evaluation import (
     E200_SEED_START,
@@ -89,13 +97,20 @@ def analyze(
     routing: str | None = None,
     temperature: float | None = None,
     progress: bool | None = None,
+    probe_episodes: int = DEFAULT_PROBE_EPISODES,
+    permutations: int = DEFAULT_PERMUTATIONS,
 ) -> dict[str, Any]:
     """Analyse the routing of one checkpoint; returns the ``analysis.json`` object (with the
-    written paths under ``files``)."""
+    written paths under ``files``).
+
+    The specialization figures (module docstring) are computed on the rollout's states; the
+    played ones (interventions, scores with a replacement, hint zeroed, baselines) on the first
+    ``probe_episodes`` seeds (0: none of them).
+    """
     model, cfg, ck = load_policy(path, device, routing=routing, temperature=temperature)
     res = rollout(
         model, cfg, episodes, seed_start, num_envs, workers, greedy, policy_seed,
-        collect_states=True, progress=progress,
+        collect_states=True, keep_obs=True, progress=progress,
     )  # fmt: skip
     st = res.states
     assert st is not None
@@ -107,6 +122,14 @@ def analyze(
     fig = routing_figures(st.alpha, st.episode, names)
     table = scenario_table(st.alpha, labels, SCENARIOS, names)
     v = verdict(fig, E)
+    report, means = state_report(
+        model, st, labels, res.routing, res.temperature, permutations=permutations
+    )
+    if probe_episodes > 0:
+        opts = ProbeOptions(probe_episodes, seed_start, num_envs, workers, policy_seed, greedy,
+                            progress)  # fmt: skip
+        report = run_probes(model, cfg, res, report, means, opts)
+    blocks = report.to_json()
     ex = st.expert_action_distribution()
     taken = np.bincount(st.action, minlength=len(res.action_names)) / max(st.n, 1)
     recs = res.records
@@ -142,8 +165,11 @@ def analyze(
             "search": res.search_action,
             "descend": res.descend_action,
         },
-        "verdict": v,
-        "verdict_text": plain_verdict(v),
+        **blocks,
+        "verdict_text": blocks["verdict"],
+        "routing_verdict": v,
+        "routing_verdict_text": plain_verdict(v),
+        "probe_episodes": min(probe_episodes, episodes),
         "episode_plot_seed": ep_seed,
     }
     files = {
@@ -184,6 +210,93 @@ def scenario_markdown(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _reliance_rows(rel: dict[str, Any]) -> list[str]:
+    lines = [
+        "| replacement | argmax expert changes | α moves (TV) | policy KL | score with it | "
+        "score without | episodes |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, f in rel.items():
+        if f is None:
+            lines.append(f"| {name} | – (no such input) | | | | | |")
+            continue
+        lines.append(
+            f"| {name} | {_pct(f['argmax_change'])} | {_f(f['alpha_change'])} | "
+            f"{_f(f['policy_kl'], 4)} | "
+            f"{_f(f['mean_score'], 1)} | {_f(f['baseline_mean_score'], 1)} | {f['episodes']} |"
+        )
+    return lines
+
+
+def _intervention_rows(iv: dict[str, Any]) -> list[str]:
+    lines = [
+        "| played by | episodes | mean score | depth | died | HP lost / survival step | "
+        "kills / combat state | exp / combat state | new cells / exploration step |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, p in iv.items():
+        lines.append(
+            f"| {name} | {p['episodes']} | {_f(p['mean_score'], 1)} | {_f(p['depth'], 2)} | "
+            f"{_pct(p['died'])} | {_f(p.get('hp_lost_per_step'))} ({p.get('survival_states', 0)}) | "
+            f"{_f(p.get('kills_per_combat_state'))} ({p.get('combat_states', 0)}) | "
+            f"{_f(p.get('exp_per_combat_state'), 2)} | "
+            f"{_f(p.get('new_cells_per_step'))} ({p.get('exploration_states', 0)}) |"
+        )
+    return lines
+
+
+def specialization_markdown(r: dict[str, Any]) -> str:
+    """The specialization section of ``analysis.md``: each figure next to its baseline."""
+    md = ["## Specialization, each figure next to its baseline\n"]
+    sp = r.get("specialization")
+    if sp:
+        md.append(
+            "| scenario information I(argmax expert; scenario) | share of H(scenario) | "
+            "permuted: mean / p95 | p-value | within-episode shifts: p95 / p-value | states |"
+        )
+        md.append("|---:|---:|---:|---:|---:|---:|")
+        md.append(
+            f"| {_f(sp['scenario_mi'], 4)} nats | {_pct(sp['scenario_mi_normalized'])} | "
+            f"{_f(sp['scenario_mi_shuffled_mean'], 4)} / {_f(sp['scenario_mi_shuffled_p95'], 4)} | "
+            f"{_f(sp['scenario_mi_p_value'])} | {_f(sp['scenario_mi_shifted_p95'], 4)} / "
+            f"{_f(sp['scenario_mi_shifted_p_value'])} | {sp['n_states']} |\n"
+        )
+    if r.get("reliance"):
+        md.append(
+            "Reliance: the input replaced by its mean over the states (or zeros); the score columns "
+            f"are the policy playing with the replacement on the first {r.get('probe_episodes')} "
+            "seeds, and without it on the same seeds.\n"
+        )
+        md += _reliance_rows(r["reliance"]) + [""]
+    if r.get("interventions"):
+        md.append(
+            "Interventions: the router forced to one expert (one-hot α) on the same seeds; "
+            "`router` is the learned router. Scenario outcomes (state counts in brackets): HP lost "
+            "per step, kills (experience rose) and experience gained (the damage proxy) per combat "
+            "state, cells stood on for the first time per exploration step.\n"
+        )
+        md += _intervention_rows(r["interventions"]) + [""]
+        rd = r.get("interventions_reading") or {}
+        best = rd.get("best_expert") or {}
+        md.append(
+            "Best forced expert per scenario: "
+            + ", ".join(f"{k} → {v or 'tie / none'}" for k, v in best.items())
+            + f"; specialised: {', '.join(rd.get('specialised') or []) or 'none'}.\n"
+        )
+    h = r.get("hint")
+    if h:
+        md.append(
+            "| hinted move taken | policy score | hint inputs zeroed | hint follower | random |"
+        )
+        md.append("|---:|---:|---:|---:|---:|")
+        md.append(
+            f"| {_pct(h['follow_share'])} | {_f(h['policy_mean_score'], 1)} | "
+            f"{_f(h['zeroed_mean_score'], 1)} | {_f(h['follower_mean_score'], 1)} | "
+            f"{_f(h['random_mean_score'], 1)} |\n"
+        )
+    return "\n".join(md) + "\n"
+
+
 def analysis_markdown(r: dict[str, Any]) -> str:
     """``analysis.md`` from the ``analysis.json`` object."""
     fig, table = r["figures"], r["scenario_table"]
@@ -214,16 +327,23 @@ def analysis_markdown(r: dict[str, Any]) -> str:
         f"| {s['n']} | {_f(s['mean'], 2)} | {_f(s['median'], 1)} | {_f(s['max'], 0)} | "
         f"{_pct(s['died'])} | {_f(s['depth'], 2)} | {_f(s['length'], 1)} |\n"
     )
-    add("## Routing figures\n")
+    add(specialization_markdown(r))
+    add("## Routing figures: usage balance and per-state sharpness\n")
+    add(
+        "The load-balance term drives H(ᾱ) to ln E and the alpha-entropy term (with sparsemax at a "
+        "low temperature) drives H(α_s) to 0, so any router trained under these losses shows a "
+        "high routing MI whatever it routes on: read these as usage balance and sharpness, not as "
+        f"specialization. Their own reading: {r['routing_verdict_text']}\n"
+    )
     ln_e = math.log(E) if E > 1 else 0.0
     add("| figure | value | reading |")
     add("|---|---:|---|")
     add(
-        f"| alpha entropy mean H(α_s) | {_f(fig['alpha_entropy'], 4)} ± "
+        f"| alpha entropy mean H(α_s) (per-state sharpness) | {_f(fig['alpha_entropy'], 4)} ± "
         f"{_f(fig['alpha_entropy_std'], 4)} | ln {E} = {ln_e:.4f} is uniform, 0 is one expert per state |"
     )
     add(f"| usage entropy H(ᾱ) | {_f(fig['usage_entropy'], 4)} | how evenly experts are used |")
-    add(f"| routing MI | {_f(fig['routing_mi'], 4)} | dependence of the expert on the state |")
+    add(f"| routing MI (usage balance) | {_f(fig['routing_mi'], 4)} | H(ᾱ) − mean H(α_s) |")
     add(f"| effective experts exp H(ᾱ) | {_f(fig['effective_experts'], 2)} | 1 = collapse |")
     add(f"| sparsity | {_pct(fig['sparsity'])} | exact zeros in α_s |")
     add(f"| switch rate | {_pct(fig['switch_rate'])} | argmax expert changes between steps |\n")

@@ -1,0 +1,155 @@
+"""Specialization figures that need the policy to play: interventions (the router forced to each
+single expert), the score with ``h_graph`` / ``h_state`` replaced while playing, the score with the
+hint inputs zeroed, and the two baselines, all on the same seeds as the learned router.
+
+The learned router's own figures on those seeds are the first episodes of the analysis rollout
+(same seeds, same policy seed, same action mode), so it is not played twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from torch import Tensor
+
+from nethack_moe.analysis.specialization import (
+    REPLACEMENTS,
+    HintReliance,
+    PlayerResult,
+    SpecializationReport,
+    hint_follow_share,
+    player_result,
+    read_interventions,
+)
+from nethack_moe.config import TrainConfig
+from nethack_moe.evaluation import E200_SEED_START, RolloutResult, play, state_scenarios
+from nethack_moe.models.policy import ActorCritic
+from nethack_moe.players import HintFollower, ModelPlayer, Player, RandomPlayer, zero_hint
+
+log = logging.getLogger(__name__)
+
+#: Episodes of each probe by default ("a short evaluation").
+DEFAULT_PROBE_EPISODES = 10
+
+
+@dataclass
+class ProbeOptions:
+    """How every probe is played (the seeds and action mode of the analysis rollout)."""
+
+    episodes: int = DEFAULT_PROBE_EPISODES
+    seed_start: int = E200_SEED_START
+    num_envs: int = 16
+    workers: int = 2
+    policy_seed: int = 0
+    greedy: bool = False
+    progress: bool | None = None
+
+    def play(self, player: Player, cfg: TrainConfig) -> RolloutResult:
+        """Play ``player`` on the probe seeds with every state logged."""
+        return play(
+            player, cfg.env, self.episodes, self.seed_start, self.num_envs, self.workers,
+            collect_states=True, progress=self.progress,
+        )  # fmt: skip
+
+    def model_player(self, model: ActorCritic, routing: str | None, temperature: float | None,
+                     **kw: object) -> ModelPlayer:  # fmt: skip
+        """The policy as played in the analysis rollout, with ``kw`` (expert, edit, obs_edit)."""
+        return ModelPlayer(model, greedy=self.greedy, policy_seed=self.policy_seed,
+                           routing=routing, temperature=temperature, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+def _result(name: str, res: RolloutResult) -> PlayerResult:
+    assert res.states is not None
+    return player_result(name, res.records, res.states, state_scenarios(res))
+
+
+def router_on_probe_seeds(main: RolloutResult, episodes: int) -> PlayerResult:
+    """The learned router's :class:`PlayerResult` on the first ``episodes`` seeds of ``main``."""
+    st = main.states
+    if st is None:
+        raise ValueError("the analysis rollout did not collect states")
+    last = main.seed_start + episodes
+    recs = [r for r in main.records if r["seed"] < last]
+    keep = st.episode < last
+    labels = state_scenarios(main)[keep]
+    return player_result("router", recs, st.select(keep), labels)
+
+
+def interventions(
+    model: ActorCritic, cfg: TrainConfig, main: RolloutResult, opts: ProbeOptions
+) -> dict[str, PlayerResult]:
+    """The router forced to each expert (one-hot α) and the learned router, same seeds."""
+    out = {"router": router_on_probe_seeds(main, opts.episodes)}
+    for i, name in enumerate(model.expert_names):
+        player = opts.model_player(model, main.routing, main.temperature, expert=i, name=name)
+        out[name] = _result(name, opts.play(player, cfg))
+    return out
+
+
+def play_replacements(
+    model: ActorCritic,
+    cfg: TrainConfig,
+    main: RolloutResult,
+    report: SpecializationReport,
+    means: dict[str, Tensor],
+    opts: ProbeOptions,
+) -> None:
+    """Fill in the score of each reliance figure: the policy playing with the replacement."""
+    base = router_on_probe_seeds(main, opts.episodes).mean_score
+    for rep in REPLACEMENTS:
+        fig = report.reliance.get(rep.name)
+        if fig is None:
+            continue
+        player = opts.model_player(model, main.routing, main.temperature,
+                                   edit=rep.edit(means), name=rep.name)  # fmt: skip
+        res = opts.play(player, cfg)
+        score = float(np.mean([r["score"] for r in res.records])) if res.records else None
+        report.reliance[rep.name] = dataclasses.replace(
+            fig, mean_score=score, baseline_mean_score=base, episodes=len(res.records)
+        )
+
+
+def hint_reliance(
+    model: ActorCritic, cfg: TrainConfig, main: RolloutResult, opts: ProbeOptions
+) -> HintReliance:
+    """Follow share (analysis rollout), the score with the hint zeroed, and both baselines."""
+    assert main.states is not None
+    router = router_on_probe_seeds(main, opts.episodes)
+    zeroed = opts.play(
+        opts.model_player(model, main.routing, main.temperature, obs_edit=zero_hint,
+                          name="hint-zeroed"), cfg,
+    )  # fmt: skip
+    follower = opts.play(HintFollower(opts.policy_seed), cfg)
+    rand = opts.play(RandomPlayer(model.n_actions, opts.policy_seed), cfg)
+    assert follower.states is not None
+    return HintReliance(
+        follow_share=hint_follow_share(main.states),
+        hinted_steps=int((main.states.hint >= 0).sum()),
+        policy_mean_score=router.mean_score,
+        zeroed_mean_score=player_result("hint-zeroed", zeroed.records).mean_score,
+        follower_mean_score=player_result("hint-follower", follower.records).mean_score,
+        follower_follow_share=hint_follow_share(follower.states),
+        random_mean_score=player_result("random", rand.records).mean_score,
+        episodes=router.episodes,
+    )
+
+
+def run_probes(
+    model: ActorCritic,
+    cfg: TrainConfig,
+    main: RolloutResult,
+    report: SpecializationReport,
+    means: dict[str, Tensor],
+    opts: ProbeOptions,
+) -> SpecializationReport:
+    """``report`` with the played figures filled in (interventions, reliance scores, hint)."""
+    opts = dataclasses.replace(opts, episodes=max(1, min(opts.episodes, main.episodes)))
+    if model.n_experts > 1:
+        report.interventions = interventions(model, cfg, main, opts)
+        report.reading = read_interventions(report.interventions, model.expert_names)
+    play_replacements(model, cfg, main, report, means, opts)
+    report.hint = hint_reliance(model, cfg, main, opts)
+    return report
