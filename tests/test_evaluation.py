@@ -388,6 +388,13 @@ def test_evaluate_reports_greedy_beside_sampled_and_baselines_on_the_same_seeds(
         assert [r["seed"] for r in e["episodes"]] == [100000, 100001]
         assert {"mean", "ci_mean", "hint"} <= set(e["summary"])
     assert "routing" in greedy["summary"] and "routing" not in follower["summary"]
+    # the specialization summary, keyed as in analysis.json (reliance needs the sampled run's obs)
+    s = entry["summary"]
+    assert {"specialization", "reliance", "verdict"} <= set(s)
+    assert s["specialization"]["scenario_mi_shuffled_p95"] is not None
+    assert 0 <= s["reliance"]["graph_mean"]["argmax_change"] <= 1
+    assert 0 <= s["reliance"]["state_mean"]["argmax_change"] <= 1
+    assert greedy["summary"]["reliance"] == {} and "specialization" in greedy["summary"]
     ref = rollout(model, cfg, 2, num_envs=1, workers=0, greedy=True)
     assert _plain(greedy["episodes"]) == _plain(ref.records)
     names = [g.name for g in groups_from_eval(res, "x", Path("e.json"))]

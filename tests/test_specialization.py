@@ -233,3 +233,15 @@ def test_interventions_reading():
     r = read_interventions(one, names)
     assert r.specialised == [] and set(r.best.values()) == {"combat"}
     assert GENERAL == 3
+
+
+def test_a_model_without_a_graph_has_no_graph_figures():
+    model = build_model(ModelConfig(variant="mlp_moe"), F.FeatureSpec(), 23).eval()
+    res = reliance_on_states(model, _random_obs(64, seed=2))
+    assert res.figures["graph_mean"] is None and res.figures["graph_zero"] is None
+    assert res.figures["state_mean"] is not None
+    rep = SpecializationReport(None, res.figures, None, None, None, None, n_experts=4)
+    assert "there is no h_graph" in rep.verdict()
+    assert rep.to_json()["reliance"]["graph_mean"] is None
+    single = SpecializationReport(None, res.figures, None, None, None, None, n_experts=1)
+    assert single.verdict().startswith("A single expert")

@@ -637,9 +637,11 @@ def _reliance_sentence(rel: dict[str, RelianceFigure | None]) -> tuple[str, list
 def specialization_verdict(r: SpecializationReport) -> str:
     """A plain paragraph: what the router routes on, whether its experts split by scenario,
     how much of the policy is the hint; routing MI / alpha entropy named for what they are."""
-    if r.n_experts <= 1:
-        return "A single expert: there is no routing to read."
     rel_text, used = _reliance_sentence(r.reliance)
+    if r.n_experts <= 1:
+        return "A single expert: there is no routing to read." + (
+            f" Policy reliance: {rel_text}." if rel_text else ""
+        )
     on = " and ".join(used) if used else "neither h_state nor h_graph (it gives about the same α)"
     out = [f"The router routes on {on}: {rel_text}."] if rel_text else []
     h_max = math.log(r.n_experts)
