@@ -61,6 +61,11 @@ class PPOConfig:
     """Adam epsilon."""
     target_kl: float | None = None
     """Stop the epochs of an update early when the approximate KL exceeds this (None = never)."""
+    overlap: bool = False
+    """Learn from rollout k in a background thread while rollout k+1 is collected with the policy
+    before that update (asynchronous PPO with a one-update policy lag, as in Sample Factory): the
+    PPO ratio is taken against the acting policy's log-probabilities, so the first epoch's ratios
+    are not 1. Acting and learning then use one torch thread each."""
 
     @property
     def batch_size(self) -> int:
@@ -103,6 +108,9 @@ class RunConfig:
     """Stop when env workers die more than this many times within a minute."""
     max_env_steps: int = 0
     """Stop after this many env steps even before the curriculum ends (0 = no limit; for benchmarks)."""
+    dist_timeout_s: float = 300.0
+    """torchrun runs: the collective timeout; a rank that died or stalls ends the others' run with
+    an error after at most this long (it must exceed the slowest start-up and checkpoint)."""
 
 
 @dataclass
@@ -166,6 +174,8 @@ class TrainConfig:
             raise ConfigError(f"run.device={r.device!r}; allowed: cpu, cuda, cuda:N, auto")
         if r.checkpoint_every <= 0 or r.best_window <= 0:
             raise ConfigError("run.checkpoint_every and run.best_window must be positive")
+        if not r.dist_timeout_s > 0:
+            raise ConfigError(f"run.dist_timeout_s={r.dist_timeout_s} must be positive")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

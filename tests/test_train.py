@@ -105,3 +105,23 @@ def test_worker_count_does_not_change_results(smoke_run, tmp_path, workers):
     )
     Trainer(cfg).run()
     assert _records(tmp_path / "w") == _records(smoke_run / "full")
+
+
+def test_overlap_mode_is_seeded_and_resumes_exactly(tmp_path):
+    """Learning in the background while the next rollout is collected (ppo.overlap): two seeded
+    runs are identical, and an interrupted run (its checkpoint carries the rollout collected but
+    not yet learned) resumes to the same records; it differs from the synchronous loop."""
+    full = _cfg(tmp_path, "ov_full", "ppo.overlap=true")
+    Trainer(full).run()
+    Trainer(_cfg(tmp_path, "ov_again", "ppo.overlap=true")).run()
+    assert _records(tmp_path / "ov_again") == _records(tmp_path / "ov_full")
+    cut = _cfg(tmp_path, "ov_cut", "ppo.overlap=true")
+    with pytest.raises(TrainingInterrupted):
+        Trainer(cut, stop_after_updates=5).run()
+    ck = load_checkpoint(sorted((tmp_path / "ov_cut" / "checkpoints").glob("ep_*.pt"))[-1])
+    assert ck["pending"] is not None, "the next rollout was collected while update 5 ran"
+    Trainer(cut, resume=tmp_path / "ov_cut").run()
+    assert _records(tmp_path / "ov_cut") == _records(tmp_path / "ov_full")
+    sync = _cfg(tmp_path, "sync")
+    Trainer(sync).run()
+    assert _records(tmp_path / "sync") != _records(tmp_path / "ov_full")

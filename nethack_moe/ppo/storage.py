@@ -76,6 +76,19 @@ class RolloutStorage:
             self.rewards, self.values, self.dones, last_value, gamma, lam
         )
 
+    #: The arrays saved in a checkpoint (a rollout collected but not yet learned).
+    FIELDS = ("state", "crop", "atoms", "actions", "logp", "values", "alpha", "rewards", "dones",
+              "advantages", "returns")  # fmt: skip
+
+    def arrays(self) -> dict[str, Tensor]:
+        """The arrays, on the CPU (for a checkpoint)."""
+        return {k: getattr(self, k).cpu().clone() for k in self.FIELDS}
+
+    def load_arrays(self, arrays: dict[str, Tensor]) -> None:
+        """Fill the arrays from :meth:`arrays`."""
+        for k in self.FIELDS:
+            getattr(self, k).copy_(arrays[k])
+
     def flat(self) -> Minibatch:
         """The whole rollout as one batch ``[T*N, ...]``."""
         TN = self.T * self.N

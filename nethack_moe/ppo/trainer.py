@@ -9,6 +9,7 @@ checkpoint. The pieces around it (timing, run log, signals) are in :mod:`nethack
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -16,6 +17,7 @@ import platform
 import shutil
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,16 @@ from nethack_moe.envs.accounting import EpisodeRecord
 from nethack_moe.envs.vector import SeedPlan, VectorEnv, WorkerError
 from nethack_moe.models.policy import ActorCritic, build_model
 from nethack_moe.ppo.acting import Obs, act, gumbel_noise
+from nethack_moe.ppo.distributed import (
+    DistContext,
+    DistRunLog,
+    RankFailure,
+    RolloutSync,
+    check_world_size,
+    failure_message,
+    init_distributed,
+    wrap_log,
+)
 from nethack_moe.ppo.hooks import RunLog, SignalGuard, Timing
 from nethack_moe.ppo.storage import RolloutStorage
 from nethack_moe.ppo.update import LOSS_TERMS, PPOSettings, UpdateStats, ppo_update
@@ -179,7 +191,14 @@ class RolloutContext:
     routing: str
     temperature: float
     lr: float
+    slot: int
+    """Which of the (one or two) rollout storages this rollout is in."""
     finished: list[EpisodeRecord]
+
+    def to_dict(self, phase_index: int) -> dict[str, Any]:
+        """For a checkpoint taken while this rollout waits to be learned (overlap mode)."""
+        return {"phase": phase_index, "routing": self.routing, "temperature": self.temperature,
+                "lr": self.lr, "slot": self.slot, "finished": len(self.finished)}  # fmt: skip
 
 
 class Trainer:
@@ -190,6 +209,12 @@ class Trainer:
     metrics and :meth:`after_update` checkpoints and stops on signals or non-finite streaks.
     """
 
+    pending: RolloutContext | None
+    """A collected rollout not yet learned (overlap mode, between updates)."""
+    log: RunLog | DistRunLog
+    rollout_sync: RolloutSync
+    """torchrun: the global progress all ranks agree on."""
+
     def __init__(
         self,
         cfg: TrainConfig,
@@ -198,19 +223,35 @@ class Trainer:
         run_dir: str | Path | None = None,
         stop_after_updates: int | None = None,
         learn: bool = True,
+        dist: DistContext | None = None,
     ):
         """``stop_after_updates``: behave as if SIGINT arrived during that update (for tests);
-        ``learn=False`` collects rollouts without updating the model (``bench rollout``)."""
+        ``learn=False`` collects rollouts without updating the model (``bench rollout``);
+        ``dist``: this process's rank (default: from torchrun's environment, or one process)."""
         cfg.validate()
         self.cfg, self.learn, self.stop_after_updates = cfg, learn, stop_after_updates
         self.run_dir = Path(run_dir) if run_dir else Path(cfg.run.out_dir) / cfg.run.name
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(cfg.run.device)
+        self.dist = dist or init_distributed(self.device, cfg.run.dist_timeout_s)
+        self.device = self.dist.device
         # learning uses run.torch_threads (0 = all cores); acting uses one thread: small batches
         # gain nothing from more, and spinning OpenMP threads fight the env workers for the CPU.
-        self.learn_threads = cfg.run.torch_threads or (os.cpu_count() or 1)
+        # With ppo.overlap the learner thread and the acting thread use one thread each.
+        self.learn_threads = 1 if cfg.ppo.overlap else cfg.run.torch_threads or max(1, (os.cpu_count() or 1) // self.dist.local_world_size)
         self.resume_ckpt: dict | None = None
         self.resume_path: Path | None = None
+        # torchrun: rank 0 alone prepares the run directory; the others get what it loaded
+        self.resume_ckpt, self.resume_path = self.dist.on_main(
+            lambda: self._prepare_run_dir(resume, overwrite)
+        )
+        self.timing = Timing()
+        self.signals = SignalGuard()
+
+    def _prepare_run_dir(
+        self, resume: str | Path | None, overwrite: bool
+    ) -> tuple[dict | None, Path | None]:
+        """Open the checkpoint to resume, or start (or refuse) a fresh run directory."""
         if resume is not None:
             self._open_resume(Path(resume))
         elif self.run_dir.exists() and any(self.run_dir.iterdir()):
@@ -222,14 +263,14 @@ class Trainer:
             shutil.rmtree(self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ckpt_dir.mkdir(exist_ok=True)
-        self.timing = Timing()
-        self.signals = SignalGuard()
+        return self.resume_ckpt, self.resume_path
 
     def _open_resume(self, target: Path) -> None:
         from nethack_moe.resume import check_resume_compat
 
         self.resume_path = find_resume_checkpoint(target)
         self.resume_ckpt = load_checkpoint(self.resume_path)
+        check_world_size(self.resume_ckpt, self.dist.world_size, self.resume_path)
         check_model_compat(self.resume_ckpt, self.cfg.to_dict()["model"], self.resume_path)
         try:
             check_resume_compat(config_from_dict(self.resume_ckpt["config"]), self.cfg)
@@ -261,20 +302,56 @@ class Trainer:
         exit_reason, final = "finished", None
         try:
             with self.signals:
-                while not self._done():
-                    ctx = self.begin_rollout()
-                    self.collect_rollout(ctx)
-                    stats = self.learn_from_rollout(ctx)
-                    self.log_update(ctx, stats)
-                    self.after_update(stats)
+                ctx = self.pending or self.next_rollout(slot=0)
+                while ctx is not None:
+                    ctx = self.learn_and_collect(ctx)
             final = self._save("final.pt", "final")
         except WorkerError as e:
             exit_reason = "worker_failure"
             self._on_worker_failure(e)
+        except RankFailure as e:
+            raise RankFailure(failure_message(e, self.ckpt_dir, self.run_dir)) from e
         finally:
+            if self.learner is not None:
+                self.learner.shutdown()
             self.log.close()
             self.venv.close()
         return self._summary(final, exit_reason)
+
+    def learn_and_collect(self, ctx: RolloutContext) -> RolloutContext | None:
+        """Learn from ``ctx``'s rollout and collect the next one (returned; ``None`` at the end).
+
+        In overlap mode the learning runs in a background thread while the next rollout is
+        collected with the policy before this update; the checkpoint then carries that rollout.
+        """
+        nxt = None
+        if self.learner is None:
+            stats = self.learn_from_rollout(ctx)
+        else:
+            job = self.learner.submit(self.learn_from_rollout, ctx)
+            try:
+                nxt = self.next_rollout(slot=1 - ctx.slot)
+            finally:
+                stats = job.result()
+            self.acting_model.load_state_dict(self.model.state_dict())
+        self.pending = nxt
+        self.log_update(ctx, stats)
+        self.after_update(stats)
+        return nxt if self.learner is not None else self.next_rollout(slot=0)
+
+    def next_rollout(self, slot: int) -> RolloutContext | None:
+        """Collect a rollout into storage ``slot`` unless the budget is spent."""
+        if self._done():
+            return None
+        ctx = self.begin_rollout(slot)
+        self.collect_rollout(ctx)
+        self._sync_rollout(ctx)
+        return ctx
+
+    def _sync_rollout(self, ctx: RolloutContext) -> None:
+        """torchrun: every rank's episodes of the rollout, numbered globally; global counters."""
+        if self.dist.distributed:
+            self.recent[:] = self.rollout_sync.merge(self.log, self.C, ctx.finished)
 
     def _done(self) -> bool:
         C, cap = self.C, self.cfg.run.max_env_steps
@@ -283,12 +360,17 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
     def _setup(self) -> None:
         """Env workers, model, optimizer, storage, state (fresh or from the checkpoint), log."""
-        cfg, p = self.cfg, self.cfg.ppo
+        cfg, p = self.cfg, self.dist.local_ppo(self.cfg.ppo)  # torchrun: this rank's envs
+        self.dist.check_workers(cfg.run.num_workers, p.num_envs)
+        if self.device.type == "cpu":  # the model's init (orthogonal: QR) depends on the threads
+            torch.set_num_threads(self.learn_threads)
         torch.manual_seed(cfg.run.seed)
         np.random.seed(cfg.run.seed % 2**32)
-        (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+        if self.dist.is_main:
+            (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+        plan = SeedPlan("train", cfg.run.seed, offset=self.dist.rank * p.num_envs)
         self.venv = VectorEnv(
-            cfg.env, p.num_envs, cfg.run.num_workers, SeedPlan("train", cfg.run.seed),
+            cfg.env, p.num_envs, cfg.run.num_workers, plan,
             max_restarts=cfg.run.max_worker_restarts,
         )  # fmt: skip
         self.model: ActorCritic = build_model(cfg.model, self.venv.spec, self.venv.n_actions)
@@ -296,27 +378,39 @@ class Trainer:
         self.optim = torch.optim.Adam(
             self.model.parameters(), lr=cfg.curriculum.lr_at(0), eps=p.adam_eps
         )
-        self.gen = torch.Generator(device="cpu")
-        self.gen.manual_seed(cfg.run.seed)
+        self.gen = torch.Generator(device="cpu")  # acting (Gumbel noise)
+        self.gen.manual_seed(self.dist.rank_seed(cfg.run.seed))
+        self.gen_learn = torch.Generator(device="cpu")  # minibatch order
+        self.gen_learn.manual_seed(cfg.run.seed + 1)
+        self.acting_model = self.model
+        self.learner: ThreadPoolExecutor | None = None
+        if p.overlap:
+            self.acting_model = copy.deepcopy(self.model)
+            self.learner = ThreadPoolExecutor(1, thread_name_prefix="learner")
+        self.pending = None
         self.rnorm = RunningMeanStd(p.num_envs, p.gamma)
         self.C = Counters()
         self.recent: list[float] = []
         self.routing_now = ("softmax", 1.0)
-        self.storage = RolloutStorage(
-            p.rollout_steps, p.num_envs, self.venv.spec, self.model.n_experts, self.device
-        )
+        self.storages = [
+            RolloutStorage(p.rollout_steps, p.num_envs, self.venv.spec, self.model.n_experts, self.device)
+            for _ in range(2 if p.overlap else 1)
+        ]  # fmt: skip
         buf = self.venv.buf  # zero-copy views of the shared arrays
         self.obs_now = Obs(*(torch.from_numpy(a) for a in (buf.state, buf.crop, buf.atoms)))
         gsz = p.num_envs // p.env_groups
         self.groups = [(g * gsz, (g + 1) * gsz) for g in range(p.env_groups)]
         if self.resume_ckpt is not None:
             self._load_state(self.resume_ckpt)
-        self.log = RunLog(self.run_dir, cfg.run.tensorboard, cfg.run.progress,
-                          cfg.curriculum.total_episodes, self.C.episodes)  # fmt: skip
+        self.dist.broadcast_module(self.model)  # identical on every rank (as DDP does)
+        self.log = wrap_log(self.dist, lambda: RunLog(self.run_dir, cfg.run.tensorboard,
+                            cfg.run.progress, cfg.curriculum.total_episodes, self.C.episodes))  # fmt: skip
+        self.rollout_sync = RolloutSync(self.dist, p.num_envs, cfg.run.best_window, self.C.episodes,
+                                        self.C.env_steps, list(self.recent))  # fmt: skip
         if self.resume_ckpt is None:
             self.log.write({"type": "run_start", "version": __version__, "config": cfg.to_dict(),
                             "device": str(self.device), "machine": platform.node(),
-                            "torch": torch.__version__})  # fmt: skip
+                            "torch": torch.__version__, "world_size": self.dist.world_size})  # fmt: skip
         else:
             self.log.event("resumed", episode=self.C.episodes, **{"from": str(self.resume_path)})
         self.t_start, self.steps_at_start = time.monotonic(), self.C.env_steps
@@ -324,33 +418,47 @@ class Trainer:
         self.last_ckpt_bucket = self.C.episodes // cfg.run.checkpoint_every
 
     def _load_state(self, ck: dict) -> None:
+        ck = self.dist.rank_state(ck)  # torchrun: this rank's envs, RNGs, reward statistics
         self.model.load_state_dict(ck["model"])
+        self.acting_model.load_state_dict(ck["model"])
         self.optim.load_state_dict(ck["optimizer"])
         self.gen.set_state(ck["rng"]["sample"])
+        self.gen_learn.set_state(ck["rng"]["learn"])
         torch.set_rng_state(ck["rng"]["torch"])
         self.rnorm.load(ck["reward_norm"])
         self.C = Counters(**ck["counters"])
         self.recent = [float(x) for x in ck["recent_scores"]]
         self.venv.set_state({k: v.numpy() for k, v in ck["env_state"].items()})
+        if ck.get("pending") is not None:
+            self._load_pending(ck["pending"])
+
+    def _load_pending(self, pend: dict) -> None:
+        """The rollout collected but not yet learned when the checkpoint was taken."""
+        if self.learner is None:
+            raise CheckpointError("checkpoint holds an unlearned rollout of an overlap run; resume with ppo.overlap=true")
+        c = pend["context"]
+        ctx = RolloutContext(self.cfg.curriculum.phases[c["phase"]], c["routing"], c["temperature"],
+                             c["lr"], c["slot"], [])  # fmt: skip
+        self.storages[ctx.slot].load_arrays(pend["storage"])
+        self.pending = ctx
+        self.routing_now = (ctx.routing, ctx.temperature)
 
     # ------------------------------------------------------------------ rollout
-    def begin_rollout(self) -> RolloutContext:
+    def begin_rollout(self, slot: int) -> RolloutContext:
         """The curriculum in force now: phase, routing, temperature, learning rate."""
         cur, episodes = self.cfg.curriculum, self.C.episodes
         phase = cur.phases[cur.phase_index(episodes)]
-        for g in self.optim.param_groups:
-            g["lr"] = phase.lr
-        ctx = RolloutContext(phase, phase.routing, cur.temperature_at(episodes), phase.lr, [])
+        ctx = RolloutContext(phase, phase.routing, cur.temperature_at(episodes), phase.lr, slot, [])
         self.routing_now = (ctx.routing, ctx.temperature)
         return ctx
 
     def collect_rollout(self, ctx: RolloutContext) -> None:
         """T steps of every env into the storage. Envs are split into contiguous groups: while
         the workers step one group, this process computes the next group's actions."""
-        self.model.eval()
+        self.acting_model.eval()
         if self.device.type == "cpu":
             torch.set_num_threads(1)
-        T = self.cfg.ppo.rollout_steps
+        T, p = self.cfg.ppo.rollout_steps, self.cfg.ppo
         for t in range(T + 1):
             for lo, hi in self.groups:
                 if t > 0:
@@ -362,13 +470,17 @@ class Trainer:
                         actions = self._act(t, lo, hi, ctx)
                     self.venv.step_async(actions, lo, hi)
         self._note_worker_restarts()
+        with torch.no_grad():
+            obs = self.obs_now.to(self.device)
+            last_v = self.acting_model(*obs, ctx.routing, ctx.temperature).value
+        self.storages[ctx.slot].compute_returns(last_v, p.gamma, p.gae_lambda)
 
     @torch.no_grad()
     def _act(self, t: int, lo: int, hi: int, ctx: RolloutContext) -> np.ndarray:
         obs = self.obs_now.rows(slice(lo, hi)).to(self.device, non_blocking=True)
         noise = gumbel_noise((hi - lo, self.venv.n_actions), self.gen)
-        res = act(self.model, obs, ctx.routing, ctx.temperature, noise=noise)
-        self.storage.store_act(t, lo, hi, obs, res)
+        res = act(self.acting_model, obs, ctx.routing, ctx.temperature, noise=noise)
+        self.storages[ctx.slot].store_act(t, lo, hi, obs, res)
         return res.action.cpu().numpy()
 
     def _record_step(self, t: int, lo: int, hi: int, ctx: RolloutContext) -> None:
@@ -383,9 +495,10 @@ class Trainer:
         if trunc.size:
             final = Obs(*(torch.from_numpy(a[trunc]) for a in (buf.final_state, buf.final_crop, buf.final_atoms)))
             with torch.no_grad():
-                v = self.model(*final.to(self.device), ctx.routing, ctx.temperature).value
+                v = self.acting_model(*final.to(self.device), ctx.routing, ctx.temperature).value
             r_t[trunc - lo] += p.gamma * v.float().cpu()
-        self.storage.store_step(t, lo, hi, r_t.to(self.device), torch.as_tensor(done, dtype=torch.float32).to(self.device))
+        done_t = torch.as_tensor(done, dtype=torch.float32)
+        self.storages[ctx.slot].store_step(t, lo, hi, r_t.to(self.device), done_t.to(self.device))
         self.C.env_steps += hi - lo
         for e in self.venv.finished(lo, hi):
             self._episode(e, ctx)
@@ -411,22 +524,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ learning
     def learn_from_rollout(self, ctx: RolloutContext) -> UpdateStats:
-        """GAE on the rollout, then the PPO epochs (none when ``learn=False``)."""
+        """The PPO epochs on ``ctx``'s rollout (none when ``learn=False``)."""
         p = self.cfg.ppo
-        with torch.no_grad():
-            last_v = self.model(*self.obs_now.to(self.device), ctx.routing, ctx.temperature).value
-        self.storage.compute_returns(last_v, p.gamma, p.gae_lambda)
+        for g in self.optim.param_groups:
+            g["lr"] = ctx.lr
         settings = PPOSettings(
             epochs=p.update_epochs if self.learn else 0, minibatches=p.num_minibatches,
             clip_coef=p.clip_coef, vf_coef=p.vf_coef, clip_vloss=p.clip_vloss, norm_adv=p.norm_adv,
             max_grad_norm=p.max_grad_norm, target_kl=p.target_kl,
             coefficients=dict(ctx.phase.coefficients),
         )  # fmt: skip
-        if self.device.type == "cpu":
+        if self.device.type == "cpu":  # per OS thread: the learner thread sets its own
             torch.set_num_threads(self.learn_threads)
         with self.timing.add_time("learning"):
-            stats = ppo_update(self.model, self.optim, self.storage, ctx.routing, ctx.temperature,
-                               settings, self.gen)  # fmt: skip
+            stats = ppo_update(self.model, self.optim, self.storages[ctx.slot], ctx.routing,
+                               ctx.temperature, settings, self.gen_learn, self.dist)  # fmt: skip
         self.C.updates += 1
         if stats.skipped:
             self.C.nonfinite_streak += 1
@@ -441,7 +553,7 @@ class Trainer:
     # ------------------------------------------------------------------ logging
     def log_update(self, ctx: RolloutContext, stats: UpdateStats) -> None:
         """One ``update`` record: curriculum, loss terms, routing figures, speed, time split."""
-        C, st = self.C, self.storage
+        C, st = self.C, self.storages[ctx.slot]
         sps = (C.env_steps - self.steps_at_start) / max(time.monotonic() - self.t_start, 1e-9)
         rec: dict[str, Any] = {
             "type": "update", "update": C.updates, "episode": C.episodes, "env_steps": C.env_steps,
@@ -454,6 +566,7 @@ class Trainer:
                    explained_var=st.explained_variance(), grad_norm=stats.grad_norm,
                    skipped=stats.skipped, nonfinite_term=stats.nonfinite_term)  # fmt: skip
         rec.update(routing_figures_torch(st.alpha.flatten(0, 1)))
+        rec.update(self.dist.rollout_figures(st))  # torchrun: over every rank's rollout
         feats = self.venv.feature_seconds()
         self.timing.add("features", feats - self.feat0)
         self.feat0 = feats
@@ -484,6 +597,8 @@ class Trainer:
             )
         if self.stop_after_updates is not None and C.updates >= self.stop_after_updates:
             self.signals.signum = self.signals.signum or signal.SIGINT
+        # torchrun: a signal on any rank stops every rank; the parameters must agree
+        self.signals.signum = self.dist.agree_after_update(self.signals.signum, self.model, C.updates)
         if self.signals.signum is not None:
             self._stop_on_signal(self.signals.signum)
 
@@ -502,6 +617,9 @@ class Trainer:
         self._note_worker_restarts()  # restarts during the failing step
         self.log.event("worker_failure", episode=self.C.episodes,
                        error=str(e).strip().splitlines()[0])  # fmt: skip
+        if self.dist.distributed:  # the other ranks are not in a checkpoint: keep the last one
+            raise WorkerError(f"{e}; rank {self.dist.rank} stopped; the last checkpoint in "
+                              f"{self.ckpt_dir} stays usable") from e  # fmt: skip
         self._save(f"ep_{self.C.episodes:06d}.pt", "periodic")
         raise WorkerError(f"{e}; stopped with a checkpoint in {self.ckpt_dir}") from e
 
@@ -513,15 +631,28 @@ class Trainer:
         return {
             "version": __version__, "config": self.cfg.to_dict(), "config_yaml": dump_config(self.cfg),
             "model": self.model.state_dict(), "optimizer": self.optim.state_dict(),
-            "rng": {"sample": self.gen.get_state(), "torch": torch.get_rng_state()},
+            "rng": {"sample": self.gen.get_state(), "learn": self.gen_learn.get_state(),
+                    "torch": torch.get_rng_state()},
             "reward_norm": self.rnorm.state(), "counters": dict(self.C.__dict__),
             "recent_scores": list(self.recent), "env_state": env_state,
             "n_actions": int(self.venv.n_actions), "torch": str(torch.__version__),
             "routing": {"kind": self.routing_now[0], "temperature": float(self.routing_now[1])},
+            "pending": self._pending_payload(),
         }  # fmt: skip
 
+    def _pending_payload(self) -> dict | None:
+        """The collected, not yet learned rollout (overlap mode), so that resume is exact."""
+        if self.pending is None:
+            return None
+        index = self.cfg.curriculum.phases.index(self.pending.phase)
+        return {"context": self.pending.to_dict(index),
+                "storage": self.storages[self.pending.slot].arrays()}  # fmt: skip
+
     def _save(self, name: str, kind: str) -> Path:
-        payload = self._payload()
+        # torchrun: every rank's envs and RNGs to rank 0, which alone writes the file
+        payload = self.dist.gather_rank_state(self._payload())
+        if payload is None:
+            return self.ckpt_dir / name
         self.log.flush(sync=True)
         payload["metrics_offset"] = self.log.offset()
         path = self.ckpt_dir / name
@@ -539,7 +670,7 @@ class Trainer:
             "run_dir": str(self.run_dir), "episodes": self.C.episodes, "env_steps": self.C.env_steps,
             "wall_s": wall, "train_sps": (self.C.env_steps - self.steps_at_start) / max(wall, 1e-9),
             "final": str(final), "best_mean_score": self.C.best_score, "exit": exit_reason,
-            "device": str(self.device),
+            "device": str(self.device), "world_size": self.dist.world_size,
         }  # fmt: skip
 
 
