@@ -151,7 +151,10 @@ def _train_sets(args: argparse.Namespace) -> list[str]:
 def cmd_train(args: argparse.Namespace) -> int:
     from nethack_moe.config import make_config
     from nethack_moe.envs.vector import WorkerError
+    from nethack_moe.ppo.distributed import RankFailure, env_rank
     from nethack_moe.ppo.trainer import NonFiniteError, Trainer, TrainingInterrupted
+
+    main_rank = env_rank() in (None, 0)  # torchrun: rank 0 speaks for the run
 
     try:
         if args.resume:  # the run's own config, or (--config given) continue into that config
@@ -164,8 +167,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             trainer = Trainer(cfg, overwrite=args.overwrite)
         summary = trainer.run()
     except TrainingInterrupted as e:
-        print(f"nethack-moe: {e}", file=sys.stderr)
+        if main_rank:
+            print(f"nethack-moe: {e}", file=sys.stderr)
         return 130 if e.signum == 2 else 143
+    except RankFailure as e:  # torchrun: another rank died or stalled
+        print(f"nethack-moe: error: {_one_line(e)}", file=sys.stderr)
+        return 1
     except NonFiniteError as e:
         print(f"nethack-moe: {e}", file=sys.stderr)
         return 1
@@ -176,6 +183,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("nethack-moe: interrupted outside a training update; no new checkpoint written",
               file=sys.stderr)  # fmt: skip
         return 130
+    if not main_rank:
+        return 0
     print(
         f"done: {summary['episodes']} episodes, {summary['env_steps']:,} env steps in "
         f"{summary['wall_s']:.0f} s ({summary['train_sps']:,.0f} SPS); final checkpoint {summary['final']}"
@@ -288,6 +297,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nethack-moe: error: {_one_line(e)}", file=sys.stderr)
             return EXIT_BAD_INPUT
         raise
+    finally:
+        _end_distributed()
+
+
+def _end_distributed() -> None:
+    """torchrun: destroy the process group (if torch and one exist) before the process exits."""
+    if "torch.distributed" in sys.modules:
+        from nethack_moe.ppo.distributed import destroy_distributed
+
+        destroy_distributed()
 
 
 def _one_line(e: BaseException) -> str:

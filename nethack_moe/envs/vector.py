@@ -56,17 +56,21 @@ class SeedPlan:
 
     ``mode="train"``: :func:`train_seeds` of (base, i, k). ``mode="eval"``: the evaluation seed
     ``start + i + k * stride`` (stride = number of envs), so N envs share the E200 seed list.
+    ``offset`` shifts the slots (slot ``i`` seeds as slot ``offset + i``): a torchrun rank with
+    envs ``r*n .. r*n+n-1`` of the run's N plays the same games as those slots of one process.
     """
 
     mode: str = "train"
     base: int = 0
     stride: int = 1
+    offset: int = 0
 
     def seeds(self, env_index: int, episode: int) -> tuple[int, int]:
+        i = self.offset + env_index
         if self.mode == "train":
-            return train_seeds(self.base, env_index, episode)
+            return train_seeds(self.base, i, episode)
         if self.mode == "eval":
-            return eval_seeds(self.base, env_index + episode * self.stride)
+            return eval_seeds(self.base, i + episode * self.stride)
         raise ValueError(f"unknown seed mode {self.mode!r}")
 
 

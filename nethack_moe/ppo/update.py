@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -16,6 +17,9 @@ from nethack_moe.models.policy import ActorCritic
 from nethack_moe.ppo.acting import act
 from nethack_moe.ppo.loss import LossBatch, ppo_loss
 from nethack_moe.ppo.storage import Minibatch, RolloutStorage
+
+if TYPE_CHECKING:
+    from nethack_moe.ppo.distributed import DistContext
 
 #: Loss terms logged per update (``loss/<name>``), in this order.
 LOSS_TERMS = (
@@ -66,21 +70,27 @@ def _step(
     temperature: float,
     s: PPOSettings,
     stats: UpdateStats,
+    dist: DistContext | None = None,
 ) -> bool:
-    """One gradient step; returns False when the update must stop (non-finite or target KL)."""
+    """One gradient step; returns False when the update must stop (non-finite or target KL).
+
+    With several ranks (``dist``), the loss terms are averaged over the ranks before the tests
+    (so every rank stops on the same step) and the gradients before the clip."""
     out = act(model, mb.obs, routing, temperature, action=mb.actions).out
     prior = None
     if s.coefficients.get("routing_prior", 0.0) > 0 and out.operator_scores is not None:
         prior = model.expert_prior(out.operator_scores)
     batch = LossBatch(mb.actions, mb.old_logp, mb.old_values, mb.advantages, mb.returns, prior)
     loss, terms = ppo_loss(out, batch, s.coefficients, s.clip_coef, s.vf_coef, s.clip_vloss, s.norm_adv)
-    vals = {k: float(v.detach()) for k, v in terms.items()}
+    vals = {k: float(v.detach()) for k, v in terms.items()} if dist is None else dist.mean_values(terms)
     optim.zero_grad(set_to_none=True)
     bad = [k for k, v in vals.items() if not math.isfinite(v)]
     if bad:
         stats.skipped, stats.nonfinite_term = True, bad[0]
         return False
     loss.backward()
+    if dist is not None:
+        dist.average_gradients(model.parameters())
     gn = torch.nn.utils.clip_grad_norm_(model.parameters(), s.max_grad_norm)
     if not torch.isfinite(gn):
         optim.zero_grad(set_to_none=True)
@@ -105,12 +115,14 @@ def ppo_update(
     temperature: float,
     s: PPOSettings,
     gen: torch.Generator,
+    dist: DistContext | None = None,
 ) -> UpdateStats:
-    """``s.epochs`` passes of ``s.minibatches`` shuffled minibatches (order drawn from ``gen``)."""
+    """``s.epochs`` passes of ``s.minibatches`` shuffled minibatches (order drawn from ``gen``);
+    ``dist``: several ranks, gradients averaged over them (:mod:`nethack_moe.ppo.distributed`)."""
     stats = UpdateStats()
     model.train()
     for _ in range(s.epochs):
         for mb in storage.minibatches(s.minibatches, gen):
-            if not _step(model, optim, mb, routing, temperature, s, stats):
+            if not _step(model, optim, mb, routing, temperature, s, stats, dist):
                 return stats
     return stats
