@@ -108,9 +108,10 @@ def test_worker_count_does_not_change_results(smoke_run, tmp_path, workers):
 
 
 def test_overlap_mode_is_seeded_and_resumes_exactly(tmp_path):
-    """Learning in the background while the next rollout is collected (ppo.overlap): two seeded
-    runs are identical, and an interrupted run (its checkpoint carries the rollout collected but
-    not yet learned) resumes to the same records; it differs from the synchronous loop."""
+    """Learning in the background while the next rollout is collected (ppo.overlap, on in the
+    s500 preset and so in smoke): two seeded runs are identical, and an interrupted run (its
+    checkpoint carries the rollout collected but not yet learned) resumes to the same records.
+    The synchronous loop differs, and resumes exactly too."""
     full = _cfg(tmp_path, "ov_full", "ppo.overlap=true")
     Trainer(full).run()
     Trainer(_cfg(tmp_path, "ov_again", "ppo.overlap=true")).run()
@@ -122,6 +123,11 @@ def test_overlap_mode_is_seeded_and_resumes_exactly(tmp_path):
     assert ck["pending"] is not None, "the next rollout was collected while update 5 ran"
     Trainer(cut, resume=tmp_path / "ov_cut").run()
     assert _records(tmp_path / "ov_cut") == _records(tmp_path / "ov_full")
-    sync = _cfg(tmp_path, "sync")
+    sync = _cfg(tmp_path, "sync", "ppo.overlap=false")
     Trainer(sync).run()
     assert _records(tmp_path / "sync") != _records(tmp_path / "ov_full")
+    sync_cut = _cfg(tmp_path, "sync_cut", "ppo.overlap=false")
+    with pytest.raises(TrainingInterrupted):
+        Trainer(sync_cut, stop_after_updates=5).run()
+    Trainer(sync_cut, resume=tmp_path / "sync_cut").run()
+    assert _records(tmp_path / "sync_cut") == _records(tmp_path / "sync")
