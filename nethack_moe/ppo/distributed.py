@@ -68,8 +68,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: The checkpoint entries that differ per rank (gathered from every rank into ``ranks``).
-RANK_KEYS = ("env_state", "rng", "reward_norm")
+#: The checkpoint entries that differ per rank (gathered from every rank into ``ranks``); ``pending``
+#: is the rollout collected but not yet learned (``ppo.overlap``).
+RANK_KEYS = ("env_state", "rng", "reward_norm", "pending")
 
 #: Events of a rank other than 0 that reach the metrics (tagged with the rank); the others
 #: (resumed, interrupted, nonfinite_skip, ...) happen on every rank and rank 0 writes them once.
@@ -92,6 +93,11 @@ class DistContext:
     """The device this rank computes on (``cuda:LOCAL_RANK`` for CUDA runs)."""
     timeout_s: float = 300.0
     """The collective timeout given to ``init_process_group``."""
+    learn_group: Any = None
+    """The process group of the update's collectives (gradients, loss terms). A group of its own:
+    with ``ppo.overlap`` the update runs in a background thread while the main thread gathers the
+    next rollout's episodes, and each group's collectives must come in the same order on every
+    rank."""
 
     @property
     def is_main(self) -> bool:
@@ -126,8 +132,6 @@ class DistContext:
                 f"ppo.num_minibatches={ppo.num_minibatches} must divide a rank's rollout "
                 f"({n} envs x {ppo.rollout_steps} steps)"
             )
-        if getattr(ppo, "overlap", False):
-            raise ConfigError("ppo.overlap=true is not supported on several ranks; set it false")
         return dataclasses.replace(ppo, num_envs=n)
 
     def check_workers(self, num_workers: int, local_envs: int) -> None:
@@ -166,13 +170,13 @@ class DistContext:
             with self._collective("barrier"):
                 tdist.barrier()
 
-    def all_reduce_sum(self, t: Tensor) -> Tensor:
+    def all_reduce_sum(self, t: Tensor, group: Any = None) -> Tensor:
         """Sum ``t`` over the ranks (in place when ``t`` is on :attr:`comm_device`); returns it."""
         if not self.distributed:
             return t
         buf = t.to(self.comm_device)
         with self._collective("all_reduce"):
-            tdist.all_reduce(buf, op=tdist.ReduceOp.SUM)
+            tdist.all_reduce(buf, op=tdist.ReduceOp.SUM, group=group)
         if buf is not t:
             t.copy_(buf)
         return t
@@ -209,7 +213,7 @@ class DistContext:
         if not self.distributed:
             return {k: float(v.detach()) for k, v in terms.items()}
         t = torch.stack([v.detach().float().reshape(()) for v in terms.values()])
-        t = self.all_reduce_sum(t.to(self.comm_device)) / self.world_size
+        t = self.all_reduce_sum(t.to(self.comm_device), self.learn_group) / self.world_size
         return dict(zip(terms, t.tolist(), strict=True))
 
     def average_gradients(self, params: Iterable[nn.Parameter]) -> None:
@@ -227,7 +231,7 @@ class DistContext:
         parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(dtype)
                  for p in ps]  # fmt: skip
         has = torch.tensor([p.grad is not None for p in ps], dtype=dtype, device=ps[0].device)
-        flat = self.all_reduce_sum(torch.cat([*parts, has]).to(self.comm_device))
+        flat = self.all_reduce_sum(torch.cat([*parts, has]).to(self.comm_device), self.learn_group)
         flat = flat.to(ps[0].device)
         flat /= self.world_size
         off = 0
@@ -243,12 +247,12 @@ class DistContext:
             if h == 0:
                 p.grad = None
 
-    def broadcast_module(self, module: nn.Module) -> None:
+    def broadcast_module(self, *modules: nn.Module) -> None:
         """Rank 0's parameters and buffers on every rank (what DDP does when it wraps a model)."""
         if not self.distributed:
             return
         with self._collective("broadcast of the parameters"), torch.no_grad():
-            for t in module.state_dict().values():
+            for t in (t for m in modules for t in m.state_dict().values()):
                 buf = t.to(self.comm_device)
                 tdist.broadcast(buf, src=0)
                 if buf is not t:
@@ -279,7 +283,7 @@ class DistContext:
         ``world_size``); other ranks: ``None`` (they send theirs). One process: ``payload``."""
         if not self.distributed:
             return payload
-        mine = {k: payload[k] for k in RANK_KEYS}
+        mine = {k: payload[k] for k in RANK_KEYS if k in payload}
         out: list[Any] | None = [None] * self.world_size if self.is_main else None
         with self._collective("gathering the checkpoint state"):
             tdist.gather_object(mine, out, dst=0)
@@ -339,22 +343,31 @@ def init_distributed(device: torch.device, timeout_s: float) -> DistContext:
         if device.index is None:
             device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
+    global _LEARN_GROUP
     if not tdist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         tdist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
         log.info(
             "rank %d of %d (%s, %s)", tdist.get_rank(), tdist.get_world_size(), backend, device
         )
+    if _LEARN_GROUP is None:
+        _LEARN_GROUP = tdist.new_group(timeout=timedelta(seconds=timeout_s))
     return DistContext(
         rank=tdist.get_rank(), world_size=tdist.get_world_size(), local_rank=local_rank,
-        local_world_size=local_world, device=device, timeout_s=timeout_s,
+        local_world_size=local_world, device=device, timeout_s=timeout_s, learn_group=_LEARN_GROUP,
     )  # fmt: skip
 
 
+#: The update's process group of this process (created once, after the default group).
+_LEARN_GROUP: Any = None
+
+
 def destroy_distributed() -> None:
-    """Destroy the process group, if one exists (end of a torchrun job)."""
+    """Destroy the process groups, if they exist (end of a torchrun job)."""
+    global _LEARN_GROUP
     if tdist.is_available() and tdist.is_initialized():
         tdist.destroy_process_group()
+    _LEARN_GROUP = None
 
 
 def env_rank() -> int | None:

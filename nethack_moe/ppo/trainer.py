@@ -402,7 +402,7 @@ class Trainer:
         self.groups = [(g * gsz, (g + 1) * gsz) for g in range(p.env_groups)]
         if self.resume_ckpt is not None:
             self._load_state(self.resume_ckpt)
-        self.dist.broadcast_module(self.model)  # identical on every rank (as DDP does)
+        self.dist.broadcast_module(self.model, self.acting_model)  # the same on every rank, as DDP
         self.log = wrap_log(self.dist, lambda: RunLog(self.run_dir, cfg.run.tensorboard,
                             cfg.run.progress, cfg.curriculum.total_episodes, self.C.episodes))  # fmt: skip
         self.rollout_sync = RolloutSync(self.dist, p.num_envs, cfg.run.best_window, self.C.episodes,
