@@ -77,17 +77,22 @@ def cmd_bench_env(args: argparse.Namespace) -> int:
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
     from nethack_moe.bench import bench_train
+    from nethack_moe.ppo.distributed import env_rank
 
     r = bench_train(
         args.config, args.max_env_steps, args.set or [], args.device,
         with_rollout=not args.no_rollout, with_env=not args.no_env, with_train=args.what == "train",
     )  # fmt: skip
+    if env_rank() not in (None, 0):  # torchrun: rank 0 reports for the run
+        return 0
     m = r["machine"]
     gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
     print(f"bench train — {m['cpu']} ({m['cores']} cores{gpu}), torch {m['torch']}, {m['date']}")
     print(
         f"config {r['config']} {' '.join(r['overrides'])}: N={r['num_envs']} envs, W={r['num_workers']} workers, device {r['device']}"
     )
+    print(f"world_size {r['world_size']} rank(s) (torchrun), {r['envs_per_rank']} envs and "
+          f"{r['num_workers']} env workers per rank")  # fmt: skip
     rows = []
     if "env_sps" in r:
         rows.append(
@@ -102,6 +107,8 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         rows.append(
             (f"train SPS ({r['env_steps']:,} steps, learning included)", f"{r['train_sps']:,.0f}")
         )
+        if r["world_size"] > 1:
+            rows.append(("train SPS per rank", f"{r['train_sps_per_rank']:,.0f}"))
     sp = r["time_split_s"]
     rows.append(("time split: env wait / features* / inference / learning (s)",
                  " / ".join(f"{sp[k]:.1f}" for k in ("env", "features", "inference", "learning"))))  # fmt: skip
@@ -117,12 +124,16 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
     from nethack_moe.models.bench import bench_model
 
     sizes = tuple(int(x) for x in args.batch_sizes.split(","))
-    r = bench_model(args.variant, batch_sizes=sizes, device=args.device)
-    print(f"bench model — variant {r['variant']}, {r['params']:,} parameters, device {r['device']}")
+    r = bench_model(args.variant, batch_sizes=sizes, device=args.device, states=args.states,
+                    threads=args.threads)  # fmt: skip
+    print(f"bench model — variant {r['variant']}, {r['params']:,} parameters, device {r['device']}, "
+          f"{r['threads']} threads, {r['states']} states")  # fmt: skip
     rows = [
-        (f"batch {b}", f"fwd {r['fwd_ms'][b]:.1f} ms   fwd+bwd {r['fwd_bwd_ms'][b]:.1f} ms")
+        (f"batch {b} ({r['distinct_atoms'][b]} distinct atom vectors)",
+         f"fwd {r['fwd_ms'][b]:.1f} ms   fwd+bwd {r['fwd_bwd_ms'][b]:.1f} ms "
+         f"(CPU {r['fwd_bwd_cpu_ms'][b]:.1f} ms)")
         for b in sizes
-    ]
+    ]  # fmt: skip
     print(_table(rows))
     _write_json(args.json, r)
     return 0
@@ -262,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default="gat_moe")
     p.add_argument("--batch-sizes", default="32,256,1024")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--states", choices=("visited", "random"), default="visited",
+        help="visited: the shipped sample of states a playing agent visits (default); random: "
+        "random play near the start (few distinct atom vectors: flatters the graph)",
+    )  # fmt: skip
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--json", help="write the result as JSON")
     p.set_defaults(fn=cmd_bench_model)
 

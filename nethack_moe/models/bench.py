@@ -124,6 +124,7 @@ def bench_model(
     seed: int = 1,
     cfg: ModelConfig | None = None,
     states: str = "visited",
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Median forward and forward+backward time of ``variant`` on real observations.
 
@@ -131,6 +132,8 @@ def bench_model(
     agent visits (~143 distinct atom vectors per 256, as in the trained agent's evaluation play);
     ``states="random"``: ``n_states`` states of seeded random play (:func:`collect_observations`,
     ~19 distinct per 256: it flatters the graph's cost). Batches larger than the sample tile it.
+    ``threads``: torch intra-op threads (default: torch's). Besides wall times, the CPU time of
+    this process per fwd+bwd is reported (``fwd_bwd_cpu_ms``): on a shared machine it moves less.
 
     Returns:
         ``{"variant", "device", "params", "fwd_ms": {B: ms}, "fwd_bwd_ms": {B: ms},
@@ -144,6 +147,10 @@ def bench_model(
     dev = torch.device(device)
     torch.manual_seed(seed)
     model = build_model(cfg, spec, N_ACTIONS).to(dev)
+    if threads:
+        torch.set_num_threads(threads)
+    if states not in ("visited", "random"):
+        raise ValueError(f"states: expected 'visited' or 'random', got {states!r}")
     if states == "visited":
         state, crop, atoms = visited_states()
         state, crop, atoms = state[: n_states or None], crop[: n_states or None], atoms[: n_states or None]
@@ -152,6 +159,7 @@ def bench_model(
     fwd: dict[int, float] = {}
     fwd_bwd: dict[int, float] = {}
     fwd_bwd_min: dict[int, float] = {}
+    fwd_bwd_cpu: dict[int, float] = {}
     distinct: dict[int, int] = {}
     for bs in batch_sizes:
         idx = np.arange(bs) % len(state)
@@ -159,7 +167,7 @@ def bench_model(
         c = torch.as_tensor(crop[idx], device=dev)
         a = torch.as_tensor(atoms[idx], device=dev)
         distinct[bs] = int(np.unique(atoms[idx], axis=0).shape[0])
-        times_f, times_fb = [], []
+        times_f, times_fb, cpu_fb = [], [], []
         for k in range(warmup + repeats):
             with torch.no_grad():
                 _sync(dev)
@@ -169,18 +177,20 @@ def bench_model(
                 t1 = time.perf_counter()
             model.zero_grad(set_to_none=True)
             _sync(dev)
-            t2 = time.perf_counter()
+            c2, t2 = time.process_time(), time.perf_counter()
             out = model(s, c, a)
             loss = out.logits.logsumexp(-1).mean() + out.value.square().mean()
             loss.backward()
             _sync(dev)
-            t3 = time.perf_counter()
+            c3, t3 = time.process_time(), time.perf_counter()
             if k >= warmup:
                 times_f.append((t1 - t0) * 1e3)
                 times_fb.append((t3 - t2) * 1e3)
+                cpu_fb.append((c3 - c2) * 1e3)
         fwd[bs] = statistics.median(times_f)
         fwd_bwd[bs] = statistics.median(times_fb)
         fwd_bwd_min[bs] = min(times_fb)
+        fwd_bwd_cpu[bs] = statistics.median(cpu_fb)
         log.info("%s B=%d fwd %.2f ms fwd+bwd %.2f ms", variant, bs, fwd[bs], fwd_bwd[bs])
     return {
         "variant": variant,
@@ -189,6 +199,9 @@ def bench_model(
         "fwd_ms": fwd,
         "fwd_bwd_ms": fwd_bwd,
         "fwd_bwd_ms_min": fwd_bwd_min,
+        "fwd_bwd_cpu_ms": fwd_bwd_cpu,
+        "states": states,
+        "threads": torch.get_num_threads(),
         "distinct_atoms": distinct,
         "machine": machine_info(),
     }
