@@ -14,6 +14,7 @@ import torch
 
 from nethack_moe.envs.factory import EnvConfig, make_env, seed_env, train_seeds
 from nethack_moe.envs.vector import SeedPlan, VectorEnv
+from nethack_moe.ppo.distributed import env_rank
 
 
 def machine_info() -> dict[str, Any]:
@@ -144,10 +145,8 @@ def bench_train(
             ]  # fmt: skip
             cfg = make_config(config, sets)
             summary = Trainer(cfg, learn=learn).run()
-            recs = [
-                json.loads(x)
-                for x in (Path(tmp) / "bench" / "metrics.jsonl").read_text().splitlines()
-            ]
+            path = Path(tmp) / "bench" / "metrics.jsonl"  # torchrun: rank 0's alone exists
+            recs = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
             return {"summary": summary, "cfg": cfg}, [r for r in recs if r["type"] == "update"]
 
     out: dict[str, Any] = {
@@ -174,7 +173,12 @@ def bench_train(
     out["num_envs"] = cfg.ppo.num_envs
     out["num_workers"] = cfg.run.num_workers
     out["device"] = tr["summary"].get("device", device)
-    if with_env:
+    out["world_size"] = W = int(tr["summary"].get("world_size", 1))  # torchrun ranks
+    out["envs_per_rank"] = cfg.ppo.num_envs // W
+    for k in ("train_sps", "rollout_sps"):
+        if k in out:
+            out[k.replace("_sps", "_sps_per_rank")] = out[k] / W
+    if with_env and env_rank() in (None, 0):  # one measurement, not one per rank at once
         out["env_sps"] = raw_env_sps(cfg.env, max(cfg.run.num_workers, 1), 20_000)
         out["env_processes"] = max(cfg.run.num_workers, 1)
     out["machine"] = machine_info()
