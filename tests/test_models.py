@@ -336,3 +336,33 @@ def test_bench_model_smoke() -> None:
     assert r["variant"] == "gat_moe" and r["params"] > 0
     assert set(r["fwd_bwd_ms"]) == {8} and r["fwd_bwd_ms"][8] > 0 and r["fwd_ms"][8] > 0
     assert "cpu" in r["machine"] and "torch" in r["machine"]
+
+
+def test_hint_skip_adds_a_learned_gain_on_the_hinted_action(batch: tuple[torch.Tensor, ...]) -> None:
+    """``hint_to_logits``: zero gain at init (the policy is unchanged); with a gain, each expert's
+    logit of the hinted action rises by it and the other actions' logits stay; gradients reach it."""
+    from nethack_moe.envs.shaping import HINT_ACTIONS
+    from nethack_moe.features import N_NAV, NAV_ONEHOT
+
+    state, crop, atoms = batch
+    torch.manual_seed(0)
+    m = _model("gat_moe", hint_to_logits=True)
+    torch.manual_seed(0)
+    plain = _model("gat_moe")
+    torch.testing.assert_close(m(*batch).logits, plain(*batch).logits)
+    with torch.no_grad():
+        assert m.hint_gain is not None
+        m.hint_gain.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    out, ref = m(*batch), plain(*batch)
+    nav = state[:, NAV_ONEHOT : NAV_ONEHOT + N_NAV]
+    rows = torch.nonzero(nav.sum(1) > 0).flatten()
+    assert len(rows) > 0
+    for r in rows.tolist():
+        a = int(HINT_ACTIONS[int(nav[r].argmax())])
+        diff = out.expert_logits[r] - ref.expert_logits[r]  # [E, A]
+        torch.testing.assert_close(diff[:, a], torch.tensor([1.0, 2.0, 3.0, 4.0]))
+        assert diff[:, [x for x in range(N_ACTIONS) if x != a]].abs().max() < 1e-5
+    out.logits.logsumexp(-1).mean().backward()
+    assert m.hint_gain.grad is not None and m.hint_gain.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="23-action"):
+        build_model(ModelConfig(hint_to_logits=True), SPEC, 17)

@@ -46,6 +46,11 @@ class ModelConfig:
     ``gat_heads``). The pass over the knowledge DAG runs once, in topological order."""
     graph_embed_dim: int = 64
     """Width of the pooled graph embedding ``h_graph``."""
+    hint_to_logits: bool = False
+    """A learned gain per expert on a skip path from the navigation hint (the ``nav_*`` one-hot
+    of the state vector) to the logit of the action it advises: each expert decides how much to
+    add to the planner, instead of having to rediscover the hint -> action map. Needs
+    NetHackScore's 23-action set. Off: the hint is only an input like any other."""
     gat_dedup: bool = True
     """Run the GAT once per distinct atom vector of a batch (results identical, much faster)."""
     graph_path: str | None = None

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nethack_moe.features import FeatureSpec
+from nethack_moe.envs.shaping import HINT_ACTIONS, TASK_ACTIONS
+from nethack_moe.features import N_NAV, NAV_ONEHOT, FeatureSpec
 from nethack_moe.knowledge.graph import KnowledgeGraph, load_graph
 from nethack_moe.models.config import ModelConfig
 from nethack_moe.models.gat import GATEncoder
@@ -55,6 +56,9 @@ class Encoded(NamedTuple):
     """``[B, graph_embed_dim]`` knowledge-graph read-out, ``None`` without a graph."""
     operator_scores: Tensor | None
     """``[B, n_operators]`` operator scores, ``None`` without a graph."""
+    hint: Tensor | None = None
+    """``[B, n_actions]`` one-hot of the action the navigation hint advises (zeros without a
+    hint), ``None`` unless ``model.hint_to_logits``."""
 
 
 class _LookupSum(torch.autograd.Function):
@@ -194,6 +198,8 @@ class ExpertBank(nn.Module):
 class ActorCritic(nn.Module):
     """The policy/value network; build it with :func:`build_model`."""
 
+    hint_map: Tensor
+
     def __init__(
         self,
         cfg: ModelConfig,
@@ -245,6 +251,16 @@ class ActorCritic(nn.Module):
         self.critic = nn.Sequential(
             nn.Linear(z_dim, cfg.critic_hidden), nn.ReLU(), nn.Linear(cfg.critic_hidden, 1)
         )
+        self.hint_gain: nn.Parameter | None = None
+        if cfg.hint_to_logits:
+            if n_actions != len(TASK_ACTIONS):
+                raise ValueError(
+                    f"hint_to_logits needs the {len(TASK_ACTIONS)}-action set, got {n_actions} actions"
+                )
+            hint_map = torch.zeros(N_NAV, n_actions)  # nav entry -> the action it advises
+            hint_map[torch.arange(N_NAV), torch.as_tensor(HINT_ACTIONS)] = 1.0
+            self.register_buffer("hint_map", hint_map, persistent=False)
+            self.hint_gain = nn.Parameter(torch.zeros(self.n_experts))
 
     @property
     def operator_names(self) -> tuple[str, ...]:
@@ -273,10 +289,13 @@ class ActorCritic(nn.Module):
     def encode(self, state: Tensor, crop: Tensor, atoms: Tensor) -> Encoded:
         """The two representations the heads read: ``h_state`` and (graph variants) ``h_graph``."""
         h_state = self.encoder(state, crop)  # [B, H]
+        hint = None
+        if self.hint_gain is not None:
+            hint = state[:, NAV_ONEHOT : NAV_ONEHOT + N_NAV].float() @ self.hint_map  # [B, A]
         if self.gat is None:
-            return Encoded(h_state, None, None)
+            return Encoded(h_state, None, None, hint)
         g = self.gat(atoms)
-        return Encoded(h_state, g.h_graph, g.operator_scores)
+        return Encoded(h_state, g.h_graph, g.operator_scores, hint)
 
     def head(
         self,
@@ -298,6 +317,8 @@ class ActorCritic(nn.Module):
         B = h_state.shape[0]
         z = h_state if enc.h_graph is None else torch.cat([h_state, enc.h_graph], dim=-1)
         expert_logits = self.experts(z if self.cfg.expert_input == "z" else h_state)  # [B, E, A]
+        if self.hint_gain is not None and enc.hint is not None:
+            expert_logits = expert_logits + self.hint_gain.view(1, -1, 1) * enc.hint.unsqueeze(1)
         if self.router is not None:
             router_logits = self.router(z)  # [B, E]
             alpha = route(router_logits, routing, temperature)  # [B, E]
