@@ -300,8 +300,9 @@ class DistContext:
 
     # ------------------------------------------------------------------ metrics
     def rollout_figures(self, storage: RolloutStorage) -> dict[str, Any]:
-        """Routing figures and explained variance over every rank's rollout (``{}`` for one
-        process: the trainer's own figures are already those of the whole rollout)."""
+        """Rank 0: routing figures and explained variance over every rank's rollout, gathered to
+        it. ``{}`` on the other ranks (they write no record) and for one process (the trainer's
+        own figures are then those of the whole rollout)."""
         if not self.distributed:
             return {}
         from nethack_moe.analysis.routing import routing_figures_torch
@@ -311,9 +312,11 @@ class DistContext:
             [storage.alpha.reshape(-1, E), storage.returns.reshape(-1, 1),
              storage.values.reshape(-1, 1)], dim=1,
         ).float().to(self.comm_device)  # fmt: skip
-        parts = [torch.empty_like(mine) for _ in range(self.world_size)]
-        with self._collective("all_gather of the rollout figures"):
-            tdist.all_gather(parts, mine)
+        parts = [torch.empty_like(mine) for _ in range(self.world_size)] if self.is_main else None
+        with self._collective("gathering the rollout figures"):
+            tdist.gather(mine, parts, dst=0)
+        if parts is None:
+            return {}
         every = torch.cat(parts).cpu()
         rec: dict[str, Any] = {"explained_var": explained_variance(every[:, E], every[:, E + 1])}
         rec.update(routing_figures_torch(every[:, :E]))

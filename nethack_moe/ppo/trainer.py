@@ -235,6 +235,8 @@ class Trainer:
         self.device = resolve_device(cfg.run.device)
         self.dist = dist or init_distributed(self.device, cfg.run.dist_timeout_s)
         self.device = self.dist.device
+        # torchrun: this rank's share of the envs and workers; a bad split fails before any file
+        self.dist.check_workers(cfg.run.num_workers, self.dist.local_ppo(cfg.ppo).num_envs)
         # learning uses run.torch_threads (0 = all cores); acting uses one thread: small batches
         # gain nothing from more, and spinning OpenMP threads fight the env workers for the CPU.
         # With ppo.overlap the learner thread and the acting thread use one thread each.
@@ -361,7 +363,6 @@ class Trainer:
     def _setup(self) -> None:
         """Env workers, model, optimizer, storage, state (fresh or from the checkpoint), log."""
         cfg, p = self.cfg, self.dist.local_ppo(self.cfg.ppo)  # torchrun: this rank's envs
-        self.dist.check_workers(cfg.run.num_workers, p.num_envs)
         if self.device.type == "cpu":  # the model's init (orthogonal: QR) depends on the threads
             torch.set_num_threads(self.learn_threads)
         torch.manual_seed(cfg.run.seed)
