@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run's own saved config, name and directory, and --set may change only run.num_workers, "
         "run.device, run.progress, "
         "run.tensorboard, run.torch_threads, run.max_env_steps, run.checkpoint_every, "
-        "run.keep_checkpoints, run.max_worker_restarts",
+        "run.keep_checkpoints, run.max_worker_restarts, run.dist_timeout_s",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument(

@@ -40,6 +40,7 @@ RESUME_SETTABLE_KEYS: tuple[str, ...] = (
     "run.checkpoint_every",
     "run.keep_checkpoints",
     "run.max_worker_restarts",
+    "run.dist_timeout_s",
 )
 
 #: The sections of a config compared in full by :func:`check_resume_compat`, and single keys.

@@ -24,6 +24,7 @@ ALLOWED_SETS = {
     "run.checkpoint_every": ("2", 2),
     "run.keep_checkpoints": ("3", 3),
     "run.max_worker_restarts": ("9", 9),
+    "run.dist_timeout_s": ("60", 60.0),
 }
 
 
