@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from nethack_moe.analysis import metric_names as mn
+from nethack_moe.analysis.formatting import ci, num, pct
 from nethack_moe.analysis.probes import DEFAULT_PROBE_EPISODES
 from nethack_moe.analysis.specialization import DEFAULT_PERMUTATIONS
 from nethack_moe.evaluation import ACTION_MODES, E200_EPISODES, E200_SEED_START
 from nethack_moe.players import BASELINES
-from nethack_moe.report import fmt_num
 
 
 def _usage_error(msg: str) -> Exception:
@@ -31,18 +32,6 @@ def _usage_error(msg: str) -> Exception:
 
 def _say(text: str = "", file: TextIO | None = None) -> None:
     (file or sys.stdout).write(text + "\n")
-
-
-def _f(v: Any, nd: int = 2) -> str:
-    return fmt_num(v, nd)
-
-
-def _ci(v: Any, nd: int = 2) -> str:
-    return "–" if not v else f"[{float(v[0]):.{nd}f}, {float(v[1]):.{nd}f}]"
-
-
-def _pct(v: Any) -> str:
-    return "–" if v is None else f"{100 * float(v):.1f} %"
 
 
 def _rows(rows: Sequence[tuple[str, str]]) -> str:
@@ -86,47 +75,47 @@ def _eval_rows(entry: dict[str, Any]) -> list[tuple[str, str]]:
             "episodes",
             f"{s['n']}" + (f" ({len(entry['failed'])} missing)" if entry.get("failed") else ""),
         ),
-        ("mean ± std", f"{_f(s['mean'])} ± {_f(s['std'])}"),
-        ("95 % CI of mean", f"{_ci(s['ci_mean'])} ({s.get('ci_method')})"),
-        ("median", _f(s["median"], 1)),
-        ("IQM", _f(s["iqm"])),
-        ("95 % CI of IQM", _ci(s["ci_iqm"])),
-        ("max", _f(s["max"], 0)),
-        ("death rate", _pct(s["died"])),
-        ("mean depth", _f(s["depth"])),
-        ("mean length", _f(s["length"], 1)),
-        ("mean reward", _f(s.get("reward"), 3)),
-        ("hinted move taken", _pct((s.get("hint") or {}).get("follow_share"))),
+        ("mean ± std", f"{num(s['mean'])} ± {num(s['std'])}"),
+        ("95 % CI of mean", f"{ci(s['ci_mean'])} ({s.get('ci_method')})"),
+        ("median", num(s["median"], 1)),
+        ("IQM", num(s["iqm"])),
+        ("95 % CI of IQM", ci(s["ci_iqm"])),
+        ("max", num(s["max"], 0)),
+        ("death rate", pct(s["died"])),
+        ("mean depth", num(s["depth"])),
+        ("mean length", num(s["length"], 1)),
+        ("mean reward", num(s.get("reward"), 3)),
+        ("hinted move taken", pct((s.get("hint") or {}).get("follow_share"))),
     ]
     if entry.get("greedy_result"):
         g = entry["greedy_result"]["summary"]
         rows.append(
-            ("greedy: mean [CI]", f"{_f(g['mean'])} {_ci(g['ci_mean'])}, died {_pct(g['died'])}, "
-             f"depth {_f(g['depth'])}, hinted move {_pct((g.get('hint') or {}).get('follow_share'))}")
+            ("greedy: mean [CI]", f"{num(g['mean'])} {ci(g['ci_mean'])}, died {pct(g['died'])}, "
+             f"depth {num(g['depth'])}, hinted move {pct((g.get('hint') or {}).get('follow_share'))}")
         )  # fmt: skip
     if not r:
         return rows + _entry_notes(entry)
     src = f" (from the {entry['routing_source']})" if entry.get("routing_source") else ""
     rows += [
-        ("routing", f"{entry.get('routing')} T={_f(entry.get('temperature'), 3)}{src}"),
+        ("routing", f"{entry.get('routing')} T={num(entry.get('temperature'), 3)}{src}"),
         (
             "alpha entropy (per-state sharpness)",
-            f"{_f(r.get('alpha_entropy'), 4)} ± {_f(r.get('alpha_entropy_std'), 4)}",
+            f"{num(r.get(mn.ALPHA_ENTROPY), 4)} ± {num(r.get(mn.ALPHA_ENTROPY_STD), 4)}",
         ),
-        ("usage entropy", _f(r.get("usage_entropy"), 4)),
-        ("routing MI (usage balance)", _f(r.get("routing_mi"), 4)),
-        ("effective experts", _f(r.get("effective_experts"))),
-        ("sparsity", _pct(r.get("sparsity"))),
-        ("switch rate", _pct(r.get("switch_rate"))),
+        ("usage entropy", num(r.get(mn.USAGE_ENTROPY), 4)),
+        ("routing MI (usage balance)", num(mn.routing_value(r, mn.MI), 4)),
+        ("effective experts", num(r.get(mn.EFFECTIVE_EXPERTS))),
+        ("sparsity", pct(r.get(mn.SPARSITY))),
+        ("switch rate", pct(r.get(mn.SWITCH_RATE))),
     ]
     names = r.get("expert_names") or []
-    usage, share = r.get("usage") or [], r.get("argmax_share") or []
+    usage, share = r.get(mn.USAGE) or [], r.get(mn.ARGMAX_SHARE) or []
     if names and usage:
         rows.append(
             (
                 "usage ᾱ / argmax",
                 ", ".join(
-                    f"{n} {_f(u)}/{_pct(a)}" for n, u, a in zip(names, usage, share, strict=False)
+                    f"{n} {num(u)}/{pct(a)}" for n, u, a in zip(names, usage, share, strict=False)
                 ),
             )
         )
@@ -145,10 +134,10 @@ def _specialization_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(
             (
                 "scenario information",
-                f"{_f(sp['scenario_mi'], 4)} nats ({_pct(sp['scenario_mi_normalized'])} of H), "
-                f"permuted p95 {_f(sp['scenario_mi_shuffled_p95'], 4)}, "
-                f"p = {_f(sp['scenario_mi_p_value'], 3)}; episode-shift p95 "
-                f"{_f(sp.get('scenario_mi_shifted_p95'), 4)}",
+                f"{num(sp['scenario_mi'], 4)} nats ({pct(sp['scenario_mi_normalized'])} of H), "
+                f"permuted p95 {num(sp['scenario_mi_shuffled_p95'], 4)}, "
+                f"p = {num(sp['scenario_mi_p_value'], 3)}; episode-shift p95 "
+                f"{num(sp.get('scenario_mi_shifted_p95'), 4)}",
             )
         )
     for key, label in (("graph_mean", "h_graph → mean"), ("graph_zero", "h_graph → 0"),
@@ -157,8 +146,8 @@ def _specialization_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         if f:
             score = "" if f.get("score_change") is None else f", score {f['score_change']:+.1f}"
             rows.append(
-                (label, f"argmax expert changes {_pct(f['argmax_change'])}, α moves "
-                        f"{_f(f.get('alpha_change'), 3)}, policy KL {_f(f['policy_kl'], 4)}{score}")
+                (label, f"argmax expert changes {pct(f['argmax_change'])}, α moves "
+                        f"{num(f.get('alpha_change'), 3)}, policy KL {num(f['policy_kl'], 4)}{score}")
             )  # fmt: skip
     if s.get("verdict"):
         rows.append(("verdict", str(s["verdict"])))
@@ -178,21 +167,21 @@ def _side_by_side(ckpts: dict[str, Any]) -> str:
     cols = list(ckpts)
     keys = [
         ("n", lambda s, r: str(s["n"])),
-        ("mean", lambda s, r: _f(s["mean"])),
-        ("95 % CI mean", lambda s, r: _ci(s["ci_mean"])),
-        ("std", lambda s, r: _f(s["std"])),
-        ("median", lambda s, r: _f(s["median"], 1)),
-        ("IQM", lambda s, r: _f(s["iqm"])),
-        ("95 % CI IQM", lambda s, r: _ci(s["ci_iqm"])),
-        ("max", lambda s, r: _f(s["max"], 0)),
-        ("died", lambda s, r: _pct(s["died"])),
-        ("depth", lambda s, r: _f(s["depth"])),
-        ("length", lambda s, r: _f(s["length"], 1)),
-        ("hinted move", lambda s, r: _pct((s.get("hint") or {}).get("follow_share"))),
-        ("alpha entropy", lambda s, r: _f(r.get("alpha_entropy"), 4)),
-        ("routing MI", lambda s, r: _f(r.get("routing_mi"), 4)),
-        ("eff. experts", lambda s, r: _f(r.get("effective_experts"))),
-        ("switch rate", lambda s, r: _pct(r.get("switch_rate"))),
+        ("mean", lambda s, r: num(s["mean"])),
+        ("95 % CI mean", lambda s, r: ci(s["ci_mean"])),
+        ("std", lambda s, r: num(s["std"])),
+        ("median", lambda s, r: num(s["median"], 1)),
+        ("IQM", lambda s, r: num(s["iqm"])),
+        ("95 % CI IQM", lambda s, r: ci(s["ci_iqm"])),
+        ("max", lambda s, r: num(s["max"], 0)),
+        ("died", lambda s, r: pct(s["died"])),
+        ("depth", lambda s, r: num(s["depth"])),
+        ("length", lambda s, r: num(s["length"], 1)),
+        ("hinted move", lambda s, r: pct((s.get("hint") or {}).get("follow_share"))),
+        ("alpha entropy", lambda s, r: num(r.get(mn.ALPHA_ENTROPY), 4)),
+        ("routing MI", lambda s, r: num(mn.routing_value(r, mn.MI), 4)),
+        ("eff. experts", lambda s, r: num(r.get(mn.EFFECTIVE_EXPERTS))),
+        ("switch rate", lambda s, r: pct(r.get(mn.SWITCH_RATE))),
     ]
     table = [["", *cols]]
     for label, fn in keys:
@@ -296,12 +285,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     _say(
         _rows(
             [
-                ("alpha entropy (per-state sharpness)", _f(fig["alpha_entropy"], 4)),
-                ("usage entropy", _f(fig["usage_entropy"], 4)),
-                ("routing MI (usage balance)", _f(fig["routing_mi"], 4)),
-                ("effective experts", _f(fig["effective_experts"])),
-                ("sparsity", _pct(fig["sparsity"])),
-                ("switch rate", _pct(fig["switch_rate"])),
+                ("alpha entropy (per-state sharpness)", num(fig[mn.ALPHA_ENTROPY], 4)),
+                ("usage entropy", num(fig[mn.USAGE_ENTROPY], 4)),
+                ("routing MI (usage balance)", num(fig[mn.MI], 4)),
+                ("effective experts", num(fig[mn.EFFECTIVE_EXPERTS])),
+                ("sparsity", pct(fig[mn.SPARSITY])),
+                ("switch rate", pct(fig[mn.SWITCH_RATE])),
                 *_specialization_rows({**r, "verdict": None}),
                 *_probe_rows(r),
             ]
@@ -322,10 +311,10 @@ def _probe_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(
             (
                 f"forced: {name}" if name != "router" else "learned router",
-                f"score {_f(p['mean_score'], 1)}, depth {_f(p['depth'])}, died {_pct(p['died'])}; "
-                f"HP lost/step {_f(p.get('hp_lost_per_step'), 3)}, kills/combat state "
-                f"{_f(p.get('kills_per_combat_state'), 3)}, new cells/step "
-                f"{_f(p.get('new_cells_per_step'), 3)}",
+                f"score {num(p['mean_score'], 1)}, depth {num(p['depth'])}, died {pct(p['died'])}; "
+                f"HP lost/step {num(p.get('hp_lost_per_step'), 3)}, kills/combat state "
+                f"{num(p.get('kills_per_combat_state'), 3)}, new cells/step "
+                f"{num(p.get('new_cells_per_step'), 3)}",
             )
         )
     h = r.get("hint") or {}
@@ -333,9 +322,9 @@ def _probe_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(
             (
                 "hint",
-                f"hinted move taken {_pct(h.get('follow_share'))}; score {_f(h.get('policy_mean_score'), 1)}, "
-                f"hint zeroed {_f(h.get('zeroed_mean_score'), 1)}, hint follower "
-                f"{_f(h.get('follower_mean_score'), 1)}, random {_f(h.get('random_mean_score'), 1)}",
+                f"hinted move taken {pct(h.get('follow_share'))}; score {num(h.get('policy_mean_score'), 1)}, "
+                f"hint zeroed {num(h.get('zeroed_mean_score'), 1)}, hint follower "
+                f"{num(h.get('follower_mean_score'), 1)}, random {num(h.get('random_mean_score'), 1)}",
             )
         )
     return rows

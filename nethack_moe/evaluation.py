@@ -37,6 +37,7 @@ import torch
 from nle import nethack as nh
 
 from nethack_moe import features as F
+from nethack_moe.analysis import metric_names as mn
 from nethack_moe.analysis.routing import routing_figures, scenario_table, verdict
 from nethack_moe.analysis.scenarios import SCENARIOS, label_scenarios, moved_from_trajectory
 from nethack_moe.analysis.specialization import SpecializationReport, state_report
@@ -759,16 +760,16 @@ def run_entry(res: RolloutResult, model: ActorCritic | None = None) -> dict[str,
     st = res.states
     if st is not None:
         if res.expert_names:
-            summary["routing"] = routing_summary(res)
+            summary[mn.ROUTING] = routing_summary(res)
         blocks = specialization_summary(res, model).to_json()
-        summary["hint"] = blocks["hint"]
+        summary[mn.HINT] = blocks[mn.HINT]
         if res.expert_names:
-            for key in ("specialization", "reliance", "verdict"):
+            for key in (mn.SPECIALIZATION, mn.RELIANCE, mn.VERDICT):
                 summary[key] = blocks[key]
     return {
-        "greedy": bool(res.greedy),
-        "summary": summary,
-        "episodes": res.records,
+        mn.GREEDY: bool(res.greedy),
+        mn.SUMMARY: summary,
+        mn.EPISODES: res.records,
         "retried": res.retried,
         "failed": res.failed,
         "wall_s": res.wall_s,
@@ -823,7 +824,7 @@ def checkpoint_entry(
         keep_obs=True,
     )  # fmt: skip
     entry: dict[str, Any] = {
-        "player": "policy",
+        mn.PLAYER: mn.POLICY,
         "path": str(path),
         "episode": checkpoint_episode(ck),
         "routing": res.routing,
@@ -833,7 +834,7 @@ def checkpoint_entry(
     }
     if actions == "both":
         greedy = opts.play(ModelPlayer(model, greedy=True, policy_seed=opts.policy_seed), cfg.env)
-        entry["greedy_result"] = run_entry(greedy)
+        entry[mn.GREEDY_RESULT] = run_entry(greedy)
     return entry
 
 
@@ -844,7 +845,7 @@ def baseline_entry(name: str, env_cfg: EnvConfig, opts: EvalOptions) -> dict[str
     check_action_set(raw)
     res = opts.play(make_baseline(name, len(names), opts.policy_seed), env_cfg)
     return {
-        "player": name,
+        mn.PLAYER: name,
         "path": None,
         "episode": None,
         "routing": None,
@@ -918,13 +919,13 @@ def evaluate(
         if write_run_copies and p.parent.name == "checkpoints":
             suffix = "_greedy" if mode == "greedy" else ""
             dest = p.parent.parent / "eval" / f"{p.stem}_{proto}{suffix}.json"
-            _write_json(dest, {**base, "checkpoints": {name: entry}})
+            _write_json(dest, {**base, mn.CHECKPOINTS: {name: entry}})
             written.append(str(dest))
             log.info("evaluation of %s written to %s", p, dest)
     env_cfg = loaded[0][1].env if loaded else EnvConfig()
     for b in baselines:
         ckpts[b if b not in ckpts else f"baseline:{b}"] = baseline_entry(b, env_cfg, opts)
-    result = {**base, "checkpoints": ckpts}
+    result = {**base, mn.CHECKPOINTS: ckpts}
     if out is not None:
         _write_json(Path(out), result)
         written.insert(0, str(out))

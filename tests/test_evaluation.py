@@ -120,7 +120,7 @@ def test_evaluate_writes_the_json_format_and_the_run_copy(ckpt, run_dir, tmp_pat
               "length", "routing"):  # fmt: skip
         assert k in s, k
     assert s["n"] == 3
-    for k in ("alpha_entropy", "usage_entropy", "routing_mi", "effective_experts", "usage",
+    for k in ("alpha_entropy", "usage_entropy", "mi", "effective_experts", "usage",
               "argmax_share", "sparsity", "switch_rate", "scenario_table"):  # fmt: skip
         assert k in s["routing"], k
     assert s["routing"]["n_states"] == sum(e["length"] for e in entry["episodes"])
@@ -225,7 +225,7 @@ def test_analyze_writes_its_files_and_the_scenario_table_covers_every_state(ckpt
     assert "SEARCH" in ea["actions"] and "DOWN" in ea["actions"]
     assert ea["actions"][data["moved_actions"]["search"]] == "SEARCH"
     assert ea["actions"][data["moved_actions"]["descend"]] == "DOWN"
-    for k in ("alpha_entropy", "usage_entropy", "routing_mi", "effective_experts", "sparsity",
+    for k in ("alpha_entropy", "usage_entropy", "mi", "effective_experts", "sparsity",
               "switch_rate", "usage", "argmax_share"):  # fmt: skip
         assert k in data["figures"], k
     md = (out / "analysis.md").read_text()

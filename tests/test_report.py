@@ -368,3 +368,159 @@ def test_compare_two_eval_files(tmp_path):
     rows3 = _parse_table(table3, "| run |")
     assert sorted(r[0] for r in rows3) == ["synthetic_run:best", "synthetic_run:final"]
     assert all(r[2] == "200" for r in rows3)
+
+
+# ------------------------------------------------------------------------------ new evaluation keys
+def _entry(scores: list[int], *, player: str = "policy", greedy: bool = False) -> dict:
+    """An evaluation entry as ``evaluate`` writes it (seeds 100000.., summary blocks)."""
+    eps = [
+        {"seed": 100000 + i, "score": s, "reward": float(s), "length": 100, "depth": 1,
+         "died": i % 2 == 0}
+        for i, s in enumerate(scores)
+    ]  # fmt: skip
+    summary: dict = {"hint": {"follow_share": 0.97 if player == "hint-follower" else 0.4}}
+    if player == "policy":
+        alpha = np.eye(4)[np.arange(80) % 4]
+        summary["routing"] = routing_figures(alpha, episode_ids=np.arange(80) // 20)
+        summary["specialization"] = {
+            "scenario_mi": 0.31,
+            "scenario_mi_normalized": 0.25,
+            "scenario_mi_shuffled_p95": 0.02,
+            "scenario_mi_shifted_p95": 0.05,
+            "scenario_mi_p_value": 0.005,
+        }
+        summary["reliance"] = {
+            "graph_mean": {"argmax_change": 0.125, "policy_kl": 0.1},
+            "state_mean": {"argmax_change": 0.5, "policy_kl": 0.3},
+        }
+        summary["verdict"] = "The router routes on h_state and h_graph (test verdict)."
+    return {
+        "player": player,
+        "path": None if player != "policy" else "runs/x/final.pt",
+        "greedy": greedy,
+        "summary": summary,
+        "episodes": eps,
+    }
+
+
+def _eval_json_full(path: Path) -> Path:
+    """A checkpoint with its greedy run beside it and both baselines, on the same 40 seeds."""
+    sampled = [10 + (i % 7) for i in range(40)]
+    entry = _entry(sampled)
+    entry["greedy_result"] = _entry([s + 3 for s in sampled], greedy=True)
+    data = {
+        "protocol": "E40",
+        "created": "2026-02-01T00:00:00",
+        "checkpoints": {
+            "final": entry,
+            "random": _entry([s - 8 for s in sampled], player="random"),
+            "hint-follower": _entry([s - 5 for s in sampled], player="hint-follower"),
+        },
+    }
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_report_shows_greedy_baselines_and_specialization(tmp_path):
+    run = make_run(tmp_path, n_episodes=40)
+    (run / "eval").mkdir()
+    _eval_json_full(run / "eval" / "full.json")
+    md = write_report(run, n_resamples=200).read_text()
+    # executive summary: greedy beside sampled, specialization next to its baselines
+    assert "**Latest evaluation** (E40, `eval/full.json`, checkpoint `final`, n = 40)" in md
+    assert "greedy beside it: mean 15.88 [15.35, 16.40], died 50.0 %, depth 1.00" in md
+    assert "scenario information 0.3100 nats, above its permutation baselines (p95 0.0500)" in md
+    assert "12.5 % of the states with h_graph replaced by its mean, 50.0 % with h_state" in md
+    # every played set is a row of the evaluation table, labelled by what played it
+    rows = {r[0]: r for r in _parse_table(md, "| run | source |")}
+    assert set(rows) == {"full:final", "full:final (greedy)", "full:random", "full:hint-follower"}
+    assert rows["full:final (greedy)"][1] == "E40 full.json greedy"
+    assert rows["full:random"][1] == "E40 full.json baseline"
+    # greedy and baselines against the sampled policy on the same seeds (paired differences)
+    same = {r[0]: r for r in _parse_table(md, "| played by | against (sampled policy) |")}
+    assert set(same) == {"full:final (greedy)", "full:random", "full:hint-follower"}
+    assert all(r[1] == "full:final" and r[2] == "40" for r in same.values())
+    assert same["full:final (greedy)"][5] == "+3.00 [3.00, 3.00]"
+    assert same["full:random"][5] == "-8.00 [-8.00, -8.00]" and same["full:random"][3] == "4.88"
+    # the specialization block, with the hint follower's follow share as the hint baseline
+    spec = {r[0]: r for r in _parse_table(md, "| played by | scenario information (nats) |")}
+    f = spec["full:final"]
+    assert f[1] == "0.3100 (25.0 % of H)" and f[2] == "0.0200" and f[3] == "0.0500"
+    assert f[4] == "yes" and f[5] == "12.5 %" and f[6] == "50.0 %" and f[7] == "40.0 %"
+    assert spec["full:hint-follower"][7] == "97.0 %" and spec["full:hint-follower"][1] == "–"
+    assert "- **full:final**: The router routes on h_state and h_graph (test verdict)." in md
+    # routing of the evaluation rollouts, sampled and greedy, under the schema's names
+    assert "- `final` (`eval/full.json`): alpha entropy 0.0000, routing MI 1.3863" in md
+    assert "- `final (greedy)` (`eval/full.json`)" in md
+
+
+def test_compare_reads_the_same_keys_as_the_report(tmp_path):
+    ev = _eval_json_full(tmp_path / "full.json")
+    table, _ = compare([ev], tmp_path / "cmp", n_resamples=200)
+    same = _parse_table(table, "| played by | against (sampled policy) |")
+    assert [r[0] for r in same] == ["full:final (greedy)", "full:random", "full:hint-follower"]
+    spec = {r[0]: r for r in _parse_table(table, "| played by | scenario information (nats) |")}
+    assert spec["full:final"][4] == "yes" and spec["full:random"][7] == "40.0 %"
+    assert (
+        "Specialization, each figure next to its baseline"
+        in (tmp_path / "cmp" / "compare.md").read_text()
+    )
+
+
+def test_an_old_evaluation_file_is_read_through_the_legacy_names(tmp_path):
+    """Files written before the schema call the routing MI ``routing_mi``: still read."""
+    run = make_run(tmp_path, n_episodes=40)
+    (run / "eval").mkdir()
+    ev = _eval_json(run / "eval" / "old.json", list(range(40)))
+    data = json.loads(ev.read_text())
+    rfig = routing_figures(np.eye(4)[np.arange(40) % 4])
+    rfig["routing_mi"] = rfig.pop("mi")
+    data["checkpoints"]["final"]["summary"] = {"routing": rfig}
+    ev.write_text(json.dumps(data))
+    md = write_report(run, n_resamples=200).read_text()
+    assert "- `final` (`eval/old.json`): alpha entropy 0.0000, routing MI 1.3863" in md
+    assert "### Greedy beside sampled" not in md and "### Specialization" not in md
+
+
+def test_metric_names_one_schema_for_records_and_evaluation_files():
+    import torch
+
+    from nethack_moe.analysis import metric_names as mn
+    from nethack_moe.analysis.metrics_io import SpecializationFigures
+    from nethack_moe.analysis.routing import routing_figures_torch
+    from nethack_moe.analysis.specialization import (
+        HintReliance,
+        RelianceFigure,
+        ScenarioInformation,
+        SpecializationReport,
+    )
+
+    alpha = np.random.default_rng(0).dirichlet(np.ones(4), size=32)
+    fig = routing_figures(alpha)
+    rec = routing_figures_torch(torch.tensor(alpha))
+    for name in mn.ROUTING_SCALARS:  # the update record and the figures dict: the same names
+        assert rec[mn.record_key(name)] == pytest.approx(fig[name], abs=1e-6), name
+        assert mn.routing_value(rec, name) == pytest.approx(mn.routing_value(fig, name), abs=1e-6)
+    legacy = {"routing_mi": 0.5, "routing/routing_mi": 0.7}
+    assert mn.routing_value(legacy, mn.MI) == 0.5
+    assert mn.routing_value({"routing/routing_mi": 0.7}, mn.MI) == 0.7
+    assert mn.routing_value({}, mn.MI) is None
+    # the keys the report / compare read are the keys the specialization figures are written under
+    rel = {
+        n: RelianceFigure(n, 0.2 if n == mn.GRAPH_MEAN else 0.3, 0.1, 10)
+        for n in (mn.GRAPH_MEAN, mn.STATE_MEAN)
+    }
+    report = SpecializationReport(
+        scenario=ScenarioInformation(0.4, 1.2, 0.01, 0.02, 0.005, 200, 100, 0.03, 0.005),
+        reliance=rel,  # type: ignore[arg-type]
+        hint=HintReliance(0.6, 50),
+        usage_balance=1.0,
+        per_state_sharpness=0.2,
+        effective_experts=3.9,
+        n_experts=4,
+    )
+    sp = SpecializationFigures.from_summary(report.to_json())
+    assert (sp.scenario_mi, sp.shuffled_p95, sp.shifted_p95) == (0.4, 0.02, 0.03)
+    assert (sp.graph_argmax_change, sp.state_argmax_change, sp.hint_follow_share) == (0.2, 0.3, 0.6)
+    assert sp.above_baseline is True and sp.baseline_p95 == 0.03 and sp.verdict
+    assert SpecializationFigures.from_summary({}).empty

@@ -45,7 +45,7 @@ def test_entropy_zero_log_zero():
 
 def test_one_expert_everywhere():
     f = routing_figures(_onehot([2] * 40))
-    assert f["routing_mi"] == pytest.approx(0.0)
+    assert f["mi"] == pytest.approx(0.0)
     assert f["effective_experts"] == pytest.approx(1.0)
     assert f["alpha_entropy"] == pytest.approx(0.0)
     assert f["argmax_share"] == [0.0, 0.0, 1.0, 0.0]
@@ -57,7 +57,7 @@ def test_one_expert_everywhere():
 def test_one_hot_by_scenario_balanced():
     f = routing_figures(_onehot([0, 1, 2, 3] * 25))
     assert f["alpha_entropy"] == pytest.approx(0.0)
-    assert f["routing_mi"] == pytest.approx(math.log(4))
+    assert f["mi"] == pytest.approx(math.log(4))
     assert f["effective_experts"] == pytest.approx(4.0)
     assert f["usage"] == pytest.approx([0.25] * 4)
     assert verdict(f, E).startswith("specialized")
@@ -66,7 +66,7 @@ def test_one_hot_by_scenario_balanced():
 def test_uniform():
     f = routing_figures(np.full((30, E), 0.25))
     assert f["alpha_entropy"] == pytest.approx(math.log(E))
-    assert f["routing_mi"] == pytest.approx(0.0, abs=1e-12)
+    assert f["mi"] == pytest.approx(0.0, abs=1e-12)
     assert f["sparsity"] == 0.0
     assert f["alpha_entropy_std"] == pytest.approx(0.0, abs=1e-12)
     assert verdict(f, E).startswith("never left uniform")
@@ -76,7 +76,7 @@ def test_top2_half_half_same_pair():
     a = np.tile([0.5, 0.5, 0.0, 0.0], (50, 1))
     f = routing_figures(a)
     assert f["alpha_entropy"] == pytest.approx(math.log(2))
-    assert f["routing_mi"] == pytest.approx(0.0, abs=1e-12)
+    assert f["mi"] == pytest.approx(0.0, abs=1e-12)
     assert f["effective_experts"] == pytest.approx(2.0)
     assert f["sparsity"] == pytest.approx(0.5)
     assert verdict(f, E).startswith("not specialized (MI < 0.05)")
@@ -108,7 +108,7 @@ def test_torch_matches_numpy():
     assert t["routing/alpha_entropy"] == pytest.approx(f["alpha_entropy"], abs=1e-5)
     assert t["routing/alpha_entropy_std"] == pytest.approx(f["alpha_entropy_std"], abs=1e-5)
     assert t["routing/usage_entropy"] == pytest.approx(f["usage_entropy"], abs=1e-5)
-    assert t["routing/mi"] == pytest.approx(f["routing_mi"], abs=1e-5)
+    assert t["routing/mi"] == pytest.approx(f["mi"], abs=1e-5)
     assert t["routing/effective_experts"] == pytest.approx(f["effective_experts"], abs=1e-5)
     assert t["routing/sparsity"] == pytest.approx(f["sparsity"])
     assert t["routing/usage"] == pytest.approx(f["usage"], abs=1e-6)

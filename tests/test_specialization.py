@@ -65,7 +65,7 @@ def _train_regulariser_only_router(x: torch.Tensor, steps: int = 300) -> torch.T
 def _report(info, alpha) -> SpecializationReport:
     fig = routing_figures(alpha)
     return SpecializationReport(
-        scenario=info, reliance={}, hint=None, usage_balance=fig["routing_mi"],
+        scenario=info, reliance={}, hint=None, usage_balance=fig["mi"],
         per_state_sharpness=fig["alpha_entropy"], effective_experts=fig["effective_experts"],
         n_experts=E,
     )  # fmt: skip
@@ -79,7 +79,7 @@ def test_a_router_trained_only_by_the_regularisers_scores_at_its_permutation_bas
     alpha = _train_regulariser_only_router(x).numpy()
     fig = routing_figures(alpha)
     # the old figures call this router specialized: balanced usage, one expert per state
-    assert fig["routing_mi"] > 1.0 and fig["effective_experts"] > 3.5
+    assert fig["mi"] > 1.0 and fig["effective_experts"] > 3.5
     info = scenario_information(alpha.argmax(1), labels, E, episode_ids=_episodes(S))
     assert info.permutations >= 100
     # at its baseline: within the permutation distribution (independent data beat the p95 one

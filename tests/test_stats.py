@@ -113,3 +113,48 @@ def test_tails_moving_average_best_window():
     assert best_window([1, 2], 3) is None
     ci = diff_ci(ref, ref + 5, n_resamples=500)
     assert ci is not None and ci[0] < 5 < ci[1]
+
+
+def test_summary_record_round_trips_through_the_json_dict():
+    from nethack_moe.analysis.stats import Summary, summarize_scores
+
+    s = summarize_scores(X, died=[True] + [False] * 7, depth=[1] * 8, seed=3)
+    d = summarize(X, died=[True] + [False] * 7, depth=[1] * 8, seed=3)
+    assert s.to_json() == d and list(d)[:3] == ["n", "mean", "std"]
+    assert Summary.from_json(json.loads(json.dumps(d))) == s
+    assert Summary.from_json({"mean": 2.0, "reward": 1.0}) == Summary(n=0, mean=2.0)
+    assert summarize_scores([]).to_json() == summarize([])
+
+
+def test_paired_difference_on_the_same_seeds():
+    from nethack_moe.analysis.stats import paired_diff_ci
+
+    a = np.arange(50, dtype=float)
+    d, ci = paired_diff_ci(a, a + 2.5, n_resamples=200)
+    assert d == pytest.approx(2.5) and ci == pytest.approx([2.5, 2.5])
+    rng = np.random.default_rng(1)
+    b = a + rng.normal(1.0, 0.5, 50)
+    d, ci = paired_diff_ci(a, b, n_resamples=500)
+    assert ci is not None and ci[0] < d < ci[1] and ci[0] > 0
+    assert paired_diff_ci([], []) == (None, None)
+    with pytest.raises(ValueError):
+        paired_diff_ci([1, 2], [1])
+
+
+def test_formatters():
+    from nethack_moe.analysis import formatting as fmt
+
+    assert fmt.num(None) == "–" and fmt.num(1.005, 1) == "1.0" and fmt.num(3) == "3.00"
+    assert fmt.num(-0.001) == "0.00" and fmt.num(-0.01) == "-0.01"  # no "-0.00"
+    assert fmt.num(float("nan")) == "nan" and fmt.num("n/a") == "n/a"
+    assert fmt.pct(0.25) == "25.0 %" and fmt.pct(None) == "–"
+    assert fmt.ci([1, 2.345]) == "[1.00, 2.35]" and fmt.ci(None) == "–" and fmt.ci([]) == "–"
+    assert fmt.with_ci("mean 3.00", [1, 2]) == "mean 3.00 [1.00, 2.00]"
+    assert fmt.with_ci("mean 3.00", None) == "mean 3.00"
+    assert fmt.pm(1.5, 0.25, 2) == "1.50 ± 0.25" and fmt.pm(None, 1) == "–"
+    assert fmt.signed(2.0) == "+2.00" and fmt.signed(None) == "–"
+    assert fmt.rel_change(10.0, 12.5) == " (+25.0 %)" and fmt.rel_change(0.0, 1.0) == ""
+    assert fmt.rel_change(1.0, 100.0) == ""  # over 1000 %: left out
+    assert fmt.duration(3723) == "1h 02m 03s" and fmt.duration(None) == "–"
+    assert fmt.file_size(100) == "100 B" and fmt.file_size(2048) == "2.0 KiB"
+    assert fmt.markdown_table(["a", "b"], [["1", "2"]]) == "| a | b |\n|---|---|\n| 1 | 2 |"

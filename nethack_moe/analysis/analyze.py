@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from nethack_moe.analysis import metric_names as mn
 from nethack_moe.analysis import plots
+from nethack_moe.analysis.formatting import num, pct
 from nethack_moe.analysis.probes import DEFAULT_PROBE_EPISODES, ProbeOptions, run_probes
 from nethack_moe.analysis.routing import entropy, routing_figures, scenario_table, verdict
 from nethack_moe.analysis.scenarios import SCENARIOS
@@ -66,17 +68,6 @@ def plain_verdict(v: str) -> str:
     else:
         s = v[:1].upper() + v[1:]
     return s if s.endswith(".") else s + "."
-
-
-def _f(v: Any, nd: int = 3) -> str:
-    if v is None:
-        return "–"
-    f = float(v)
-    return f"{f:.{nd}f}" if math.isfinite(f) else str(f)
-
-
-def _pct(v: Any) -> str:
-    return "–" if v is None else f"{100 * float(v):.1f} %"
 
 
 def _by_action(names: list[str], p: np.ndarray) -> dict[str, float]:
@@ -200,11 +191,11 @@ def scenario_markdown(table: dict[str, Any]) -> str:
     lines = [head, "|---|---:|---:|" + "---:|" * len(experts) + "---:|---|"]
     for k, name in enumerate(table["scenarios"]):
         row = table["mean_alpha"][k]
-        cells = [_f(x) for x in row] if row is not None else ["–"] * len(experts)
+        cells = [num(x, 3) for x in row] if row is not None else ["–"] * len(experts)
         lines.append(
-            f"| {name} | {table['counts'][k]} | {_pct(table['shares'][k])} | "
+            f"| {name} | {table['counts'][k]} | {pct(table['shares'][k])} | "
             + " | ".join(cells)
-            + f" | {_f(table['alpha_entropy'][k])} | {table['argmax_expert'][k] or '–'} |"
+            + f" | {num(table['alpha_entropy'][k], 3)} | {table['argmax_expert'][k] or '–'} |"
         )
     lines.append(f"| **all** | {sum(table['counts'])} | 100.0 % |" + " |" * len(experts) + " | |")
     return "\n".join(lines)
@@ -221,9 +212,9 @@ def _reliance_rows(rel: dict[str, Any]) -> list[str]:
             lines.append(f"| {name} | – (no such input) | | | | | |")
             continue
         lines.append(
-            f"| {name} | {_pct(f['argmax_change'])} | {_f(f['alpha_change'])} | "
-            f"{_f(f['policy_kl'], 4)} | "
-            f"{_f(f['mean_score'], 1)} | {_f(f['baseline_mean_score'], 1)} | {f['episodes']} |"
+            f"| {name} | {pct(f['argmax_change'])} | {num(f['alpha_change'], 3)} | "
+            f"{num(f['policy_kl'], 4)} | "
+            f"{num(f['mean_score'], 1)} | {num(f['baseline_mean_score'], 1)} | {f['episodes']} |"
         )
     return lines
 
@@ -236,11 +227,11 @@ def _intervention_rows(iv: dict[str, Any]) -> list[str]:
     ]
     for name, p in iv.items():
         lines.append(
-            f"| {name} | {p['episodes']} | {_f(p['mean_score'], 1)} | {_f(p['depth'], 2)} | "
-            f"{_pct(p['died'])} | {_f(p.get('hp_lost_per_step'))} ({p.get('survival_states', 0)}) | "
-            f"{_f(p.get('kills_per_combat_state'))} ({p.get('combat_states', 0)}) | "
-            f"{_f(p.get('exp_per_combat_state'), 2)} | "
-            f"{_f(p.get('new_cells_per_step'))} ({p.get('exploration_states', 0)}) |"
+            f"| {name} | {p['episodes']} | {num(p['mean_score'], 1)} | {num(p['depth'], 2)} | "
+            f"{pct(p['died'])} | {num(p.get('hp_lost_per_step'), 3)} ({p.get('survival_states', 0)}) | "
+            f"{num(p.get('kills_per_combat_state'), 3)} ({p.get('combat_states', 0)}) | "
+            f"{num(p.get('exp_per_combat_state'), 2)} | "
+            f"{num(p.get('new_cells_per_step'), 3)} ({p.get('exploration_states', 0)}) |"
         )
     return lines
 
@@ -256,10 +247,10 @@ def specialization_markdown(r: dict[str, Any]) -> str:
         )
         md.append("|---:|---:|---:|---:|---:|---:|")
         md.append(
-            f"| {_f(sp['scenario_mi'], 4)} nats | {_pct(sp['scenario_mi_normalized'])} | "
-            f"{_f(sp['scenario_mi_shuffled_mean'], 4)} / {_f(sp['scenario_mi_shuffled_p95'], 4)} | "
-            f"{_f(sp['scenario_mi_p_value'])} | {_f(sp['scenario_mi_shifted_p95'], 4)} / "
-            f"{_f(sp['scenario_mi_shifted_p_value'])} | {sp['n_states']} |\n"
+            f"| {num(sp['scenario_mi'], 4)} nats | {pct(sp['scenario_mi_normalized'])} | "
+            f"{num(sp['scenario_mi_shuffled_mean'], 4)} / {num(sp['scenario_mi_shuffled_p95'], 4)} | "
+            f"{num(sp['scenario_mi_p_value'], 3)} | {num(sp['scenario_mi_shifted_p95'], 4)} / "
+            f"{num(sp['scenario_mi_shifted_p_value'], 3)} | {sp['n_states']} |\n"
         )
     if r.get("reliance"):
         md.append(
@@ -290,9 +281,9 @@ def specialization_markdown(r: dict[str, Any]) -> str:
         )
         md.append("|---:|---:|---:|---:|---:|")
         md.append(
-            f"| {_pct(h['follow_share'])} | {_f(h['policy_mean_score'], 1)} | "
-            f"{_f(h['zeroed_mean_score'], 1)} | {_f(h['follower_mean_score'], 1)} | "
-            f"{_f(h['random_mean_score'], 1)} |\n"
+            f"| {pct(h['follow_share'])} | {num(h['policy_mean_score'], 1)} | "
+            f"{num(h['zeroed_mean_score'], 1)} | {num(h['follower_mean_score'], 1)} | "
+            f"{num(h['random_mean_score'], 1)} |\n"
         )
     return "\n".join(md) + "\n"
 
@@ -324,8 +315,8 @@ def analysis_markdown(r: dict[str, Any]) -> str:
     add("| n | mean score | median | max | died | depth | length |")
     add("|---:|---:|---:|---:|---:|---:|---:|")
     add(
-        f"| {s['n']} | {_f(s['mean'], 2)} | {_f(s['median'], 1)} | {_f(s['max'], 0)} | "
-        f"{_pct(s['died'])} | {_f(s['depth'], 2)} | {_f(s['length'], 1)} |\n"
+        f"| {s['n']} | {num(s['mean'], 2)} | {num(s['median'], 1)} | {num(s['max'], 0)} | "
+        f"{pct(s['died'])} | {num(s['depth'], 2)} | {num(s['length'], 1)} |\n"
     )
     add(specialization_markdown(r))
     add("## Routing figures: usage balance and per-state sharpness\n")
@@ -339,18 +330,18 @@ def analysis_markdown(r: dict[str, Any]) -> str:
     add("| figure | value | reading |")
     add("|---|---:|---|")
     add(
-        f"| alpha entropy mean H(α_s) (per-state sharpness) | {_f(fig['alpha_entropy'], 4)} ± "
-        f"{_f(fig['alpha_entropy_std'], 4)} | ln {E} = {ln_e:.4f} is uniform, 0 is one expert per state |"
+        f"| alpha entropy mean H(α_s) (per-state sharpness) | {num(fig[mn.ALPHA_ENTROPY], 4)} ± "
+        f"{num(fig[mn.ALPHA_ENTROPY_STD], 4)} | ln {E} = {ln_e:.4f} is uniform, 0 is one expert per state |"
     )
-    add(f"| usage entropy H(ᾱ) | {_f(fig['usage_entropy'], 4)} | how evenly experts are used |")
-    add(f"| routing MI (usage balance) | {_f(fig['routing_mi'], 4)} | H(ᾱ) − mean H(α_s) |")
-    add(f"| effective experts exp H(ᾱ) | {_f(fig['effective_experts'], 2)} | 1 = collapse |")
-    add(f"| sparsity | {_pct(fig['sparsity'])} | exact zeros in α_s |")
-    add(f"| switch rate | {_pct(fig['switch_rate'])} | argmax expert changes between steps |\n")
+    add(f"| usage entropy H(ᾱ) | {num(fig[mn.USAGE_ENTROPY], 4)} | how evenly experts are used |")
+    add(f"| routing MI (usage balance) | {num(fig[mn.MI], 4)} | H(ᾱ) − mean H(α_s) |")
+    add(f"| effective experts exp H(ᾱ) | {num(fig[mn.EFFECTIVE_EXPERTS], 2)} | 1 = collapse |")
+    add(f"| sparsity | {pct(fig[mn.SPARSITY])} | exact zeros in α_s |")
+    add(f"| switch rate | {pct(fig[mn.SWITCH_RATE])} | argmax expert changes between steps |\n")
     add("| expert | mean weight ᾱ_i | argmax share |")
     add("|---|---:|---:|")
     for i, n in enumerate(names):
-        add(f"| {n} | {_f(fig['usage'][i])} | {_pct(fig['argmax_share'][i])} |")
+        add(f"| {n} | {num(fig[mn.USAGE][i], 3)} | {pct(fig[mn.ARGMAX_SHARE][i])} |")
     add("")
     add("## Mean α per scenario\n")
     add(
@@ -368,8 +359,8 @@ def analysis_markdown(r: dict[str, Any]) -> str:
     add("| action | " + " | ".join(names) + " | policy | taken |")
     add("|---|" + "---:|" * (len(names) + 2))
     for a in ea["actions"]:
-        cells = [_f(ea["experts"][n][a]) for n in names]
-        add(f"| {a} | " + " | ".join(cells) + f" | {_f(ea['policy'][a])} | {_f(ea['taken'][a])} |")
+        cells = [num(ea["experts"][n][a], 3) for n in names]
+        add(f"| {a} | " + " | ".join(cells) + f" | {num(ea['policy'][a], 3)} | {num(ea['taken'][a], 3)} |")
     add("")
     add("## Figures\n")
     for key, cap in (

@@ -4,6 +4,14 @@ An input is an evaluation JSON file (``evaluate --out FILE``; every checkpoint i
 a run directory: its ``eval/*.json`` files when present (every checkpoint evaluated, the latest file
 for each checkpoint and greedy flag), otherwise the training episodes of its last phase, labelled
 as such (a training average is not a held-out evaluation).
+
+Every played set of an evaluation file is a row: each checkpoint's sampled run, its greedy run
+beside it (``greedy_result``) and the baselines (entries whose ``player`` is ``random`` or
+``hint-follower``). Below the summary table, when the inputs have them: the greedy runs and
+baselines against the sampled policy on the same seeds (paired bootstrap CI of the difference),
+and the specialization figures next to their baselines (``specialization``, ``reliance``,
+``hint``, ``verdict`` of each entry's summary), read with the same
+:class:`~nethack_moe.analysis.metrics_io.EvalFile` records as the report.
 """
 
 from __future__ import annotations
@@ -15,9 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nethack_moe.analysis.metrics_io import load_eval_files, load_run
+from nethack_moe.analysis import formatting as fmt
+from nethack_moe.analysis.metrics_io import (
+    EvalFile,
+    EvalRun,
+    SpecializationFigures,
+    load_evaluations,
+    load_run,
+)
 from nethack_moe.analysis.plots import plot_compare
-from nethack_moe.analysis.stats import summarize
+from nethack_moe.analysis.stats import Summary, paired_diff_ci, summarize_scores
 
 log = logging.getLogger(__name__)
 
@@ -32,66 +47,86 @@ class Group:
     died: list[bool] | None
     depth: list[float] | None
     length: list[float] | None
-    summary: dict[str, Any] | None = None
+    file_summary: Summary | None = None
+    """The file's summary, for an entry whose episodes are not in the file."""
+    seeds: list[int] | None = None
+    """The seed of each score (evaluation files), for comparisons on the same seeds."""
+    player: str = "policy"
+    """``policy`` or the baseline's name."""
+    greedy: bool = False
+    checkpoint: str | None = None
+    file: Path | None = None
+    specialization: SpecializationFigures | None = None
+
+    def summarize(self, *, n_resamples: int = 2000, seed: int = 0) -> Summary:
+        """E200 figures of the episodes (bootstrap CIs), else the file's summary."""
+        if self.scores:
+            return summarize_scores(
+                self.scores,
+                died=self.died,
+                depth=self.depth,
+                length=self.length,
+                n_resamples=n_resamples,
+                seed=seed,
+            )
+        return self.file_summary or Summary(n=0)
+
+    def plot_input(self) -> Any:
+        """What :func:`plot_compare` draws: the scores, or the file's summary."""
+        return (
+            self.scores
+            if self.scores
+            else (self.file_summary.to_json() if self.file_summary else {})
+        )
 
 
-def _col(eps: list[dict[str, Any]], key: str) -> list[Any] | None:
-    vals = [e.get(key) for e in eps]
-    return vals if vals and all(v is not None for v in vals) else None
+def group_of_run(r: EvalRun, name: str, protocol: str | None) -> Group:
+    """The :class:`Group` of one played set of an evaluation file."""
+    scores = r.scores
+    kind = " baseline" if r.is_baseline else (" greedy" if r.greedy else "")
+    seeds = r.column("seed")
+    return Group(
+        name=name + (" (greedy)" if r.greedy else ""),
+        source=f"{protocol or 'eval'} {r.file.name}{kind}",
+        scores=scores,
+        died=r.column("died"),
+        depth=r.column("depth"),
+        length=r.column("length"),
+        file_summary=None if scores else Summary.from_json(r.summary),
+        seeds=[int(x) for x in seeds] if seeds is not None and len(seeds) == len(scores) else None,
+        player=r.player,
+        greedy=r.greedy,
+        checkpoint=r.checkpoint,
+        file=r.file,
+        specialization=r.specialization,
+    )
 
 
-def _played(ckpts: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """``(name, entry)`` per played set of episodes: each entry, then its greedy run beside it
-    (``greedy_result``, written by ``evaluate --actions both``)."""
-    out: list[tuple[str, dict[str, Any]]] = []
-    for ck, entry in ckpts.items():
-        out.append((ck, entry))
-        if isinstance(entry.get("greedy_result"), dict):
-            out.append((ck, {**entry["greedy_result"], "greedy": True}))
-    return out
+def groups_of_file(ev: EvalFile, label: str) -> list[Group]:
+    """One group per played set of an evaluation file: each entry (checkpoint or baseline), with
+    a checkpoint's greedy run beside its sampled one; named ``label`` (one entry) or
+    ``label:entry``."""
+    one = len(ev.checkpoints) == 1
+    return [
+        group_of_run(r, label if one else f"{label}:{r.checkpoint}", ev.protocol) for r in ev.runs
+    ]
 
 
 def groups_from_eval(data: dict[str, Any], label: str, path: Path) -> list[Group]:
-    """One group per checkpoint of an evaluation JSON object."""
-    out: list[Group] = []
-    ckpts = data.get("checkpoints") or {}
-    proto = data.get("protocol", "eval")
-    for ck, entry in _played(ckpts):
-        eps = entry.get("episodes") or []
-        greedy = bool(entry.get("greedy", False))
-        name = label if len(ckpts) == 1 else f"{label}:{ck}"
-        if greedy:
-            name += " (greedy)"
-        scores = [float(e["score"]) for e in eps if e.get("score") is not None]
-        out.append(
-            Group(
-                name=name,
-                source=f"{proto} {path.name}" + (" greedy" if greedy else ""),
-                scores=scores,
-                died=_col(eps, "died"),
-                depth=_col(eps, "depth"),
-                length=_col(eps, "length"),
-                summary=None if scores else entry.get("summary"),
-            )
-        )
-    return out
+    """:func:`groups_of_file` of an evaluation JSON object read from ``path``."""
+    return groups_of_file(EvalFile.from_json(path, data), label)
 
 
 def groups_from_run(run_dir: Path, label: str) -> list[Group]:
-    """Groups of a run directory: its evaluations, or else its last training phase."""
-    evals = load_eval_files(run_dir)
+    """Groups of a run directory: its evaluations (the latest file for each checkpoint and
+    greedy flag), or else its last training phase."""
+    evals = load_evaluations(run_dir)
     if evals:
-        latest: dict[tuple[str, bool], tuple[Path, dict[str, Any], str]] = {}
-        for p, data in evals:  # oldest first: later files replace earlier ones
-            for ck, entry in (data.get("checkpoints") or {}).items():
-                latest[(ck, bool(entry.get("greedy", False)))] = (p, data, ck)
-        out: list[Group] = []
-        for (ck, _g), (p, data, _) in latest.items():
-            sub = dict(data)
-            sub["checkpoints"] = {ck: data["checkpoints"][ck]}
-            g = groups_from_eval(sub, f"{label}:{ck}", p)
-            out.extend(g)
-        return out
+        latest: dict[tuple[str, bool], tuple[EvalRun, str | None]] = {}
+        for ev in evals:  # oldest first: later files replace earlier ones
+            for r in ev.runs:
+                latest[(r.checkpoint, r.greedy)] = (r, ev.protocol)
+        return [group_of_run(r, f"{label}:{r.checkpoint}", proto) for r, proto in latest.values()]
     run = load_run(run_dir)
     eps = run.episodes
     if not eps:
@@ -109,6 +144,11 @@ def groups_from_run(run_dir: Path, label: str) -> list[Group]:
             length=_col(sel, "length"),
         )
     ]
+
+
+def _col(eps: list[dict[str, Any]], key: str) -> list[Any] | None:
+    vals = [e.get(key) for e in eps]
+    return vals if vals and all(v is not None for v in vals) else None
 
 
 def load_groups(inputs: Sequence[str | Path], names: Sequence[str] | None = None) -> list[Group]:
@@ -137,44 +177,171 @@ def load_groups(inputs: Sequence[str | Path], names: Sequence[str] | None = None
     return out
 
 
-def _f(v: Any, nd: int = 2) -> str:
-    return "–" if v is None else f"{float(v):.{nd}f}"
+def summarize_groups(
+    groups: Sequence[Group], *, n_resamples: int = 2000, seed: int = 0
+) -> list[Summary]:
+    """:meth:`Group.summarize` of every group."""
+    return [g.summarize(n_resamples=n_resamples, seed=seed) for g in groups]
 
 
-def _ci(v: Any, nd: int = 2) -> str:
-    return "" if not v else f" [{float(v[0]):.{nd}f}, {float(v[1]):.{nd}f}]"
-
-
-def _pct(v: Any) -> str:
-    return "–" if v is None else f"{100 * float(v):.1f} %"
-
-
-def summary_table(groups: Sequence[Group], *, n_resamples: int = 2000, seed: int = 0) -> str:
+def summary_table(groups: Sequence[Group], summaries: Sequence[Summary]) -> str:
     """Markdown table: n, mean [CI], IQM [CI], median, max, death rate, depth, length per group."""
-    lines = [
-        "| run | source | n | mean [95 % CI] | IQM [95 % CI] | median | max | died | depth | length |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+    rows = [
+        [
+            g.name,
+            g.source,
+            str(s.n),
+            fmt.with_ci(fmt.num(s.mean), s.ci_mean),
+            fmt.with_ci(fmt.num(s.iqm), s.ci_iqm),
+            fmt.num(s.median, 1),
+            fmt.num(s.max, 0),
+            fmt.pct(s.died),
+            fmt.num(s.depth),
+            fmt.num(s.length, 0),
+        ]
+        for g, s in zip(groups, summaries, strict=True)
     ]
+    return fmt.markdown_table(
+        [
+            "run",
+            "source",
+            "n",
+            "mean [95 % CI]",
+            "IQM [95 % CI]",
+            "median",
+            "max",
+            "died",
+            "depth",
+            "length",
+        ],
+        rows,
+    )
+
+
+def _references(g: Group, groups: Sequence[Group]) -> list[Group]:
+    """What ``g`` is compared with on the same seeds: for a greedy run, its checkpoint's sampled
+    run; for a baseline, every checkpoint's sampled run of the same file."""
+    if g.file is None or not (g.greedy or g.player != "policy"):
+        return []
+    return [
+        r
+        for r in groups
+        if r.file == g.file
+        and r.player == "policy"
+        and not r.greedy
+        and (g.player != "policy" or r.checkpoint == g.checkpoint)
+    ]
+
+
+def _paired(a: Group, b: Group) -> tuple[list[float], list[float]]:
+    """The scores of ``a`` and ``b`` on the seeds both played, in seed order."""
+    if a.seeds is None or b.seeds is None:
+        return [], []
+    sa, sb = dict(zip(a.seeds, a.scores, strict=True)), dict(zip(b.seeds, b.scores, strict=True))
+    common = sorted(set(sa) & set(sb))
+    return [sa[k] for k in common], [sb[k] for k in common]
+
+
+def same_seeds_table(
+    groups: Sequence[Group], *, n_resamples: int = 2000, seed: int = 0
+) -> str | None:
+    """Greedy runs and baselines next to the sampled policy they were played beside: the mean
+    score difference on the seeds both played, with a paired bootstrap CI; ``None`` when there
+    is no such pair."""
+    rows = []
     for g in groups:
-        if g.scores:
-            s = summarize(
-                g.scores,
-                died=g.died,
-                depth=g.depth,
-                length=g.length,
-                n_resamples=n_resamples,
-                seed=seed,
+        for ref in _references(g, groups):
+            a, b = _paired(ref, g)
+            if not a:
+                continue
+            d, d_ci = paired_diff_ci(a, b, n_resamples=n_resamples, seed=seed)
+            rows.append(
+                [
+                    g.name,
+                    ref.name,
+                    str(len(a)),
+                    fmt.num(float(sum(b) / len(b))),
+                    fmt.num(float(sum(a) / len(a))),
+                    fmt.with_ci(fmt.signed(d), d_ci),
+                ]
             )
-            g.summary = s
-        else:
-            s = g.summary or {"n": 0}
-        lines.append(
-            f"| {g.name} | {g.source} | {s.get('n', 0)} | {_f(s.get('mean'))}{_ci(s.get('ci_mean'))}"
-            f" | {_f(s.get('iqm'))}{_ci(s.get('ci_iqm'))} | {_f(s.get('median'), 1)}"
-            f" | {_f(s.get('max'), 0)} | {_pct(s.get('died'))} | {_f(s.get('depth'))}"
-            f" | {_f(s.get('length'), 0)} |"
+    if not rows:
+        return None
+    return fmt.markdown_table(
+        [
+            "played by",
+            "against (sampled policy)",
+            "same seeds",
+            "mean score",
+            "its mean score",
+            "difference [95 % CI]",
+        ],
+        rows,
+    )
+
+
+def specialization_table(groups: Sequence[Group]) -> str | None:
+    """The specialization figures of every group that has them, each next to its baseline, and
+    the verdicts below; ``None`` when no group has any."""
+    have = [
+        (g, g.specialization) for g in groups if g.specialization and not g.specialization.empty
+    ]
+    if not have:
+        return None
+    rows = []
+    for g, sp in have:
+        above = {True: "yes", False: "no", None: fmt.MISSING}[sp.above_baseline]
+        info = fmt.num(sp.scenario_mi, 4)
+        if sp.scenario_mi_normalized is not None:
+            info += f" ({fmt.pct(sp.scenario_mi_normalized)} of H)"
+        rows.append(
+            [
+                g.name,
+                info,
+                fmt.num(sp.shuffled_p95, 4),
+                fmt.num(sp.shifted_p95, 4),
+                above,
+                fmt.pct(sp.graph_argmax_change),
+                fmt.pct(sp.state_argmax_change),
+                fmt.pct(sp.hint_follow_share),
+            ]
         )
-    return "\n".join(lines)
+    table = fmt.markdown_table(
+        [
+            "played by",
+            "scenario information (nats)",
+            "permuted p95",
+            "episode-shift p95",
+            "above both",
+            "h_graph → mean: argmax changes",
+            "h_state → mean: argmax changes",
+            "hinted move taken",
+        ],
+        rows,
+    )
+    verdicts = [f"- **{g.name}**: {sp.verdict}" for g, sp in have if sp.verdict]
+    return table + ("\n\n" + "\n".join(verdicts) if verdicts else "")
+
+
+def comparison_markdown(
+    groups: Sequence[Group],
+    summaries: Sequence[Summary],
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> str:
+    """The summary table, then (when the inputs have them) greedy runs and baselines against the
+    sampled policy on the same seeds, and the specialization figures."""
+    parts = [summary_table(groups, summaries)]
+    same = same_seeds_table(groups, n_resamples=n_resamples, seed=seed)
+    if same:
+        parts.append(
+            "Greedy runs and baselines against the sampled policy, on the same seeds:\n\n" + same
+        )
+    spec = specialization_table(groups)
+    if spec:
+        parts.append("Specialization, each figure next to its baseline:\n\n" + spec)
+    return "\n\n".join(parts)
 
 
 def compare(
@@ -192,12 +359,11 @@ def compare(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     groups = load_groups(inputs, names)
-    table = summary_table(groups, n_resamples=n_resamples, seed=seed)
-    plot_in: dict[str, Any] = {}
-    for g in groups:
-        plot_in[g.name] = g.scores if g.scores else (g.summary or {})
+    summaries = summarize_groups(groups, n_resamples=n_resamples, seed=seed)
+    table = comparison_markdown(groups, summaries, n_resamples=n_resamples, seed=seed)
+    plot_in = {g.name: g.plot_input() for g in groups}
     plot_path = plot_compare(plot_in, out / "compare.png", title="Score per run")
-    ci_method = next((g.summary.get("ci_method") for g in groups if g.summary), "BCa")
+    ci_method = next((s.ci_method for s in summaries if s.n), "BCa")
     note = (
         f"Bootstrap {int(100 * 0.95)} % CIs ({ci_method}, {n_resamples} resamples, seed {seed}); "
         "rows marked *training* are training averages, not held-out E200 evaluations."

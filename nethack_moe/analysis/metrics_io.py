@@ -15,9 +15,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from nethack_moe.analysis import metric_names as mn
 
 log = logging.getLogger(__name__)
 
@@ -242,3 +244,175 @@ def load_eval_files(run_dir: str | Path) -> list[tuple[Path, dict[str, Any]]]:
         out.append((str(data.get("created", "")), p.stat().st_mtime, p, data))
     out.sort(key=lambda t: (t[0], t[1]))
     return [(p, data) for _, _, p, data in out]
+
+
+# ------------------------------------------------------------------------------ evaluation entries
+def _float(v: Any) -> float | None:
+    """``v`` as a float, ``None`` when missing or not a number."""
+    try:
+        return None if v is None or isinstance(v, bool) else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class SpecializationFigures:
+    """The specialization figures of an evaluation entry's ``summary`` (PROTOCOL.md, each next to
+    its baseline), as the report and ``compare`` read them; ``None`` where the entry lacks one."""
+
+    scenario_mi: float | None = None
+    """I(argmax expert; scenario), nats."""
+    scenario_mi_normalized: float | None = None
+    shuffled_p95: float | None = None
+    """p95 of the scenario information with the expert assignments permuted across states."""
+    shifted_p95: float | None = None
+    """p95 with the assignments shifted circularly within each episode."""
+    p_value: float | None = None
+    graph_argmax_change: float | None = None
+    """Share of states whose argmax expert changes with ``h_graph`` replaced by its mean."""
+    state_argmax_change: float | None = None
+    """The same with ``h_state`` replaced by its mean."""
+    hint_follow_share: float | None = None
+    """Share of the steps with a navigation hint on which the hinted move was taken."""
+    verdict: str | None = None
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any] | None) -> SpecializationFigures:
+        """The figures of an entry's summary (keys of :mod:`nethack_moe.analysis.metric_names`)."""
+        s = summary or {}
+        sp = s.get(mn.SPECIALIZATION) or {}
+        rel = s.get(mn.RELIANCE) or {}
+        hint = s.get(mn.HINT) or {}
+
+        def change(name: str) -> float | None:
+            return _float((rel.get(name) or {}).get(mn.ARGMAX_CHANGE))
+
+        verdict = s.get(mn.VERDICT)
+        return cls(
+            scenario_mi=_float(sp.get(mn.SCENARIO_MI)),
+            scenario_mi_normalized=_float(sp.get(mn.SCENARIO_MI_NORMALIZED)),
+            shuffled_p95=_float(sp.get(mn.SCENARIO_MI_SHUFFLED_P95)),
+            shifted_p95=_float(sp.get(mn.SCENARIO_MI_SHIFTED_P95)),
+            p_value=_float(sp.get(mn.SCENARIO_MI_P_VALUE)),
+            graph_argmax_change=change(mn.GRAPH_MEAN),
+            state_argmax_change=change(mn.STATE_MEAN),
+            hint_follow_share=_float(hint.get(mn.FOLLOW_SHARE)),
+            verdict=str(verdict) if verdict else None,
+        )
+
+    @property
+    def empty(self) -> bool:
+        """No figure at all (an evaluation file written before the specialization figures)."""
+        return all(getattr(self, f.name) is None for f in fields(self))
+
+    @property
+    def baseline_p95(self) -> float | None:
+        """The stricter of the two p95 baselines of the scenario information."""
+        vals = [v for v in (self.shuffled_p95, self.shifted_p95) if v is not None]
+        return max(vals) if vals else None
+
+    @property
+    def above_baseline(self) -> bool | None:
+        """The scenario information above every baseline computed (``None`` without one)."""
+        if self.scenario_mi is None or self.baseline_p95 is None:
+            return None
+        return self.scenario_mi > self.baseline_p95
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """One played set of episodes of an evaluation file: a checkpoint's run (sampled, or greedy
+    with ``evaluate --actions greedy``), the greedy run beside it (``greedy_result``), or a
+    baseline (``player`` names it)."""
+
+    file: Path
+    checkpoint: str
+    """The entry's key under ``checkpoints``."""
+    player: str
+    greedy: bool
+    episodes: list[dict[str, Any]]
+    """Per-episode records as in the file."""
+    summary: dict[str, Any]
+    """The entry's ``summary`` as in the file."""
+    beside: bool = False
+    """The greedy run beside the entry's sampled one (``greedy_result``), not an entry itself."""
+
+    @property
+    def is_baseline(self) -> bool:
+        """Played by a rule baseline (random, hint follower), not a checkpoint's policy."""
+        return self.player != mn.POLICY
+
+    def column(self, key: str) -> list[Any] | None:
+        """``key`` of every episode record; ``None`` when a record lacks it."""
+        vals = [e.get(key) for e in self.episodes]
+        return vals if vals and all(v is not None for v in vals) else None
+
+    @property
+    def scores(self) -> list[float]:
+        """Scores of the episodes that have one."""
+        return [float(e["score"]) for e in self.episodes if e.get("score") is not None]
+
+    @property
+    def routing(self) -> dict[str, Any]:
+        """The summary's routing figures (empty for a baseline or an old file)."""
+        r = self.summary.get(mn.ROUTING)
+        return r if isinstance(r, dict) else {}
+
+    @property
+    def specialization(self) -> SpecializationFigures:
+        """The summary's specialization figures."""
+        return SpecializationFigures.from_summary(self.summary)
+
+
+def _eval_run(path: Path, ck: str, player: str, e: dict[str, Any], *, beside: bool) -> EvalRun:
+    """The :class:`EvalRun` of an entry (or of the greedy run beside it)."""
+    summary = e.get(mn.SUMMARY)
+    return EvalRun(
+        file=path,
+        checkpoint=ck,
+        player=player,
+        greedy=beside or bool(e.get(mn.GREEDY, False)),
+        episodes=list(e.get(mn.EPISODES) or []),
+        summary=summary if isinstance(summary, dict) else {},
+        beside=beside,
+    )
+
+
+@dataclass(frozen=True)
+class EvalFile:
+    """An evaluation JSON file: its protocol and every played set of episodes in it."""
+
+    path: Path
+    protocol: str | None
+    runs: list[EvalRun]
+
+    @classmethod
+    def from_json(cls, path: Path, data: dict[str, Any]) -> EvalFile:
+        """Each entry of ``checkpoints``, then its greedy run beside it when there is one."""
+        runs: list[EvalRun] = []
+        for ck, entry in (data.get(mn.CHECKPOINTS) or {}).items():
+            player = str(entry.get(mn.PLAYER) or mn.POLICY)
+            runs.append(_eval_run(path, str(ck), player, entry, beside=False))
+            if isinstance(entry.get(mn.GREEDY_RESULT), dict):
+                runs.append(_eval_run(path, str(ck), player, entry[mn.GREEDY_RESULT], beside=True))
+        protocol = data.get("protocol")
+        return cls(path, None if protocol is None else str(protocol), runs)
+
+    @property
+    def checkpoints(self) -> list[str]:
+        """The entry names, in file order."""
+        return list(dict.fromkeys(r.checkpoint for r in self.runs))
+
+    @property
+    def entries(self) -> list[EvalRun]:
+        """The entries themselves (checkpoints and baselines), without the greedy runs beside."""
+        return [r for r in self.runs if not r.beside]
+
+    def beside(self, entry: EvalRun) -> EvalRun | None:
+        """The greedy run beside ``entry`` (``None`` when there is none)."""
+        return next((r for r in self.runs if r.beside and r.checkpoint == entry.checkpoint), None)
+
+
+def load_evaluations(run_dir: str | Path) -> list[EvalFile]:
+    """:func:`load_eval_files` as typed :class:`EvalFile` records, oldest first."""
+    return [EvalFile.from_json(p, data) for p, data in load_eval_files(run_dir)]

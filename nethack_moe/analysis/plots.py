@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from nethack_moe.analysis import metric_names as mn  # noqa: E402
 from nethack_moe.analysis.stats import moving_average  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,8 @@ def plot_usage_bars(
     fig_data: Mapping[str, Any], expert_names: Sequence[str] | None, path: str | Path
 ) -> Path:
     """Bars of mean weight ᾱ_i and argmax share per expert (from ``routing_figures``)."""
-    usage = fig_data.get("usage") or fig_data.get("routing/usage") or []
-    share = fig_data.get("argmax_share") or fig_data.get("routing/argmax_share") or []
+    usage = mn.routing_value(fig_data, mn.USAGE) or []
+    share = mn.routing_value(fig_data, mn.ARGMAX_SHARE) or []
     n = max(len(usage), len(share))
     names = _names(n, expert_names or fig_data.get("expert_names"))
     x = np.arange(n)
@@ -89,7 +90,7 @@ def plot_usage_bars(
     ax.set_ylim(0, 1)
     ax.set_ylabel("share")
     ax.set_xlabel("expert")
-    eff = fig_data.get("effective_experts") or fig_data.get("routing/effective_experts")
+    eff = mn.routing_value(fig_data, mn.EFFECTIVE_EXPERTS)
     title = "Expert usage"
     if eff is not None:
         title += f" (effective experts {float(eff):.2f})"
@@ -242,15 +243,15 @@ def plot_training_curves(
         ux = np.array([_num(u.get("episode")) for u in ups])
         fig, (a1, a2) = plt.subplots(2, 1, figsize=(12, 7.5), sharex=True)
         x_end = float(np.nanmax(ux)) if np.isfinite(ux).any() else None
-        for key, lab, c in (
-            ("routing/alpha_entropy", "alpha entropy mean H(α_s)", "C0"),
-            ("routing/usage_entropy", "usage entropy H(ᾱ)", "C2"),
-            ("routing/mi", "routing MI", "C3"),
+        for name, lab, c in (
+            (mn.ALPHA_ENTROPY, "alpha entropy mean H(α_s)", "C0"),
+            (mn.USAGE_ENTROPY, "usage entropy H(ᾱ)", "C2"),
+            (mn.MI, "routing MI", "C3"),
         ):
-            y = np.array([_num(u.get(key)) for u in ups])
+            y = np.array([_num(mn.routing_value(u, name)) for u in ups])
             if np.isfinite(y).any():
                 a1.plot(ux, y, color=c, lw=1.2, label=lab)
-        usage = [u.get("routing/usage") for u in ups]
+        usage = [mn.routing_value(u, mn.USAGE) for u in ups]
         E = max((len(v) for v in usage if isinstance(v, list)), default=0)
         if E > 1:
             a1.axhline(math.log(E), color="grey", ls=":", lw=1, label=f"ln {E} (uniform)")
@@ -268,7 +269,7 @@ def plot_training_curves(
         h2, l2 = tw.get_legend_handles_labels()
         a1.legend(h1 + h2, l1 + l2, loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=8)
 
-        eff = np.array([_num(u.get("routing/effective_experts")) for u in ups])
+        eff = np.array([_num(mn.routing_value(u, mn.EFFECTIVE_EXPERTS)) for u in ups])
         if np.isfinite(eff).any():
             a2.plot(ux, eff, color="C4", lw=1.5, label="effective experts exp H(ᾱ)")
         if E:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from nethack_moe.analysis import metric_names as mn
+
 #: Default expert names (DESIGN.md, E = 4).
 DEFAULT_EXPERTS: tuple[str, ...] = ("survival", "combat", "exploration", "general")
 
@@ -69,8 +71,9 @@ def routing_figures(
 ) -> dict[str, Any]:
     """Routing figures over the states of ``alpha`` (``[S, E]``, rows on the simplex).
 
-    Returns ``n_states, n_experts, expert_names, alpha_entropy, alpha_entropy_std`` (ddof 0, over
-    states), ``usage_entropy, routing_mi`` (clipped at 0), ``effective_experts, usage`` (ᾱ),
+    Returns ``n_states, n_experts, expert_names`` and the figures named in
+    :mod:`~nethack_moe.analysis.metric_names`: ``alpha_entropy, alpha_entropy_std`` (ddof 0, over
+    states), ``usage_entropy, mi`` (clipped at 0), ``effective_experts, usage`` (ᾱ),
     ``argmax_share`` (ties go to the lowest index), ``sparsity`` (mean share of exact zeros) and
     ``switch_rate`` (``None`` without ``episode_ids``). Accepts numpy arrays or torch tensors.
     """
@@ -83,47 +86,39 @@ def routing_figures(
     names = _expert_names(E, expert_names)
     out: dict[str, Any] = {"n_states": int(S), "n_experts": int(E), "expert_names": names}
     if S == 0:
-        out.update(
-            alpha_entropy=None,
-            alpha_entropy_std=None,
-            usage_entropy=None,
-            routing_mi=None,
-            effective_experts=None,
-            usage=[None] * E,
-            argmax_share=[None] * E,
-            sparsity=None,
-            switch_rate=None,
-        )
+        out.update({name: None for name in mn.ROUTING_SCALARS})
+        out.update({mn.USAGE: [None] * E, mn.ARGMAX_SHARE: [None] * E, mn.SWITCH_RATE: None})
         return out
     h = entropy(a, axis=1)
     usage = a.mean(axis=0)
     hu = float(entropy(usage))
     am = a.argmax(axis=1)
-    out["alpha_entropy"] = float(h.mean())
-    out["alpha_entropy_std"] = float(h.std())
-    out["usage_entropy"] = hu
-    out["routing_mi"] = max(0.0, hu - float(h.mean()))
-    out["effective_experts"] = float(math.exp(hu))
-    out["usage"] = [float(v) for v in usage]
-    out["argmax_share"] = [float(v) for v in np.bincount(am, minlength=E) / S]
-    out["sparsity"] = float((a == 0).mean())
+    out[mn.ALPHA_ENTROPY] = float(h.mean())
+    out[mn.ALPHA_ENTROPY_STD] = float(h.std())
+    out[mn.USAGE_ENTROPY] = hu
+    out[mn.MI] = max(0.0, hu - float(h.mean()))
+    out[mn.EFFECTIVE_EXPERTS] = float(math.exp(hu))
+    out[mn.USAGE] = [float(v) for v in usage]
+    out[mn.ARGMAX_SHARE] = [float(v) for v in np.bincount(am, minlength=E) / S]
+    out[mn.SPARSITY] = float((a == 0).mean())
     if episode_ids is not None:
         if hasattr(episode_ids, "detach"):
             episode_ids = episode_ids.detach().cpu().numpy()
-        out["switch_rate"] = switch_rate(am, np.asarray(episode_ids))
+        out[mn.SWITCH_RATE] = switch_rate(am, np.asarray(episode_ids))
     else:
-        out["switch_rate"] = None
+        out[mn.SWITCH_RATE] = None
     return out
 
 
 def routing_figures_torch(
-    alpha: Any, *, prefix: str = "routing/", lists: bool = True
+    alpha: Any, *, prefix: str = mn.ROUTING_PREFIX, lists: bool = True
 ) -> dict[str, Any]:
     """Routing figures of a batch ``alpha`` (torch ``[S, E]``) for an update record.
 
-    Keys (with ``prefix``): ``alpha_entropy, alpha_entropy_std, usage_entropy, mi,
-    effective_experts, sparsity`` (python floats) and, when ``lists``, ``usage`` and
-    ``argmax_share`` (lists of E floats). Runs without autograd and syncs the device once.
+    Keys (with ``prefix``): :data:`metric_names.ROUTING_SCALARS` (``alpha_entropy,
+    alpha_entropy_std, usage_entropy, mi, effective_experts, sparsity``; python floats) and, when
+    ``lists``, ``usage`` and ``argmax_share`` (lists of E floats). Runs without autograd and syncs
+    the device once.
     """
     import torch
 
@@ -138,7 +133,7 @@ def routing_figures_torch(
         upos = usage > 0
         hu = -torch.where(upos, usage * torch.log(torch.where(upos, usage, 1.0)), 0.0).sum()
         hm = h.mean()
-        scal = torch.stack(
+        scal = torch.stack(  # in the order of mn.ROUTING_SCALARS
             [
                 hm,
                 h.std(unbiased=False),
@@ -150,36 +145,33 @@ def routing_figures_torch(
         )
         share = torch.bincount(a.argmax(1), minlength=E).to(torch.float64) / S
         flat = torch.cat([scal, usage, share]).cpu().tolist()
-    keys = ("alpha_entropy", "alpha_entropy_std", "usage_entropy", "mi", "effective_experts")
-    out: dict[str, Any] = {prefix + k: float(v) for k, v in zip(keys, flat[:5], strict=True)}
-    out[prefix + "sparsity"] = float(flat[5])
+    out: dict[str, Any] = {
+        prefix + k: float(v) for k, v in zip(mn.ROUTING_SCALARS, flat[:6], strict=True)
+    }
     if lists:
-        out[prefix + "usage"] = [float(v) for v in flat[6 : 6 + E]]
-        out[prefix + "argmax_share"] = [float(v) for v in flat[6 + E : 6 + 2 * E]]
+        out[prefix + mn.USAGE] = [float(v) for v in flat[6 : 6 + E]]
+        out[prefix + mn.ARGMAX_SHARE] = [float(v) for v in flat[6 + E : 6 + 2 * E]]
     return out
 
 
-def _get(fig: dict[str, Any], *keys: str) -> float | None:
-    for k in keys:
-        for kk in (k, "routing/" + k):
-            v = fig.get(kk)
-            if v is not None:
-                return float(v)
-    return None
+def _get(fig: dict[str, Any], name: str) -> float | None:
+    """Routing figure ``name`` of ``fig`` as a float (:func:`metric_names.routing_value`)."""
+    v = mn.routing_value(fig, name)
+    return None if v is None else float(v)
 
 
 def verdict(fig: dict[str, Any], n_experts: int) -> str:
     """A plain-language statement about the routing figures ``fig``.
 
     Accepts the output of :func:`routing_figures` or of :func:`routing_figures_torch` (``routing/``
-    keys, ``mi``). In order: collapse onto one expert (effective experts < 1.5); never left
+    keys), and figures of older files (:data:`metric_names.LEGACY_NAMES`). In order: collapse onto one expert (effective experts < 1.5); never left
     uniform (alpha entropy > 0.95 ln E); not specialized (routing MI < 0.05 nats: the same mixture
     in every state); otherwise specialized.
     """
-    h = _get(fig, "alpha_entropy")
-    mi = _get(fig, "routing_mi", "mi")
-    eff = _get(fig, "effective_experts")
-    hu = _get(fig, "usage_entropy")
+    h = _get(fig, mn.ALPHA_ENTROPY)
+    mi = _get(fig, mn.MI)
+    eff = _get(fig, mn.EFFECTIVE_EXPERTS)
+    hu = _get(fig, mn.USAGE_ENTROPY)
     if eff is None and hu is not None:
         eff = math.exp(hu)
     if h is None or mi is None or eff is None:
@@ -188,7 +180,7 @@ def verdict(fig: dict[str, Any], n_experts: int) -> str:
     if E <= 1:
         return "a single expert: routing is trivial"
     ln_e = math.log(E)
-    usage = fig.get("usage") or fig.get("routing/usage")
+    usage = mn.routing_value(fig, mn.USAGE)
     top = ""
     if usage:
         names = _expert_names(len(usage), fig.get("expert_names"))

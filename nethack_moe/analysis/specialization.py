@@ -46,6 +46,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nethack_moe.analysis import metric_names as mn
+from nethack_moe.analysis.formatting import num, pct
 from nethack_moe.analysis.scenarios import COMBAT, EXPLORATION, SCENARIOS, SURVIVAL
 
 if TYPE_CHECKING:
@@ -133,13 +135,13 @@ class ScenarioInformation:
     def to_json(self) -> dict[str, Any]:
         """The ``specialization`` block of ``analysis.json``."""
         return {
-            "scenario_mi": self.mi,
-            "scenario_mi_normalized": self.normalized,
+            mn.SCENARIO_MI: self.mi,
+            mn.SCENARIO_MI_NORMALIZED: self.normalized,
             "scenario_entropy": self.scenario_entropy,
             "scenario_mi_shuffled_mean": self.shuffled_mean,
-            "scenario_mi_shuffled_p95": self.shuffled_p95,
-            "scenario_mi_p_value": self.p_value,
-            "scenario_mi_shifted_p95": self.shifted_p95,
+            mn.SCENARIO_MI_SHUFFLED_P95: self.shuffled_p95,
+            mn.SCENARIO_MI_P_VALUE: self.p_value,
+            mn.SCENARIO_MI_SHIFTED_P95: self.shifted_p95,
             "scenario_mi_shifted_p_value": self.shifted_p_value,
             "permutations": self.permutations,
             "n_states": self.n_states,
@@ -216,9 +218,9 @@ class Replacement:
 
 #: The four replacements of PROTOCOL.md, keyed like ``analysis.json``'s ``reliance`` block.
 REPLACEMENTS: tuple[Replacement, ...] = (
-    Replacement("graph_mean", "h_graph", "mean"),
+    Replacement(mn.GRAPH_MEAN, "h_graph", "mean"),
     Replacement("graph_zero", "h_graph", "zero"),
-    Replacement("state_mean", "h_state", "mean"),
+    Replacement(mn.STATE_MEAN, "h_state", "mean"),
     Replacement("state_zero", "h_state", "zero"),
 )
 
@@ -252,7 +254,7 @@ class RelianceFigure:
     def to_json(self) -> dict[str, Any]:
         """One entry of the ``reliance`` block."""
         return {
-            "argmax_change": self.argmax_change,
+            mn.ARGMAX_CHANGE: self.argmax_change,
             "policy_kl": self.policy_kl,
             "alpha_change": self.alpha_change,
             "n_states": self.n_states,
@@ -536,7 +538,7 @@ class HintReliance:
     def to_json(self) -> dict[str, Any]:
         """The ``hint`` block."""
         return {
-            "follow_share": self.follow_share,
+            mn.FOLLOW_SHARE: self.follow_share,
             "hinted_steps": self.hinted_steps,
             "policy_mean_score": self.policy_mean_score,
             "zeroed_mean_score": self.zeroed_mean_score,
@@ -572,11 +574,11 @@ class SpecializationReport:
         """The blocks of ``analysis.json``: ``specialization``, ``reliance``, ``interventions``,
         ``interventions_reading``, ``hint``, ``routing_balance`` and ``verdict``."""
         return {
-            "specialization": self.scenario.to_json() if self.scenario else None,
-            "reliance": {k: (v.to_json() if v else None) for k, v in self.reliance.items()},
+            mn.SPECIALIZATION: self.scenario.to_json() if self.scenario else None,
+            mn.RELIANCE: {k: (v.to_json() if v else None) for k, v in self.reliance.items()},
             "interventions": {k: v.to_json() for k, v in self.interventions.items()},
             "interventions_reading": self.reading.to_json() if self.reading else None,
-            "hint": self.hint.to_json() if self.hint else None,
+            mn.HINT: self.hint.to_json() if self.hint else None,
             "routing_balance": {
                 "usage_balance_routing_mi": self.usage_balance,
                 "per_state_sharpness_alpha_entropy": self.per_state_sharpness,
@@ -584,22 +586,14 @@ class SpecializationReport:
                 "note": "produced by the load-balance and alpha-entropy terms for any router; "
                 "not evidence of specialization",
             },
-            "verdict": self.verdict(),
+            mn.VERDICT: self.verdict(),
         }
-
-
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{100 * v:.1f} %"
-
-
-def _num(v: float | None, nd: int = 3) -> str:
-    return "–" if v is None else f"{v:.{nd}f}"
 
 
 def _scenario_sentence(s: ScenarioInformation) -> str:
     share = s.normalized
     head = (
-        f"scenario information {s.mi:.4f} nats ({_pct(share)} of H(scenario)) against a "
+        f"scenario information {s.mi:.4f} nats ({pct(share)} of H(scenario)) against a "
         f"permutation p95 of {s.shuffled_p95:.4f} (p = {s.p_value:.3f}"
         + (f"; within-episode shifts p95 {s.shifted_p95:.4f}" if s.shifted_p95 is not None else "")
         + ")"
@@ -628,7 +622,7 @@ def _reliance_sentence(rel: dict[str, RelianceFigure | None]) -> tuple[str, list
             used.append(label)
         parts.append(
             f"it {verb} {label} (replaced by its mean: argmax expert changes in "
-            f"{_pct(f.argmax_change)} of states, α moves by {f.alpha_change:.3f}, policy KL "
+            f"{pct(f.argmax_change)} of states, α moves by {f.alpha_change:.3f}, policy KL "
             f"{f.policy_kl:.3f}{score})"
         )
     return "; ".join(parts), used
@@ -675,7 +669,7 @@ def specialization_verdict(r: SpecializationReport) -> str:
             )
     h = r.hint
     if h is not None and h.follow_share is not None:
-        txt = f"The policy takes the hinted move in {_pct(h.follow_share)} of the steps with a hint"
+        txt = f"The policy takes the hinted move in {pct(h.follow_share)} of the steps with a hint"
         if h.zeroed_mean_score is not None and h.policy_mean_score is not None:
             txt += (
                 f"; with the hint inputs zeroed it scores {h.zeroed_mean_score:.1f} against "
@@ -685,8 +679,8 @@ def specialization_verdict(r: SpecializationReport) -> str:
             txt += f"; the hint follower scores {h.follower_mean_score:.1f} on the same seeds"
         out.append(txt + ".")
     out.append(
-        f"Usage balance (routing MI {_num(r.usage_balance)} nats, {_num(r.effective_experts, 2)} "
-        f"effective experts) and per-state sharpness (alpha entropy {_num(r.per_state_sharpness)}) "
+        f"Usage balance (routing MI {num(r.usage_balance, 3)} nats, {num(r.effective_experts, 2)} "
+        f"effective experts) and per-state sharpness (alpha entropy {num(r.per_state_sharpness, 3)}) "
         "come from the load-balance and alpha-entropy terms for any router: they are not evidence "
         "of specialization."
     )
@@ -728,9 +722,9 @@ def state_report(
         scenario=scen,
         reliance=rel.figures,
         hint=hint,
-        usage_balance=fig.get("routing_mi"),
-        per_state_sharpness=fig.get("alpha_entropy"),
-        effective_experts=fig.get("effective_experts"),
+        usage_balance=fig.get(mn.MI),
+        per_state_sharpness=fig.get(mn.ALPHA_ENTROPY),
+        effective_experts=fig.get(mn.EFFECTIVE_EXPERTS),
         n_experts=E,
     )
     return report, rel.means

@@ -19,6 +19,7 @@ import logging
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -140,7 +141,46 @@ def _mean_or_none(x: Any) -> float | None:
     return float(a.mean()) if a.size else None
 
 
-def summarize(
+@dataclass(frozen=True)
+class Summary:
+    """E200 figures of per-episode scores (:func:`summarize_scores`); :meth:`to_json` is the
+    ``summary`` dict of the evaluation JSON, :meth:`from_json` reads one back."""
+
+    n: int
+    mean: float | None = None
+    std: float | None = None
+    """Sample std (ddof=1); 0 for one value."""
+    median: float | None = None
+    iqm: float | None = None
+    min: float | None = None
+    max: float | None = None
+    q25: float | None = None
+    q75: float | None = None
+    ci_mean: list[float] | None = None
+    ci_iqm: list[float] | None = None
+    ci_method: str = "none"
+    confidence: float = 0.95
+    n_resamples: int = 2000
+    died: float | None = None
+    """Death rate."""
+    depth: float | None = None
+    """Mean depth reached."""
+    length: float | None = None
+    """Mean episode length."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary as a JSON-ready dict (keys in field order)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any] | None) -> Summary:
+        """A summary read from an evaluation file (missing keys: ``None``; others ignored)."""
+        d = d or {}
+        kw = {f.name: d[f.name] for f in fields(cls) if d.get(f.name) is not None}
+        return cls(**{"n": 0, **kw})
+
+
+def summarize_scores(
     scores: Sequence[float] | np.ndarray,
     *,
     died: Sequence[bool] | np.ndarray | None = None,
@@ -150,44 +190,76 @@ def summarize(
     seed: int = 0,
     confidence: float = 0.95,
     ci: bool = True,
-) -> dict[str, Any]:
-    """Summary of per-episode scores (E200 figures).
+) -> Summary:
+    """:class:`Summary` of per-episode scores (E200 figures).
 
-    Keys: ``n, mean, std (ddof=1), median, iqm, min, max, q25, q75, ci_mean, ci_iqm, died`` (rate),
-    ``depth`` (mean), ``length`` (mean), plus ``ci_method``, ``confidence``, ``n_resamples``.
     Missing inputs give ``None``; ``ci=False`` skips the bootstrap (``ci_*`` are ``None``).
     """
     a = _as_float_array(scores)
     a = a[np.isfinite(a)]
-    n = int(a.size)
-    out: dict[str, Any] = {"n": n}
-    if n == 0:
-        for k in ("mean", "std", "median", "iqm", "min", "max", "q25", "q75", "ci_mean", "ci_iqm"):
-            out[k] = None
-        out["ci_method"] = "none"
-    else:
-        out["mean"] = float(a.mean())
-        out["std"] = float(a.std(ddof=1)) if n > 1 else 0.0
-        out["median"] = float(np.median(a))
-        out["iqm"] = float(iqm(a))
-        out["min"] = float(a.min())
-        out["max"] = float(a.max())
-        out["q25"] = float(np.quantile(a, 0.25))
-        out["q75"] = float(np.quantile(a, 0.75))
-        if ci:
-            kw = {"n_resamples": n_resamples, "seed": seed, "confidence": confidence}
-            out["ci_mean"], m1 = bootstrap_ci(a, "mean", **kw)  # type: ignore[arg-type]
-            out["ci_iqm"], m2 = bootstrap_ci(a, "iqm", **kw)  # type: ignore[arg-type]
-            out["ci_method"] = m1 if m1 == m2 else f"mean: {m1}, iqm: {m2}"
-        else:
-            out["ci_mean"] = out["ci_iqm"] = None
-            out["ci_method"] = "none"
-    out["confidence"] = float(confidence)
-    out["n_resamples"] = int(n_resamples)
-    out["died"] = _mean_or_none(None if died is None else np.asarray(died, dtype=np.float64))
-    out["depth"] = _mean_or_none(depth)
-    out["length"] = _mean_or_none(length)
-    return out
+    base = Summary(
+        n=int(a.size),
+        confidence=float(confidence),
+        n_resamples=int(n_resamples),
+        died=_mean_or_none(None if died is None else np.asarray(died, dtype=np.float64)),
+        depth=_mean_or_none(depth),
+        length=_mean_or_none(length),
+    )
+    if a.size == 0:
+        return base
+    ci_mean = ci_iqm = None
+    method = "none"
+    if ci:
+        ci_mean, m1 = bootstrap_ci(a, "mean", n_resamples=n_resamples, seed=seed,
+                                   confidence=confidence)  # fmt: skip
+        ci_iqm, m2 = bootstrap_ci(a, "iqm", n_resamples=n_resamples, seed=seed,
+                                  confidence=confidence)  # fmt: skip
+        method = m1 if m1 == m2 else f"mean: {m1}, iqm: {m2}"
+    return replace(
+        base,
+        mean=float(a.mean()),
+        std=float(a.std(ddof=1)) if a.size > 1 else 0.0,
+        median=float(np.median(a)),
+        iqm=float(iqm(a)),
+        min=float(a.min()),
+        max=float(a.max()),
+        q25=float(np.quantile(a, 0.25)),
+        q75=float(np.quantile(a, 0.75)),
+        ci_mean=ci_mean,
+        ci_iqm=ci_iqm,
+        ci_method=method,
+    )
+
+
+def summarize(scores: Sequence[float] | np.ndarray, **options: Any) -> dict[str, Any]:
+    """:func:`summarize_scores` (same options) as the JSON dict the evaluation files hold.
+
+    Keys: ``n, mean, std (ddof=1), median, iqm, min, max, q25, q75, ci_mean, ci_iqm, ci_method,
+    confidence, n_resamples, died`` (rate), ``depth`` (mean), ``length`` (mean).
+    """
+    return summarize_scores(scores, **options).to_json()
+
+
+def paired_diff_ci(
+    a: Any,
+    b: Any,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float | None, list[float] | None]:
+    """``mean(b - a)`` of paired samples (the same seeds, in the same order) and its bootstrap CI
+    (:func:`bootstrap_ci` of the differences); ``(None, None)`` when a pair is missing a value or
+    there are none."""
+    x, y = _as_float_array(a), _as_float_array(b)
+    if x.shape != y.shape:
+        raise ValueError(f"paired samples differ in size: {x.size} and {y.size}")
+    d = y - x
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return None, None
+    lo_hi, _ = bootstrap_ci(d, "mean", n_resamples=n_resamples, seed=seed, confidence=confidence)
+    return float(d.mean()), lo_hi
 
 
 def score_quantiles(
