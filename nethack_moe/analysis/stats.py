@@ -210,10 +210,12 @@ def summarize_scores(
     ci_mean = ci_iqm = None
     method = "none"
     if ci:
-        ci_mean, m1 = bootstrap_ci(a, "mean", n_resamples=n_resamples, seed=seed,
-                                   confidence=confidence)  # fmt: skip
-        ci_iqm, m2 = bootstrap_ci(a, "iqm", n_resamples=n_resamples, seed=seed,
-                                  confidence=confidence)  # fmt: skip
+        ci_mean, m1 = bootstrap_ci(
+            a, "mean", n_resamples=n_resamples, seed=seed, confidence=confidence
+        )
+        ci_iqm, m2 = bootstrap_ci(
+            a, "iqm", n_resamples=n_resamples, seed=seed, confidence=confidence
+        )
         method = m1 if m1 == m2 else f"mean: {m1}, iqm: {m2}"
     return replace(
         base,

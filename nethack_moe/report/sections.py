@@ -668,7 +668,9 @@ def _draw_figures(d: ReportData, figs: list[tuple[str, Path]]) -> None:
     """Draw the report's plots into ``d.plot_dir``, appending ``(title, path)`` of each to
     ``figs`` (what was drawn before a failure stays there)."""
     run, out = d.run, d.plot_dir
-    tp = plots.plot_training_curves(run.episodes + run.updates, out / "training", window=d.options.window)  # fmt: skip
+    tp = plots.plot_training_curves(
+        run.episodes + run.updates, out / "training", window=d.options.window
+    )
     if run.episodes:
         figs.append(("Score and reward per episode", tp[0]))
     if len(tp) > 1:
@@ -682,7 +684,9 @@ def _draw_figures(d: ReportData, figs: list[tuple[str, Path]]) -> None:
     routed = d.routed
     if routed and routed[-1].routing.usage:
         st = routed[-1]
-        path = plots.plot_usage_bars(st.routing.figures(), d.expert_names, out / "usage_last_phase.png")  # fmt: skip
+        path = plots.plot_usage_bars(
+            st.routing.figures(), d.expert_names, out / "usage_last_phase.png"
+        )
         figs.append((f"Expert usage ({st.name})", path))
     if d.groups:
         inputs = {g.name: g.plot_input() for g in d.groups}
