@@ -243,7 +243,7 @@ def test_report_phase_table_matches_records(tmp_path):
     assert "mean 99.50 [" in md
     ev_rows = _parse_table(md, "| run | source |")
     assert ev_rows[0][2] == "200" and ev_rows[0][3].startswith("99.50 [")
-    assert "`final` (`eval/final.json`): alpha entropy 0.0000" in md and "specialized" in md
+    assert "`final` (`eval/final.json`): alpha entropy 0.0000" in md and "state-dependent" in md
     assert (run / "report_plots" / "scenario_alpha_final.png").is_file()
 
 

@@ -166,7 +166,9 @@ def verdict(fig: dict[str, Any], n_experts: int) -> str:
     Accepts the output of :func:`routing_figures` or of :func:`routing_figures_torch` (``routing/``
     keys), and figures of older files (:data:`metric_names.LEGACY_NAMES`). In order: collapse onto one expert (effective experts < 1.5); never left
     uniform (alpha entropy > 0.95 ln E); not specialized (routing MI < 0.05 nats: the same mixture
-    in every state); otherwise specialized.
+    in every state); otherwise "state-dependent routing", labelled as usage balance and per-state
+    sharpness: whether it is *specialization* is for the figures of
+    :mod:`nethack_moe.analysis.specialization` to say.
     """
     h = _get(fig, mn.ALPHA_ENTROPY)
     mi = _get(fig, mn.MI)
@@ -202,10 +204,12 @@ def verdict(fig: dict[str, Any], n_experts: int) -> str:
             f"the same mixture of ≈{math.exp(h):.1f} experts (alpha entropy {h:.4f}) in every "
             f"state; effective experts {eff:.2f} of {E}"
         )
-    strength = "weakly " if mi < 0.25 * ln_e else ""
+    strength = "soft " if mi < 0.25 * ln_e else ""
     return (
-        f"{strength}specialized: routing MI {mi:.3f} nats ({100 * mi / ln_e:.0f} % of ln {E}), "
-        f"alpha entropy {h:.4f}, effective experts {eff:.2f} of {E}"
+        f"{strength}state-dependent routing: routing MI {mi:.3f} nats ({100 * mi / ln_e:.0f} % of "
+        f"ln {E}; usage balance), alpha entropy {h:.4f} (per-state sharpness), effective experts "
+        f"{eff:.2f} of {E}; the load-balance and alpha-entropy terms produce these for any router, "
+        "so they are not evidence of specialization (see the specialization figures)"
     )
 
 
