@@ -267,16 +267,9 @@ STATE_NAMES: tuple[str, ...] = (
     + tuple(f"enc_{i}" for i in range(N_ENCUMBRANCE))
     + tuple(f"cond_{i}" for i in range(len(_CONDITION_BITS)))
     + tuple(f"nav_{i}" for i in range(N_NAV))
-    + ("stuck", "moved")
 )
 STATE_DIM = len(STATE_NAMES)
 NAV_ONEHOT = STATE_NAMES.index("nav_0")
-#: ``stuck``: consecutive previous steps after which the hero's position and depth stayed the
-#: same, capped at :data:`STUCK_CAP` and divided by it; ``moved``: position or depth changed since
-#: the previous observation. Both 0 at an episode's first observation and without memory.
-STUCK = STATE_NAMES.index("stuck")
-MOVED = STATE_NAMES.index("moved")
-STUCK_CAP = 8
 
 ROWS, COLS = int(nh.DUNGEON_SHAPE[0]), int(nh.DUNGEON_SHAPE[1])
 _MORE = np.frombuffer(b"--More--", dtype=np.uint8)
@@ -426,10 +419,8 @@ class Memory:
 
     The hero's glyph hides what it stands on, so "standing on the stairs" needs the remembered
     stairs position; and rock and unexplored map look the same, so the navigation hint needs to
-    know where the hero has already been; ``stuck``/``moved`` need the previous position. Clear a
-    row with :meth:`clear` when its env starts a new episode; the level part clears itself when
-    the depth changes. Computing features twice on the same observation counts one more step
-    without a move (``n_still``): every other field is unchanged by a repeat.
+    know where the hero has already been. Clear a row with :meth:`clear` when its env starts a
+    new episode; the level part clears itself when the depth changes.
     """
 
     stairs: np.ndarray
@@ -442,17 +433,12 @@ class Memory:
     """``[B, 21, 79]`` bool: doors found locked on this level (the hint routes around them)."""
     n_visited: np.ndarray
     """``[B]`` int64: number of cells in ``visited`` (kept as a count, not summed every step)."""
-    last_pos: np.ndarray
-    """``[B, 3]`` int64: depth, y, x of the hero at the previous observation (-1 = none)."""
-    n_still: np.ndarray
-    """``[B]`` int64: consecutive steps without a change of ``last_pos`` (capped at STUCK_CAP)."""
 
     def rows(self, sl) -> Memory:
         """View (slice) or copy (index array) of some rows."""
         return Memory(
-            self.stairs[sl], self.level[sl], self.visited[sl], self.locked[sl], self.n_visited[sl],
-            self.last_pos[sl], self.n_still[sl],
-        )  # fmt: skip
+            self.stairs[sl], self.level[sl], self.visited[sl], self.locked[sl], self.n_visited[sl]
+        )
 
     def clear(self, i) -> None:
         self.stairs[i] = -1
@@ -460,8 +446,6 @@ class Memory:
         self.visited[i] = False
         self.locked[i] = False
         self.n_visited[i] = 0
-        self.last_pos[i] = -1
-        self.n_still[i] = 0
 
 
 def new_memory(batch: int) -> Memory:
@@ -471,8 +455,6 @@ def new_memory(batch: int) -> Memory:
         np.full(batch, -1, dtype=np.int64),
         np.zeros((batch, ROWS, COLS), dtype=bool),
         np.zeros((batch, ROWS, COLS), dtype=bool),
-        np.zeros(batch, dtype=np.int64),
-        np.full((batch, 3), -1, dtype=np.int64),
         np.zeros(batch, dtype=np.int64),
     )
 
@@ -502,8 +484,7 @@ def compute_features_reference(
         out_*: optional preallocated outputs (``[B, STATE_DIM]`` float32, ``[B, C, C]`` int16,
             ``[B, N_ATOMS]`` bool).
         memory: optional level memory from :func:`new_memory`, updated in place; without it a
-            staircase under the hero is not seen (``on_downstairs`` stays false) and ``stuck``,
-            ``moved`` stay 0.
+            staircase under the hero is not seen (``on_downstairs`` stays false).
 
     Returns:
         ``(state, crop, atoms)``.
@@ -609,18 +590,6 @@ def compute_features_reference(
     s[:, o : o + len(_CONDITION_BITS)] = (cond[:, None] & _COND_ARRAY[None, :]) != 0
     o += len(_CONDITION_BITS)
     _navigation_hint(glyphs, P, r, ys, xs, d_y, d_x, down_vis, visited, locked, s, o)
-    # ---- stuck / moved: did the position or depth change since the previous observation ----
-    if memory is None:
-        s[:, STUCK] = 0.0
-        s[:, MOVED] = 0.0
-    else:
-        here = np.stack([depth, ys, xs], axis=1)
-        has_prev = memory.last_pos[:, 1] >= 0  # y is clipped to >= 0: -1 means "none"
-        same = has_prev & (memory.last_pos == here).all(1)
-        memory.n_still[:] = np.where(same, np.minimum(memory.n_still + 1, STUCK_CAP), 0)
-        memory.last_pos[:] = here
-        s[:, STUCK] = memory.n_still / float(STUCK_CAP)
-        s[:, MOVED] = has_prev & ~same
 
     # ---- atoms ----
     a = atoms
@@ -789,11 +758,7 @@ _KERNEL_ATOMS = (
     "unexplored_adjacent", "more_prompt", "question_prompt", "deeper_than_1", "low_xp",
     "prayer_ready",
 )  # fmt: skip
-if (
-    _KERNEL_ATOMS != ATOMS
-    or _O_NAV != NAV_ONEHOT
-    or (_O_NAV + N_NAV, STATE_DIM) != (STUCK, MOVED + 1)
-):
+if _KERNEL_ATOMS != ATOMS or _O_NAV != NAV_ONEHOT:
     raise RuntimeError("the fused kernel's atom or state layout is out of date")
 _PAT_MORE = np.frombuffer(b"--More--", dtype=np.uint8).copy()
 _PAT_LOCKED = np.frombuffer(b"This door is locked", dtype=np.uint8).copy()
@@ -1082,7 +1047,7 @@ def _atoms_row(
 @numba.njit(cache=True, nogil=True)
 def _fused_rows(
     glyphs, blstats, message, tty, has_tty, kflags, groups, cond_bits,
-    use_mem, m_stairs, m_level, m_visited, m_locked, m_nvis, m_last, m_still,
+    use_mem, m_stairs, m_level, m_visited, m_locked, m_nvis,
     state, crop, atoms, maps, bfs, qy, qx, scan,
 ):  # fmt: skip  # pragma: no cover - jitted
     """Every feature of every row of the batch (see compute_features_reference for the meaning).
@@ -1127,20 +1092,6 @@ def _fused_rows(
         _state_row(
             bl, state[b], y, x, down_vis, d_y, d_x, hvis, scan[1], scan[2], k, dist, stairs, cond_bits
         )  # fmt: skip
-        still, moved = 0, False
-        if use_mem:
-            if m_last[b, 1] >= 0:  # y is clipped to >= 0: -1 means "none"
-                if m_last[b, 0] == depth and m_last[b, 1] == y and m_last[b, 2] == x:
-                    m_still[b] = min(m_still[b] + 1, STUCK_CAP)
-                else:
-                    m_still[b] = 0
-                    moved = True
-            else:
-                m_still[b] = 0
-            m_last[b, 0], m_last[b, 1], m_last[b, 2] = depth, y, x
-            still = m_still[b]
-        state[b, STUCK] = still / float(STUCK_CAP)
-        state[b, MOVED] = moved
         more = has_tty and _contains(tty[b], 0, tty.shape[1], _PAT_MORE)
         item = _item_here_row(message[b])
         question = _question_row(message[b])
@@ -1153,8 +1104,6 @@ _NO_MEMORY = (
     np.zeros(0, np.int64),
     np.zeros((1, ROWS, COLS), bool),
     np.zeros((1, ROWS, COLS), bool),
-    np.zeros(0, np.int64),
-    np.zeros((0, 3), np.int64),
     np.zeros(0, np.int64),
 )
 _SCRATCH: dict[str, np.ndarray] = {}
@@ -1202,8 +1151,7 @@ def compute_features(
         out_*: optional preallocated outputs (``[B, STATE_DIM]`` float32, ``[B, C, C]`` int16,
             ``[B, N_ATOMS]`` bool).
         memory: optional level memory from :func:`new_memory`, updated in place; without it a
-            staircase under the hero is not seen (``on_downstairs`` stays false) and ``stuck``,
-            ``moved`` stay 0.
+            staircase under the hero is not seen (``on_downstairs`` stays false).
 
     Returns:
         ``(state, crop, atoms)``, bit for bit those of :func:`compute_features_reference`.
@@ -1224,8 +1172,7 @@ def compute_features(
         else np.ascontiguousarray(tty_chars).view(np.uint8).reshape(B, -1)
     )
     mem = _NO_MEMORY if memory is None else (
-        memory.stairs, memory.level, memory.visited, memory.locked, memory.n_visited,
-        memory.last_pos, memory.n_still,
+        memory.stairs, memory.level, memory.visited, memory.locked, memory.n_visited
     )  # fmt: skip
     scratch = _scratch()
     kernel: Any = _fused_rows  # (a numba dispatcher: its stub does not know the arguments)

@@ -140,9 +140,6 @@ def test_vector_env_same_seed_same_trajectory_whatever_the_workers():
     assert sum(len(x[4]) for x in a) == 12  # 4 envs x 3 episodes of 40 steps
 
 
-MEMORY_FIELDS = ("stairs", "level", "visited", "locked", "n_visited", "last_pos", "n_still")
-
-
 @pytest.mark.parametrize("shaping", [False, True])
 def test_vector_env_replay_restores_games_exactly(shaping):
     cfg = EnvConfig(max_episode_steps=30)
@@ -154,8 +151,6 @@ def test_vector_env_replay_restores_games_exactly(shaping):
         for t in range(40):
             v.step(acts[t])
         st = v.get_state()
-        state0 = v.buf.state.copy()
-        mem0 = {f: getattr(v.buf.memory, f).copy() for f in MEMORY_FIELDS}
         ref = []
         for t in range(40, 70):
             v.step(acts[t])
@@ -164,10 +159,6 @@ def test_vector_env_replay_restores_games_exactly(shaping):
             )
     with VectorEnv(cfg, 3, 0, SeedPlan("train", 2)) as w:
         w.set_state(st)
-        # the replayed features and level memory (stuck counter included) are those of the game
-        assert np.array_equal(state0, w.buf.state)
-        for f in MEMORY_FIELDS:
-            assert np.array_equal(mem0[f], getattr(w.buf.memory, f)), f
         for k, t in enumerate(range(40, 70)):
             w.step(acts[t])
             assert np.array_equal(ref[k][0], w.buf.state)

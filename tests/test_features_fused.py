@@ -15,12 +15,11 @@ import pytest
 
 from nethack_moe import features as F
 from nethack_moe.envs.factory import OBS_KEYS, EnvConfig, make_env, seed_env
-from nethack_moe.navigation import DIRS
 
 TASKS = ("NetHackScore-v0",) * 4 + ("NetHackChallenge-v0",) * 2
 STEPS = 400
 HINT_KEYS = np.array([1, 2, 3, 4, 5, 6, 7, 8, 18])  # NetHackScore ids of the hint's moves and '>'
-MEMORY_FIELDS = ("stairs", "level", "visited", "locked", "n_visited", "last_pos", "n_still")
+MEMORY_FIELDS = ("stairs", "level", "visited", "locked", "n_visited")
 #: glyphs, blstats, message, tty_chars of a batch.
 Obs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -84,12 +83,9 @@ def test_fused_features_equal_the_reference_on_real_play():
     out = (np.empty((B, F.STATE_DIM), np.float32), np.empty((B, 9, 9), np.int16),
            np.empty((B, F.N_ATOMS), bool))  # fmt: skip
     seen = dict.fromkeys(
-        ("depth_change", "question", "more", "hostile", "stairs_hint", "on_stairs", "locked",
-         "moved", "stuck", "stuck_capped"), 0
-    )  # fmt: skip
+        ("depth_change", "question", "more", "hostile", "stairs_hint", "on_stairs", "locked"), 0
+    )
     depth = np.zeros(B, np.int64)
-    prev = np.full((B, 3), -1, np.int64)  # depth, y, x at the previous observation (-1: none)
-    still = np.zeros(B, np.int64)  # the stuck counter, kept here independently of the memory
     A = F.ATOM_INDEX
     try:
         for t in range(STEPS):
@@ -110,22 +106,7 @@ def test_fused_features_equal_the_reference_on_real_play():
                          f"step {t}, row {j}")  # fmt: skip
             state, _, atoms = got
             d = obs[1][:, F.nh.NLE_BL_DEPTH]
-            # stuck / moved against a plain reimplementation of their definition
-            here = np.stack([d, obs[1][:, F.nh.NLE_BL_Y], obs[1][:, F.nh.NLE_BL_X]], axis=1)
-            first = prev[:, 0] < 0
-            same = ~first & (prev == here).all(1)
-            still = np.where(same, np.minimum(still + 1, 8), 0)
-            prev = here.copy()
-            assert np.array_equal(state[:, F.MOVED], (~first & ~same).astype(np.float32)), t
-            assert np.array_equal(state[:, F.STUCK], (still / 8).astype(np.float32)), t
-            level_change = (d != depth) & (depth > 0)
-            assert (state[level_change, F.MOVED] == 1).all() and (
-                state[level_change, F.STUCK] == 0
-            ).all()
-            seen["moved"] += int(state[:, F.MOVED].sum())
-            seen["stuck"] += int((state[:, F.STUCK] > 0).sum())
-            seen["stuck_capped"] += int((state[:, F.STUCK] == 1).sum())
-            seen["depth_change"] += int(level_change.sum())
+            seen["depth_change"] += int(((d != depth) & (depth > 0)).sum())
             depth = d.copy()
             seen["question"] += int(atoms[:, A["question_prompt"]].sum())
             seen["more"] += int(atoms[:, A["more_prompt"]].sum())
@@ -138,7 +119,6 @@ def test_fused_features_equal_the_reference_on_real_play():
                 mem_f.clear(i)
                 mem_r.clear(i)
                 depth[i] = 0
-                prev[i] = -1
     finally:
         play.close()
     assert all(v > 0 for v in seen.values()), seen
@@ -178,50 +158,3 @@ def test_message_atoms_equal_the_reference(text, tail):
     got = F.compute_features(glyphs, blstats, message, tty, spec, memory=F.new_memory(1))
     want = F.compute_features_reference(glyphs, blstats, message, tty, spec, memory=F.new_memory(1))
     _assert_same(got, want, repr(text))
-
-
-def _stuck_moved(state: np.ndarray) -> tuple[float, float]:
-    return float(state[0, F.STUCK]), float(state[0, F.MOVED])
-
-
-def test_stuck_and_moved_on_wall_bumps_and_level_change():
-    """Walking into a wall: ``moved`` 0 and ``stuck`` grows by 1/8 a step up to 8/8; a successful
-    move resets both; a new depth counts as a move. Fused kernel and reference agree throughout."""
-    env = make_env(EnvConfig(max_episode_steps=1000)).unwrapped
-    spec = F.FeatureSpec(crop_size=9)
-    mem_f, mem_r = F.new_memory(1), F.new_memory(1)
-
-    def features(obs: dict) -> np.ndarray:
-        o = tuple(np.array(obs[k], copy=True)[None] for k in OBS_KEYS)
-        got = F.compute_features(*o, spec, memory=mem_f)
-        _assert_same(got, F.compute_features_reference(*o, spec, memory=mem_r), "wall")
-        _assert_same_memory(mem_f, mem_r, "wall")
-        return got[0]
-
-    try:
-        seed_env(env, 5, 5)
-        obs, _ = env.reset()
-        assert _stuck_moved(features(obs)) == (0.0, 0.0)  # first observation of the episode
-        g, bl = obs["glyphs"], obs["blstats"]
-        y, x = int(bl[F.nh.NLE_BL_Y]), int(bl[F.nh.NLE_BL_X])
-        walls = [k for k, (dy, dx) in enumerate(DIRS) if F.IS_WALL[g[y + dy, x + dx]]]
-        free = [k for k, (dy, dx) in enumerate(DIRS) if F.IS_FLOOR[g[y + dy, x + dx]]]
-        assert walls and free, "seed 5 starts next to a wall"
-        for n in range(1, 12):
-            obs, *_ = env.step(int(HINT_KEYS[walls[0]]))  # bump into the wall
-            assert (obs["blstats"][F.nh.NLE_BL_Y], obs["blstats"][F.nh.NLE_BL_X]) == (y, x)
-            assert _stuck_moved(features(obs)) == (min(n, 8) / 8, 0.0), n
-        obs, *_ = env.step(int(HINT_KEYS[free[0]]))  # a step onto free floor
-        assert (obs["blstats"][F.nh.NLE_BL_Y], obs["blstats"][F.nh.NLE_BL_X]) != (y, x)
-        assert _stuck_moved(features(obs)) == (0.0, 1.0)
-        assert _stuck_moved(features(obs)) == (1 / 8, 0.0)  # the same observation again
-        # a level change at the same x, y (blstats edited): a move
-        o = {k: np.array(obs[k], copy=True) for k in OBS_KEYS}
-        o["blstats"][F.nh.NLE_BL_DEPTH] += 1
-        assert _stuck_moved(features(o)) == (0.0, 1.0)
-        assert _stuck_moved(features(o)) == (1 / 8, 0.0)
-        mem_f.clear(0)
-        mem_r.clear(0)
-        assert _stuck_moved(features(o)) == (0.0, 0.0)  # a new episode starts from scratch
-    finally:
-        env.close()

@@ -98,8 +98,6 @@ def _array_specs(n: int, spec: F.FeatureSpec, cap: int) -> dict[str, tuple[tuple
         "mem_visited": ((n, F.ROWS, F.COLS), np.bool_),
         "mem_locked": ((n, F.ROWS, F.COLS), np.bool_),
         "mem_n_visited": ((n,), np.int64),
-        "mem_last_pos": ((n, 3), np.int64),
-        "mem_n_still": ((n,), np.int64),
     }
 
 
@@ -132,9 +130,8 @@ class SharedBuffers:
             arr = np.ndarray(shape, dtype=dt, buffer=self.shm.buf, offset=offsets[k])
             setattr(self, k, arr)
         self.memory = F.Memory(
-            self.mem_stairs, self.mem_level, self.mem_visited, self.mem_locked, self.mem_n_visited,
-            self.mem_last_pos, self.mem_n_still,
-        )  # fmt: skip
+            self.mem_stairs, self.mem_level, self.mem_visited, self.mem_locked, self.mem_n_visited
+        )
         if create:
             self.memory.clear(slice(None))
 
@@ -174,8 +171,6 @@ class SharedBuffers:
     mem_visited: np.ndarray
     mem_locked: np.ndarray
     mem_n_visited: np.ndarray
-    mem_last_pos: np.ndarray
-    mem_n_still: np.ndarray
 
 
 class EnvGroup:
@@ -333,12 +328,8 @@ class EnvGroup:
         b = self.buf
         saved_len = b.length[self.sl].copy()
         saved_hist = b.history[self.sl].copy()
-        # the motion memory (stuck/moved) as it was before the features of the last observation
-        last_pos, n_still = b.mem_last_pos[self.sl].copy(), b.mem_n_still[self.sl].copy()
         for j in range(self.n):
-            i = self.lo + j
             self._reset_one(j)
-            last_pos[j], n_still[j] = b.mem_last_pos[i], b.mem_n_still[i]
             self._replay_features(j, fresh=True)
             for t in range(int(saved_len[j])):
                 a = int(saved_hist[j, t])
@@ -347,16 +338,12 @@ class EnvGroup:
                 if hint:
                     self.tracker.reward[j] += hint
                 self._stage(j)
-                last_pos[j], n_still[j] = b.mem_last_pos[i], b.mem_n_still[i]
                 r = self._replay_features(j, fresh=False)
                 self.tracker.reward[j] += r
         b.reward[self.sl] = 0.0
         b.terminated[self.sl] = False
         b.truncated[self.sl] = False
         b.episode[self.sl] = 0.0
-        # _features() sees the current observations a second time: every other memory field is
-        # unchanged by a repeat, but a repeat would count as one more step without a move
-        b.mem_last_pos[self.sl], b.mem_n_still[self.sl] = last_pos, n_still
         self._features()
 
     def _finish(self, ended: list[int]) -> None:
