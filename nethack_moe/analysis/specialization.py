@@ -638,6 +638,8 @@ def specialization_verdict(r: SpecializationReport) -> str:
         )
     on = " and ".join(used) if used else "neither h_state nor h_graph (it gives about the same α)"
     out = [f"The router routes on {on}: {rel_text}."] if rel_text else []
+    if not any(v is not None for v in r.reliance.values()):
+        out = ["What the router routes on was not measured on these states (no reliance figures)."]
     h_max = math.log(r.n_experts)
     if r.per_state_sharpness is not None and r.per_state_sharpness > 0.95 * h_max:
         out.append(
