@@ -5,7 +5,7 @@
 * :func:`rollout`: plays exactly ``episodes`` games on the evaluation seeds
   ``core = disp = seed_start + i`` (``i = 0 .. episodes-1``) over a :class:`VectorEnv`;
 * :func:`evaluate`: one or more checkpoints → the evaluation JSON object (written to a file and, for a
-  checkpoint in ``RUN/checkpoints/``, to ``RUN/eval/<stem>_E<n>[_greedy].json`` for the report);
+  checkpoint in ``RUN/checkpoints/`` of a run directory (one with ``metrics.jsonl``), to ``RUN/eval/<stem>_E<n>[_greedy].json`` for the report);
 * :func:`watch_frames`: one episode in an in-process env, frame by frame (``nethack-moe watch``).
 
 **Sampling.** Actions are sampled by Gumbel-max with one ``torch.Generator`` per *episode*, seeded
@@ -879,7 +879,7 @@ def evaluate(
     under ``greedy_result``), ``sampled`` or ``greedy`` (``greedy=True`` is ``actions="greedy"``).
     ``baselines``: names from :data:`nethack_moe.players.BASELINES`, each one more entry (keyed by
     its name) played on the env of the first checkpoint, or NetHackScore-v0's defaults without one.
-    For a checkpoint in ``RUN/checkpoints/`` a copy holding that checkpoint alone is written to
+    For a checkpoint in ``RUN/checkpoints/`` of a run (``RUN/metrics.jsonl`` exists) a copy holding that checkpoint alone is written to
     ``RUN/eval/<stem>_E<n>[_greedy].json`` (``write_run_copies``); the paths written are listed
     under the (non-format) key ``"written"`` of the returned object.
     """
@@ -916,9 +916,10 @@ def evaluate(
         entry = checkpoint_entry(path, ld, opts, mode)
         ckpts[name] = entry
         p = Path(path)
-        if write_run_copies and p.parent.name == "checkpoints":
+        run_dir = p.parent.parent
+        if write_run_copies and p.parent.name == "checkpoints" and (run_dir / "metrics.jsonl").exists():
             suffix = "_greedy" if mode == "greedy" else ""
-            dest = p.parent.parent / "eval" / f"{p.stem}_{proto}{suffix}.json"
+            dest = run_dir / "eval" / f"{p.stem}_{proto}{suffix}.json"
             _write_json(dest, {**base, mn.CHECKPOINTS: {name: entry}})
             written.append(str(dest))
             log.info("evaluation of %s written to %s", p, dest)
