@@ -55,7 +55,6 @@ from nethack_moe.ppo.update import LOSS_TERMS, PPOSettings, UpdateStats, ppo_upd
 
 log = logging.getLogger(__name__)
 
-TIME_KEYS = ("wall", "sps", "time/env", "time/inference", "time/learning", "time/features")
 
 
 class TrainingInterrupted(RuntimeError):
