@@ -123,7 +123,9 @@ class SignalGuard:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:
-            log.warning("signal %d received: finishing the current update, then checkpointing", signum)
+            log.warning(
+                "signal %d received: finishing the current update, then checkpointing", signum
+            )
         self.signum = signum
 
     def __enter__(self) -> SignalGuard:

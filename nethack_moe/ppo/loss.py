@@ -99,7 +99,9 @@ def ppo_loss(
     diversity = expert_diversity(out.expert_logits)
     if batch.prior is not None and E > 1:
         pr = batch.prior  # [M, E], rows sum to 1; not detached: the graph's scores learn too
-        routing_prior = (pr * (torch.log(pr.clamp_min(EPS)) - torch.log(alpha.clamp_min(EPS)))).sum(-1).mean()
+        routing_prior = (
+            (pr * (torch.log(pr.clamp_min(EPS)) - torch.log(alpha.clamp_min(EPS)))).sum(-1).mean()
+        )
     else:
         routing_prior = alpha.new_zeros(())
 

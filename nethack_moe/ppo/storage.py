@@ -92,7 +92,11 @@ class RolloutStorage:
     def flat(self) -> Minibatch:
         """The whole rollout as one batch ``[T*N, ...]``."""
         TN = self.T * self.N
-        obs = Obs(self.state.view(TN, -1), self.crop.view(TN, *self.crop.shape[2:]), self.atoms.view(TN, -1))
+        obs = Obs(
+            self.state.view(TN, -1),
+            self.crop.view(TN, *self.crop.shape[2:]),
+            self.atoms.view(TN, -1),
+        )
         return Minibatch(
             obs,
             self.actions.view(TN),

@@ -239,7 +239,8 @@ class Trainer:
         # learning uses run.torch_threads (0 = all cores); acting uses one thread: small batches
         # gain nothing from more, and spinning OpenMP threads fight the env workers for the CPU.
         # With ppo.overlap the learner thread and the acting thread use one thread each.
-        self.learn_threads = 1 if cfg.ppo.overlap else cfg.run.torch_threads or max(1, (os.cpu_count() or 1) // self.dist.local_world_size)
+        cores_per_rank = max(1, (os.cpu_count() or 1) // self.dist.local_world_size)
+        self.learn_threads = 1 if cfg.ppo.overlap else cfg.run.torch_threads or cores_per_rank
         self.resume_ckpt: dict | None = None
         self.resume_path: Path | None = None
         # torchrun: rank 0 alone prepares the run directory; the others get what it loaded
@@ -392,10 +393,11 @@ class Trainer:
         self.C = Counters()
         self.recent: list[float] = []
         self.routing_now = ("softmax", 1.0)
-        self.storages = [
-            RolloutStorage(p.rollout_steps, p.num_envs, self.venv.spec, self.model.n_experts, self.device)
+        n_experts, spec = self.model.n_experts, self.venv.spec
+        self.storages = [  # two in overlap mode: one learned from while the other is filled
+            RolloutStorage(p.rollout_steps, p.num_envs, spec, n_experts, self.device)
             for _ in range(2 if p.overlap else 1)
-        ]  # fmt: skip
+        ]
         buf = self.venv.buf  # zero-copy views of the shared arrays
         self.obs_now = Obs(*(torch.from_numpy(a) for a in (buf.state, buf.crop, buf.atoms)))
         gsz = p.num_envs // p.env_groups

@@ -81,8 +81,14 @@ def _step(
     if s.coefficients.get("routing_prior", 0.0) > 0 and out.operator_scores is not None:
         prior = model.expert_prior(out.operator_scores)
     batch = LossBatch(mb.actions, mb.old_logp, mb.old_values, mb.advantages, mb.returns, prior)
-    loss, terms = ppo_loss(out, batch, s.coefficients, s.clip_coef, s.vf_coef, s.clip_vloss, s.norm_adv)
-    vals = {k: float(v.detach()) for k, v in terms.items()} if dist is None else dist.mean_values(terms)
+    loss, terms = ppo_loss(
+        out, batch, s.coefficients, s.clip_coef, s.vf_coef, s.clip_vloss, s.norm_adv
+    )
+    vals = (
+        {k: float(v.detach()) for k, v in terms.items()}
+        if dist is None
+        else dist.mean_values(terms)
+    )
     optim.zero_grad(set_to_none=True)
     bad = [k for k, v in vals.items() if not math.isfinite(v)]
     if bad:
