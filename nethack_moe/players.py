@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from nethack_moe import features as F
-from nethack_moe.envs.vector import HINT_ACTIONS
+from nethack_moe.envs.shaping import HINT_ACTIONS, hint_action
 from nethack_moe.models.policy import ActorCritic, Encoded, PolicyOutput
 from nethack_moe.ppo.acting import Obs, act, gumbel_noise_rows
 
@@ -61,11 +61,9 @@ def episode_generator(policy_seed: int, seed: int) -> torch.Generator:
     return g
 
 
-def hint_actions(state: np.ndarray) -> np.ndarray:
-    """``[B]`` action id the navigation hint advises (``-1`` without a hint); the hint's 9th entry
-    ("descend here", on the known stairs) is ``>``."""
-    nav = np.asarray(state)[:, F.NAV_ONEHOT : F.NAV_ONEHOT + F.N_NAV]
-    return np.where(nav.any(1), HINT_ACTIONS[nav.argmax(1)], -1)
+#: ``[B]`` action id the navigation hint advises (``-1`` without a hint; the hint's 9th entry,
+#: "descend here", is ``>``): the shaping module's function, under the name players use.
+hint_actions = hint_action
 
 
 def zero_hint(obs: Obs) -> Obs:

@@ -72,7 +72,8 @@ def collect_visited_states(
     hinted move in ~30 % of its steps), which is what the update's graph cost depends on.
     """
     from nethack_moe.envs.factory import EnvConfig
-    from nethack_moe.envs.vector import SeedPlan, VectorEnv, _hint_action
+    from nethack_moe.envs.shaping import hint_action
+    from nethack_moe.envs.vector import SeedPlan, VectorEnv
 
     rng = np.random.default_rng(seed)
     more = FeatureSpec().atom_names.index("more_prompt")
@@ -81,7 +82,7 @@ def collect_visited_states(
         venv.reset()
         buf = venv.buf
         while len(out) * num_envs < n:
-            hint = _hint_action(buf.state)
+            hint = hint_action(buf.state)
             act = np.where(hint >= 0, hint, rng.integers(1, 9, num_envs))
             act = np.where(rng.random(num_envs) < random_share, rng.integers(0, N_ACTIONS, num_envs), act)
             act = np.where(buf.atoms[:, more], 0, act)  # 0: Enter (MiscAction.MORE)
