@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -122,21 +122,6 @@ def _np_episode_generator(policy_seed: int, seed: int) -> np.random.Generator:
     return np.random.default_rng(episode_seed_sequence(policy_seed, seed))
 
 
-class _EditedEncoder:
-    """Duck-types :class:`ActorCritic` for :func:`act`: ``encode`` followed by ``edit``."""
-
-    def __init__(self, model: ActorCritic, edit: Callable[[Encoded], Encoded]) -> None:
-        self.model, self.edit = model, edit
-
-    def encode(self, state: Tensor, crop: Tensor, atoms: Tensor) -> Encoded:
-        """The model's encoding, edited."""
-        return self.edit(self.model.encode(state, crop, atoms))
-
-    def head(self, *args: Any, **kwargs: Any) -> PolicyOutput:
-        """The model's head, unchanged."""
-        return self.model.head(*args, **kwargs)
-
-
 @dataclass
 class ModelPlayer:
     """A learned policy, acting through :func:`nethack_moe.ppo.acting.act`.
@@ -187,14 +172,9 @@ class ModelPlayer:
             o = self.obs_edit(o)
         n = int(o.state.shape[0])
         noise = None if self.greedy else gumbel_noise_rows(self.model.n_actions, self._gens.rows(n))
-        m = (
-            self.model
-            if self.edit is None
-            else cast(ActorCritic, _EditedEncoder(self.model, self.edit))
-        )
         with torch.no_grad():
-            r = act(m, o, self.routing, self.temperature, noise=noise,
-                    alpha_override=self._alpha_override(n, dev))  # fmt: skip
+            r = act(self.model, o, self.routing, self.temperature, noise=noise,
+                    alpha_override=self._alpha_override(n, dev), edit=self.edit)  # fmt: skip
         return Choice(r.action.cpu().numpy().astype(np.int64), r.out)
 
 

@@ -7,13 +7,13 @@ same :func:`act` with the stored actions, so acting and learning share one forwa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from nethack_moe.models.policy import ActorCritic, PolicyOutput
+from nethack_moe.models.policy import ActorCritic, Encoded, PolicyOutput
 
 
 class Obs(NamedTuple):
@@ -70,13 +70,16 @@ def act(
     noise: Tensor | None = None,
     action: Tensor | None = None,
     alpha_override: Tensor | None = None,
+    edit: Callable[[Encoded], Encoded] | None = None,
 ) -> ActResult:
     """One forward pass; the action is ``action`` if given, else ``argmax(logits + noise)``.
 
     ``noise=None`` (and no ``action``) is greedy acting; Gumbel ``noise`` (:func:`gumbel_noise`)
-    samples from π. ``alpha_override`` forces the expert weights (see :meth:`ActorCritic.head`).
+    samples from π. ``alpha_override`` forces the expert weights (see :meth:`ActorCritic.head`);
+    ``edit`` changes the encoding before the heads (e.g. ``h_graph`` replaced by its mean).
     """
-    out = model.head(model.encode(*obs), routing, temperature, alpha_override)
+    enc = model.encode(*obs)
+    out = model.head(enc if edit is None else edit(enc), routing, temperature, alpha_override)
     logp_all = torch.log_softmax(out.logits.float(), -1)  # [B, A]
     if action is None:
         score = out.logits.float() if noise is None else out.logits.float() + noise.to(logp_all)
