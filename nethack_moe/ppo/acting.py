@@ -46,10 +46,13 @@ class ActResult(NamedTuple):
     """The full forward pass (value, α, expert logits, ...)."""
 
 
-def gumbel_noise(shape: Sequence[int], gen: torch.Generator) -> Tensor:
-    """``[*shape]`` standard Gumbel noise from ``gen`` (on the CPU)."""
-    u = torch.rand(tuple(shape), generator=gen)
-    return -torch.log(-torch.log(u.clamp_min(1e-10)))
+def gumbel_noise(
+    shape: Sequence[int], gen: torch.Generator, out: Tensor | None = None
+) -> Tensor:
+    """``[*shape]`` standard Gumbel noise from ``gen`` (on the CPU), written into ``out`` when
+    given (a preallocated buffer: no allocation per acting step)."""
+    u = torch.rand(tuple(shape), generator=gen, out=out)
+    return u.clamp_min_(1e-10).log_().neg_().log_().neg_()
 
 
 def gumbel_noise_rows(n_actions: int, gens: Sequence[torch.Generator | None]) -> Tensor:

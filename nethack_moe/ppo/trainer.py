@@ -402,6 +402,7 @@ class Trainer:
         self.obs_now = Obs(*(torch.from_numpy(a) for a in (buf.state, buf.crop, buf.atoms)))
         gsz = p.num_envs // p.env_groups
         self.groups = [(g * gsz, (g + 1) * gsz) for g in range(p.env_groups)]
+        self.noise = {lo: torch.empty(hi - lo, self.venv.n_actions) for lo, hi in self.groups}
         if self.resume_ckpt is not None:
             self._load_state(self.resume_ckpt)
         self.dist.broadcast_module(self.model, self.acting_model)  # the same on every rank, as DDP
@@ -480,7 +481,7 @@ class Trainer:
     @torch.no_grad()
     def _act(self, t: int, lo: int, hi: int, ctx: RolloutContext) -> np.ndarray:
         obs = self.obs_now.rows(slice(lo, hi)).to(self.device, non_blocking=True)
-        noise = gumbel_noise((hi - lo, self.venv.n_actions), self.gen)
+        noise = gumbel_noise((hi - lo, self.venv.n_actions), self.gen, out=self.noise[lo])
         res = act(self.acting_model, obs, ctx.routing, ctx.temperature, noise=noise)
         self.storages[ctx.slot].store_act(t, lo, hi, obs, res)
         return res.action.cpu().numpy()
