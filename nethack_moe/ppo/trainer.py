@@ -589,8 +589,9 @@ class Trainer:
         if bucket > self.last_ckpt_bucket:
             self.last_ckpt_bucket = bucket
             self._save(f"ep_{C.episodes:06d}.pt", "periodic")
-        if len(self.recent) >= cfg.run.best_window and float(np.mean(self.recent)) > C.best_score:
-            C.best_score = float(np.mean(self.recent))
+        recent = float(np.mean(self.recent)) if len(self.recent) >= cfg.run.best_window else None
+        if recent is not None and recent > C.best_score:
+            C.best_score = recent
             self._save("best.pt", "best")
         if C.nonfinite_streak >= cfg.run.max_nonfinite:
             self._save(f"ep_{C.episodes:06d}.pt", "periodic")
