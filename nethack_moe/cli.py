@@ -285,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     from nethack_moe.commands_eval import register as register_eval_commands
 
     register_eval_commands(sub)
+    from nethack_moe.commands_sweep import register as register_sweep
+
+    register_sweep(sub)
     return ap
 
 

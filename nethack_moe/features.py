@@ -270,6 +270,10 @@ STATE_NAMES: tuple[str, ...] = (
 )
 STATE_DIM = len(STATE_NAMES)
 NAV_ONEHOT = STATE_NAMES.index("nav_0")
+#: Columns of the state vector that carry the navigation hint (every ``nav_*`` feature).
+HINT_STATE_COLUMNS: tuple[int, ...] = tuple(
+    i for i, n in enumerate(STATE_NAMES) if n.startswith("nav_")
+)
 
 ROWS, COLS = int(nh.DUNGEON_SHAPE[0]), int(nh.DUNGEON_SHAPE[1])
 _MORE = np.frombuffer(b"--More--", dtype=np.uint8)

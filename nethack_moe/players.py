@@ -37,9 +37,7 @@ from nethack_moe.ppo.acting import Obs, act, gumbel_noise_rows
 BASELINES: tuple[str, ...] = ("random", "hint-follower")
 
 #: Columns of the state vector that carry the navigation hint (the ``nav_*`` features).
-HINT_COLUMNS: np.ndarray = np.array(
-    [i for i, n in enumerate(F.STATE_NAMES) if n.startswith("nav_")], dtype=np.int64
-)
+HINT_COLUMNS: np.ndarray = np.array(F.HINT_STATE_COLUMNS, dtype=np.int64)
 
 #: NetHackScore-v0 action ids the hint follower presses besides the hint's own.
 MORE_ACTION, WAIT_ACTION, SEARCH_ACTION = 0, 19, 22

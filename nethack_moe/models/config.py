@@ -51,6 +51,9 @@ class ModelConfig:
     of the state vector) to the logit of the action it advises: each expert decides how much to
     add to the planner, instead of having to rediscover the hint -> action map. Needs
     NetHackScore's 23-action set. Off: the hint is only an input like any other."""
+    hint_inputs: bool = True
+    """Whether the policy sees the navigation hint: off, the ``nav_*`` columns of the state
+    vector are zeroed inside the model (acting and learning alike), for the no-hint ablation."""
     gat_dedup: bool = True
     """Run the GAT once per distinct atom vector of a batch (results identical, much faster)."""
     graph_path: str | None = None
@@ -124,6 +127,10 @@ class ModelConfig:
         if self.gat_dim % self.gat_heads:
             raise ValueError(
                 f"gat_dim: {self.gat_dim} is not divisible by gat_heads={self.gat_heads}"
+            )
+        if self.hint_to_logits and not self.hint_inputs:
+            raise ValueError(
+                "hint_to_logits: needs hint_inputs=true (the skip path reads the hint)"
             )
         if len(self.expert_names) != self.n_experts:
             raise ValueError(

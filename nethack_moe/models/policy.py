@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nethack_moe.envs.shaping import HINT_ACTIONS, TASK_ACTIONS
-from nethack_moe.features import N_NAV, NAV_ONEHOT, FeatureSpec
+from nethack_moe.features import HINT_STATE_COLUMNS, N_NAV, NAV_ONEHOT, FeatureSpec
 from nethack_moe.knowledge.graph import KnowledgeGraph, load_graph
 from nethack_moe.models.config import ModelConfig
 from nethack_moe.models.gat import GATEncoder
@@ -146,6 +146,12 @@ class StateEncoder(nn.Module):
         self.convs = nn.Sequential(*convs)
         self.crop_mlp = nn.Sequential(nn.Linear(c_in * side * side, cfg.hidden), nn.ReLU())
         self.merge = nn.Sequential(nn.Linear(2 * cfg.hidden, cfg.hidden), nn.ReLU())
+        mask = None
+        if not cfg.hint_inputs:  # the no-hint ablation: the hint columns never reach the model
+            mask = torch.ones(spec.state_dim)
+            mask[list(HINT_STATE_COLUMNS)] = 0.0
+        self.state_mask: Tensor | None
+        self.register_buffer("state_mask", mask, persistent=False)
 
     def forward(self, state: Tensor, crop: Tensor) -> Tensor:
         """Encode; ``crop`` may be int16 or int64."""
@@ -153,7 +159,8 @@ class StateEncoder(nn.Module):
         if len(self.convs):
             x = self.convs(x.permute(0, 3, 1, 2))  # [B, C, S'', S'']
         c = self.crop_mlp(x.flatten(1))  # [B, H]
-        s = self.state_mlp(state.float())  # [B, H]
+        x_state = state.float() if self.state_mask is None else state.float() * self.state_mask
+        s = self.state_mlp(x_state)  # [B, H]
         return self.merge(torch.cat([s, c], dim=-1))  # [B, H]
 
 
