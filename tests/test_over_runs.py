@@ -83,7 +83,13 @@ def test_row_figures_and_alignment_on_common_seeds():
     f = orun.row_figures(scores, n_resamples=300)
     assert f.mean_over_runs == pytest.approx(scores.mean(axis=1).mean())
     assert f.iqm == pytest.approx(_iqm_by_hand(scores))
-    assert f.iqm_ci[0] <= f.iqm <= f.iqm_ci[1]
+    assert f.iqm_ci is not None and f.iqm_ci[0] <= f.iqm <= f.iqm_ci[1]
+    one = orun.row_figures(scores[:1], n_resamples=300)  # one run: no spread between runs
+    assert (
+        one.iqm_ci is None
+        and one.mean_ci is None
+        and one.iqm == pytest.approx(_iqm_by_hand(scores[:1]))
+    )
     with pytest.raises(ValueError, match="share no game seed"):
         orun.aligned_scores([[{"seed": 1, "score": 0}], [{"seed": 2, "score": 0}]])
 

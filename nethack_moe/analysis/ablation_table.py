@@ -65,11 +65,13 @@ def _get(d: Any, *path: str) -> Any:
 
 
 def _entry(eval_json: dict[str, Any]) -> dict[str, Any]:
-    """The one checkpoint entry of a sweep run's evaluation file."""
-    entries = list((eval_json.get("checkpoints") or {}).values())
+    """The final checkpoint's entry of a run's evaluation file (or its only entry)."""
+    entries = eval_json.get("checkpoints") or {}
+    if "final" in entries:
+        return dict(entries["final"])
     if len(entries) != 1:
-        raise ValueError(f"expected one evaluated checkpoint, found {len(entries)}")
-    return entries[0]
+        raise ValueError(f"expected the final checkpoint or one entry, found {sorted(entries)}")
+    return dict(next(iter(entries.values())))
 
 
 def seed_figures(run_dir: Path, seed: int) -> tuple[SeedFigures, list[dict], list[dict]]:
@@ -148,10 +150,13 @@ def build_table(out: Path, rows: list[tuple[str, str]], seeds: list[int],
     first = sampled_scores[0] if sampled_scores else None
     for t, sc in zip(tables[1:], sampled_scores[1:], strict=True):
         if first is not None and sc is not None and sc.shape[1] == first.shape[1]:
+            several = min(sc.shape[0], first.shape[0]) > 1
+            ci = over_runs.poi_ci(sc, first, n_resamples=n_resamples) if several else None
             t.poi_vs_first = {
                 "vs": tables[0].name,
                 "p": over_runs.probability_of_improvement(sc, first),
-                "ci": list(over_runs.poi_ci(sc, first, n_resamples=n_resamples)),
+                "ci": None if ci is None else list(ci),
+                "runs": [int(sc.shape[0]), int(first.shape[0])],
             }
     baselines = _baselines(out / "baselines_E200.json")
     return {
@@ -185,8 +190,8 @@ def _pct(v: Any) -> str:
     return "–" if v is None else f"{100 * v:.1f} %"
 
 
-def _ci(c: Any, d: int = 1) -> str:
-    return "" if not c or c[0] is None else f" [{c[0]:,.{d}f}, {c[1]:,.{d}f}]"
+def _ci(c: Any, d: int = 1, single: str = "") -> str:
+    return single if not c or c[0] is None else f" [{c[0]:,.{d}f}, {c[1]:,.{d}f}]"
 
 
 def table_markdown(table: dict[str, Any]) -> str:
@@ -199,14 +204,14 @@ def table_markdown(table: dict[str, Any]) -> str:
         s, g, m = r["sampled"] or {}, r["greedy"] or {}, r["means_over_seeds"]
         per_seed = ", ".join(f"s{f['seed']}: {_n(f['sampled_mean'])}" for f in r["seeds"]) or "–"
         poi = r["poi_vs_first"]
-        poi_s = "–" if not poi else f"{poi['p']:.2f}{_ci(poi['ci'], 2)}"
+        poi_s = "–" if not poi else f"{poi['p']:.2f}{_ci(poi['ci'], 2, ' (1 seed: no CI)')}"
         mi = ", ".join(f"{_n(f['scenario_mi'], 3)} / {_n(f['scenario_mi_p95'], 3)}"
                        for f in r["seeds"]) or "–"  # fmt: skip
         rel = ", ".join(_pct(f["graph_reliance"]) for f in r["seeds"]) or "–"
         lines.append(
             f"| `{r['name']}` | {len(r['seeds'])}"
             f"{' (missing ' + ', '.join(map(str, r['missing_seeds'])) + ')' if r['missing_seeds'] else ''}"
-            f" | {_n(s.get('mean_over_runs'))} | {_n(s.get('iqm'))}{_ci(s.get('iqm_ci'))} | {per_seed}"
+            f" | {_n(s.get('mean_over_runs'))} | {_n(s.get('iqm'))}{_ci(s.get('iqm_ci'), 1, ' (1 seed: no CI)')} | {per_seed}"
             f" | {_n(g.get('mean_over_runs'))} | {poi_s} | {_pct(m.get('died'))} | {_n(m.get('depth'), 2)}"
             f" | {mi} | {rel} | {_pct(m.get('hint_share'))} | {_n(m.get('train_sps'), 0)} |"
         )

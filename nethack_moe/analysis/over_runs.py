@@ -108,9 +108,11 @@ class RowFigures:
     mean_over_runs: float
     """The mean of the runs' own means."""
     iqm: float
-    iqm_ci: tuple[float, float]
-    mean_ci: tuple[float, float]
-    """Stratified-bootstrap CI of the mean over (run, episode)."""
+    iqm_ci: tuple[float, float] | None
+    """Stratified-bootstrap CI of the IQM; None with one run (resampling one run says nothing
+    about the spread between runs)."""
+    mean_ci: tuple[float, float] | None
+    """Stratified-bootstrap CI of the mean over (run, episode); None with one run."""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -118,21 +120,22 @@ class RowFigures:
             "n_episodes": self.n_episodes,
             "mean_over_runs": self.mean_over_runs,
             "iqm": self.iqm,
-            "iqm_ci": list(self.iqm_ci),
-            "mean_ci": list(self.mean_ci),
+            "iqm_ci": None if self.iqm_ci is None else list(self.iqm_ci),
+            "mean_ci": None if self.mean_ci is None else list(self.mean_ci),
         }
 
 
 def row_figures(scores: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = 0) -> RowFigures:
-    """IQM and mean with stratified-bootstrap CIs of ``scores [R, T]``."""
+    """IQM and mean with stratified-bootstrap CIs of ``scores [R, T]`` (no CI for one run)."""
     a = _matrix(scores)
+    several = a.shape[0] > 1
     return RowFigures(
         n_runs=a.shape[0],
         n_episodes=a.shape[1],
         mean_over_runs=float(a.mean(axis=1).mean()),
         iqm=iqm(a),
-        iqm_ci=stratified_bootstrap_ci(a, iqm, n_resamples, seed=seed),
-        mean_ci=stratified_bootstrap_ci(a, mean, n_resamples, seed=seed + 1),
+        iqm_ci=stratified_bootstrap_ci(a, iqm, n_resamples, seed=seed) if several else None,
+        mean_ci=stratified_bootstrap_ci(a, mean, n_resamples, seed=seed + 1) if several else None,
     )
 
 
