@@ -110,8 +110,13 @@ def _unpickling_reason(e: Exception) -> str:
 
 
 def check_model_compat(ckpt: dict, model_cfg: dict, path: str | Path) -> None:
-    """Raise :class:`CheckpointError` if the checkpoint's model config differs from ``model_cfg``."""
-    theirs = ckpt.get("config", {}).get("model", {})
+    """Raise :class:`CheckpointError` if the checkpoint's model config differs from ``model_cfg``.
+
+    A key the checkpoint does not have (a field added since it was written) counts as its default.
+    """
+    from nethack_moe.models.config import ModelConfig
+
+    theirs = {**ModelConfig().to_dict(), **ckpt.get("config", {}).get("model", {})}
     diffs = [
         f"{k}: checkpoint {theirs.get(k)!r} vs requested {model_cfg.get(k)!r}"
         for k in sorted(set(theirs) | set(model_cfg))

@@ -51,3 +51,14 @@ def test_the_mask_is_not_saved_and_old_checkpoints_still_load():
 def test_hint_skip_without_hint_inputs_is_refused():
     with pytest.raises(ConfigError, match="hint_to_logits: needs hint_inputs=true"):
         make_config("s500", ["model.hint_inputs=false"])
+
+
+def test_a_checkpoint_written_before_the_field_existed_counts_as_its_default():
+    from nethack_moe.checkpoint import CheckpointError, check_model_compat
+
+    model = make_config("s500").model.to_dict()
+    old = {"config": {"model": {k: v for k, v in model.items() if k != "hint_inputs"}}}
+    check_model_compat(old, model, "old.pt")  # hint_inputs absent = true, as requested
+    no_hint = make_config("s500", NO_HINT).model.to_dict()
+    with pytest.raises(CheckpointError, match="hint_inputs: checkpoint True vs requested False"):
+        check_model_compat(old, no_hint, "old.pt")

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nethack_moe.analysis import formatting as fmt
+from nethack_moe.analysis import over_runs
 from nethack_moe.analysis.metrics_io import (
     EvalFile,
     EvalRun,
@@ -151,13 +153,28 @@ def _col(eps: list[dict[str, Any]], key: str) -> list[Any] | None:
     return vals if vals and all(v is not None for v in vals) else None
 
 
+#: The evaluation file of one run of a sweep (``OUT/ROW_sSEED/eval_E200.json``).
+SWEEP_EVAL = "eval_E200.json"
+
+
+def _default_label(p: Path) -> str:
+    """A sweep run's directory name (``ROW_sSEED``) for its ``eval_E200.json``, else the stem."""
+    if p.name == SWEEP_EVAL and p.parent.name:
+        return p.parent.name
+    return p.stem or p.name
+
+
 def load_groups(inputs: Sequence[str | Path], names: Sequence[str] | None = None) -> list[Group]:
     """Groups of every input (run directory or evaluation JSON file)."""
     out: list[Group] = []
     for i, inp in enumerate(inputs):
         p = Path(inp)
-        label = names[i] if names is not None and i < len(names) else (p.stem or p.name)
-        if p.is_dir():
+        label = names[i] if names is not None and i < len(names) else _default_label(p)
+        if p.is_dir() and (p / SWEEP_EVAL).is_file() and not (p / "eval").is_dir():
+            out.extend(
+                groups_from_eval(json.loads((p / SWEEP_EVAL).read_text()), label, p / SWEEP_EVAL)
+            )
+        elif p.is_dir():
             out.extend(groups_from_run(p, label if names else p.name))
         elif p.is_file():
             data = json.loads(p.read_text(encoding="utf-8"))
@@ -341,7 +358,63 @@ def comparison_markdown(
     spec = specialization_table(groups)
     if spec:
         parts.append("Specialization, each figure next to its baseline:\n\n" + spec)
+    seeds = over_seeds_table(groups, summaries, n_resamples=n_resamples, seed=seed)
+    if seeds:
+        parts.append("Over training seeds (rows with more than one run):\n\n" + seeds)
     return "\n\n".join(parts)
+
+
+# ------------------------------------------------------------------ over training seeds
+_SEED_SUFFIX = re.compile(r"^(?P<row>.+)_s(?P<seed>\d+)(?::final)?$")
+
+
+def runs_by_row(groups: Sequence[Group]) -> dict[str, list[tuple[int, int]]]:
+    """Sampled policy groups named ``ROW_sSEED`` (a sweep's runs), by row: (seed, group index)."""
+    rows: dict[str, list[tuple[int, int]]] = {}
+    for i, g in enumerate(groups):
+        m = _SEED_SUFFIX.match(g.name)
+        if m and g.player == "policy" and not g.greedy and g.scores and g.seeds:
+            rows.setdefault(m["row"], []).append((int(m["seed"]), i))
+    return rows
+
+
+def over_seeds_table(
+    groups: Sequence[Group], summaries: Sequence[Summary], *, n_resamples: int = 2000, seed: int = 0
+) -> str | None:
+    """Per row of several runs: each seed's mean with its CI, the mean over seeds, the IQM over
+    (seed, episode) with a stratified-bootstrap CI, and the probability of improvement over the
+    first such row (Agarwal et al. 2021; :mod:`nethack_moe.analysis.over_runs`)."""
+    rows = {k: sorted(v) for k, v in runs_by_row(groups).items() if len(v) > 1}
+    if not rows:
+        return None
+    mats = {}
+    for name, runs in rows.items():
+        eps = [[{"seed": s, "score": x} for s, x in zip(groups[i].seeds or [], groups[i].scores, strict=True)]
+               for _, i in runs]  # fmt: skip
+        mats[name] = over_runs.aligned_scores(eps)[0]
+    first = next(iter(mats))
+    lines = ["| row | seeds | per-seed mean [95 % CI] | mean over seeds | IQM [95 % CI] | "
+             f"P(row > {first}) [95 % CI] |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, runs in rows.items():
+        a = mats[name]
+        f = over_runs.row_figures(a, n_resamples=n_resamples, seed=seed)
+        per = "; ".join(
+            fmt.with_ci(f"s{s}: {fmt.num(summaries[i].mean)}", summaries[i].ci_mean)
+            for s, i in runs
+        )
+        poi = "–"
+        if name != first and mats[first].shape[1] == a.shape[1]:
+            lo, hi = over_runs.poi_ci(a, mats[first], n_resamples=n_resamples, seed=seed)
+            poi = f"{over_runs.probability_of_improvement(a, mats[first]):.2f} [{lo:.2f}, {hi:.2f}]"
+        iqm = fmt.with_ci(fmt.num(f.iqm), list(f.iqm_ci) if f.iqm_ci else None)
+        lines.append(
+            f"| {name} | {len(runs)} | {per} | {fmt.num(f.mean_over_runs)} | {iqm} | {poi} |"
+        )
+    lines.append(
+        f"\nIQM over (seed, episode) on the game seeds all runs of a row share; stratified bootstrap "
+        f"over runs ({n_resamples} resamples, percentile CIs)."
+    )
+    return "\n".join(lines)
 
 
 def compare(
