@@ -308,3 +308,16 @@ def test_real_sweep_through_the_cli_resumes_after_a_lost_final_checkpoint(tmp_pa
     log = (tmp_path / "work" / "a_s1.train.log").read_text()
     assert log.count("train --resume") == 1
     assert run.final_checkpoint.is_file() and (run.out_dir / "eval_E200.json").is_file()
+
+
+def test_table_only_rebuilds_the_table_from_finished_runs(tmp_path, capsys):
+    from nethack_moe.cli import main
+
+    p = _spec(tmp_path, seeds=[1, 2], after=["evaluate"])
+    spec = sw.load_spec(p)
+    sw.run_sweep(spec, only=["a_s1", "b_s2"], runner=FakeRunner())
+    assert main(["sweep", str(p), "--table"]) == 0
+    assert "table: 2 of 4 runs" in capsys.readouterr().out
+    table = json.loads((tmp_path / "out" / "table.json").read_text())
+    assert [r["missing_seeds"] for r in table["rows"]] == [[2], [1]]
+    assert table["rows"][0]["seeds"][0]["sampled_mean"] == 1.0
