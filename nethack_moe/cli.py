@@ -288,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     from nethack_moe.commands_sweep import register as register_sweep
 
     register_sweep(sub)
+    from nethack_moe.commands_replay import register as register_replay
+
+    register_replay(sub)
     return ap
 
 

@@ -45,9 +45,9 @@ from nethack_moe.analysis.stats import summarize
 from nethack_moe.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
 from nethack_moe.config import TrainConfig, config_from_dict
 from nethack_moe.envs.accounting import EpisodeRecord
-from nethack_moe.envs.factory import EnvConfig, make_env, seed_env
+from nethack_moe.envs.factory import EnvConfig, make_env
 from nethack_moe.envs.vector import SeedPlan, VectorEnv, WorkerError
-from nethack_moe.features import FeatureSpec, compute_features, new_memory
+from nethack_moe.features import FeatureSpec
 from nethack_moe.models.policy import ActorCritic, build_model
 from nethack_moe.players import (
     BASELINES,
@@ -59,6 +59,7 @@ from nethack_moe.players import (
     make_baseline,
 )
 from nethack_moe.ppo.acting import Obs
+from nethack_moe.replay import play_frames
 
 log = logging.getLogger(__name__)
 
@@ -952,48 +953,23 @@ def watch_frames(
     step: ``step, screen`` (tty text before the action), ``alpha`` (list), ``expert_names``,
     ``action`` (index), ``action_name``, ``reward``, ``score`` (gain so far), ``done``.
 
-    Acts through the same :class:`ModelPlayer` as :func:`rollout`, so the episode is the
-    evaluation episode of ``seed``.
+    The frames of :func:`nethack_moe.replay.play_frames`, acting through the same
+    :class:`ModelPlayer` as :func:`rollout`, so the episode is the evaluation episode of ``seed``.
     """
-    env = make_env(cfg.env)
     names, _ = action_names(cfg.env)
-    spec = FeatureSpec(crop_size=cfg.env.crop_size)
-    cap = cfg.env.max_episode_steps if steps is None else min(int(steps), cfg.env.max_episode_steps)
     player = ModelPlayer(model, greedy=greedy, policy_seed=policy_seed)
-    player.start_episode(0, seed)
-    try:
-        seed_env(env, seed, seed)
-        obs, _ = env.reset()
-        mem = new_memory(1)
-        score0 = int(obs["blstats"][nh.NLE_BL_SCORE])
-        score = 0
-        for t in range(cap):
-            st, cr, at = compute_features(
-                obs["glyphs"][None], obs["blstats"][None], obs["message"][None],
-                obs["tty_chars"][None], spec, memory=mem,
-            )  # fmt: skip
-            choice = player.choose(Obs(*(torch.from_numpy(x) for x in (st, cr, at))))
-            assert choice.out is not None
-            a = int(choice.action[0])
-            screen = tty_text(obs["tty_chars"])
-            obs, r, term, trunc, _info = env.step(a)
-            done = bool(term or trunc) or t + 1 >= cap
-            if not term:
-                score = int(obs["blstats"][nh.NLE_BL_SCORE]) - score0
-            yield {
-                "step": t,
-                "screen": screen,
-                "alpha": [float(v) for v in choice.out.alpha[0].cpu()],
-                "expert_names": list(model.expert_names),
-                "action": a,
-                "action_name": names[a],
-                "reward": float(r) * cfg.env.reward_scale,
-                "score": score,
-                "done": done,
-                "died": bool(term),
-                "final_screen": tty_text(obs["tty_chars"]) if done else None,
-            }
-            if done:
-                break
-    finally:
-        env.close()
+    frames = play_frames(player, cfg.env, seed, steps=steps, final_screen=True)
+    for fr in frames:
+        yield {
+            "step": fr.step,
+            "screen": tty_text(fr.chars),
+            "alpha": fr.alpha,
+            "expert_names": list(model.expert_names),
+            "action": fr.action,
+            "action_name": names[fr.action],
+            "reward": fr.reward,
+            "score": fr.score,
+            "done": fr.done,
+            "died": fr.died,
+            "final_screen": tty_text(fr.final_chars) if fr.final_chars is not None else None,
+        }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -96,16 +97,25 @@ class EnvConfig:
             raise ValueError(f"env.reward_scale={self.reward_scale!r} must be > 0")
 
 
-def make_env(cfg: EnvConfig) -> Any:
-    """Create one NLE env from config (validated first)."""
+def make_env(
+    cfg: EnvConfig, extra_keys: tuple[str, ...] = (), savedir: str | Path | None = None
+) -> Any:
+    """Create one NLE env from config (validated first).
+
+    ``extra_keys``: observation keys besides :data:`OBS_KEYS` (e.g. ``tty_colors`` for replays).
+    ``savedir``: NLE records every episode there as a ttyrec file (its own recorder).
+    """
     cfg.validate()
     kwargs: dict = dict(
-        observation_keys=OBS_KEYS,
+        observation_keys=OBS_KEYS + tuple(k for k in extra_keys if k not in OBS_KEYS),
         # one more than our cap: the vector env truncates first, while blstats are still valid
         max_episode_steps=cfg.max_episode_steps + 1,
         character=cfg.character,
         fix_moon_phase=cfg.fix_moon_phase,
     )
+    if savedir is not None:
+        Path(savedir).mkdir(parents=True, exist_ok=True)
+        kwargs.update(savedir=str(savedir), save_ttyrec_every=1)
     if cfg.task in ("NetHackScore-v0", "NetHackStaircase-v0", "NetHackStaircasePet-v0"):
         kwargs["penalty_step"] = cfg.penalty_step
     # Build the NLE class directly: gym.make would swallow ``max_episode_steps`` into a TimeLimit
