@@ -17,10 +17,11 @@ from torch import nn
 
 from nethack_moe import features as F
 from nethack_moe.analysis.routing import routing_figures
-from nethack_moe.analysis.scenarios import COMBAT, EXPLORATION, GENERAL, SURVIVAL
+from nethack_moe.analysis.scenarios import COMBAT, EXPLORATION, GENERAL, SCENARIOS, SURVIVAL
 from nethack_moe.analysis.specialization import (
     MIN_SCENARIO_SHARE,
     REPLACEMENTS,
+    SCENARIO_OUTCOME,
     PlayerResult,
     ScenarioOutcomes,
     SpecializationReport,
@@ -125,6 +126,21 @@ def test_within_episode_shifts_are_a_stricter_null_for_autocorrelated_sequences(
     scen = np.repeat(rng.integers(0, K, n_ep), length)
     info = scenario_information(expert, scen, E, episode_ids=ep)
     assert info.shifted_p95 is not None and info.shifted_p95 >= info.shuffled_p95
+
+
+def test_within_episode_shifts_need_rows_contiguous_per_episode():
+    """Interleaved episodes would make every shift the identity (the null equal to the figure):
+    refused in one line."""
+    rng = np.random.default_rng(4)
+    ep = np.tile([0, 1], 50)  # rows of episodes 0 and 1 interleaved
+    expert, scen = rng.integers(0, E, 100), rng.integers(0, K, 100)
+    with pytest.raises(ValueError, match="not contiguous per episode") as exc:
+        scenario_information(expert, scen, E, episode_ids=ep)
+    assert "\n" not in str(exc.value)
+    # the same rows sorted by episode are accepted
+    order = np.argsort(ep, kind="stable")
+    info = scenario_information(expert[order], scen[order], E, episode_ids=ep[order])
+    assert info.shifted_p95 is not None
 
 
 # ------------------------------------------------------------------------------ reliance
@@ -234,7 +250,10 @@ def test_interventions_reading():
     one["combat"] = _player("combat", 0.1, 0.4, 0.9, 50)  # best everywhere: specialised nowhere
     r = read_interventions(one, names)
     assert r.specialised == [] and set(r.best.values()) == {"combat"}
-    assert GENERAL == 3
+    # every scenario label is ranked by its own outcome, under the label's own name
+    assert [SCENARIOS[i] for i in (SURVIVAL, COMBAT, EXPLORATION, GENERAL)] == list(
+        SCENARIO_OUTCOME
+    )
 
 
 def test_a_model_without_a_graph_has_no_graph_figures():

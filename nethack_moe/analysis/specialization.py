@@ -86,10 +86,21 @@ def mutual_information(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> float:
 
 
 def _episode_shift_index(episode_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Row index that rotates every episode's rows by a random offset (rows contiguous per
-    episode)."""
+    """Row index that rotates every episode's rows by a random offset.
+
+    The rows of each episode must be contiguous: otherwise every run of rows would be rotated on
+    its own, the shift would leave runs of length 1 in place, and the null would silently become
+    the figure itself. Raises ``ValueError`` when an episode id appears in two separate runs."""
     e = np.asarray(episode_ids)
     starts = np.flatnonzero(np.r_[True, e[1:] != e[:-1]])
+    run_ids = e[starts]
+    if np.unique(run_ids).size != run_ids.size:
+        _, first = np.unique(run_ids, return_index=True)
+        dup = run_ids[np.setdiff1d(np.arange(run_ids.size), first)[0]]
+        raise ValueError(
+            f"episode ids are not contiguous per episode (episode {dup} appears in two separate "
+            "runs of rows): sort the state log by episode before the within-episode shifts"
+        )
     lengths = np.diff(np.r_[starts, e.size])
     offsets = rng.integers(0, np.maximum(lengths, 1))
     start_of = np.repeat(starts, lengths)
