@@ -19,7 +19,9 @@ from typing import Any, TextIO
 from nethack_moe.analysis import metric_names as mn
 from nethack_moe.analysis.formatting import ci, num, pct
 from nethack_moe.analysis.probes import DEFAULT_PROBE_EPISODES
+from nethack_moe.analysis.routing import verdict as routing_verdict
 from nethack_moe.analysis.specialization import DEFAULT_PERMUTATIONS
+from nethack_moe.analysis.verdict import RelianceFigure, ScenarioInformation, verdict_of
 from nethack_moe.evaluation import ACTION_MODES, E200_EPISODES, E200_SEED_START
 from nethack_moe.players import BASELINES
 
@@ -119,38 +121,40 @@ def _eval_rows(entry: dict[str, Any]) -> list[tuple[str, str]]:
                 ),
             )
         )
-    if r.get("verdict"):
-        rows.append(("routing figures", str(r["verdict"])))
+    rows.append(("routing figures", routing_verdict(r, len(names))))
     rows += _specialization_rows(s)
     return rows + _entry_notes(entry)
 
 
-def _specialization_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
-    """Scenario information next to its baselines, reliance, and the verdict (evaluate and
-    analyze print the same rows)."""
+def _specialization_rows(s: dict[str, Any], *, with_verdict: bool = True) -> list[tuple[str, str]]:
+    """Scenario information next to its baselines, reliance, and the verdict built from them
+    (evaluate and analyze print the same rows)."""
     rows = []
-    sp = s.get("specialization")
-    if sp:
+    info = ScenarioInformation.from_json(s.get("specialization"))
+    if info is not None:
+        null = info.null
         rows.append(
             (
                 "scenario information",
-                f"{num(sp['scenario_mi'], 4)} nats ({pct(sp['scenario_mi_normalized'])} of H), "
-                f"permuted p95 {num(sp['scenario_mi_shuffled_p95'], 4)}, "
-                f"p = {num(sp['scenario_mi_p_value'], 3)}; episode-shift p95 "
-                f"{num(sp.get('scenario_mi_shifted_p95'), 4)}",
+                f"{num(info.mi, 4)} nats ({pct(info.normalized)} of H), permuted p95 "
+                f"{num(info.shuffled_p95, 4)}, episode-shift p95 {num(info.shifted_p95, 4)}; "
+                f"against the {null.name} null: p = {num(null.p_value, 3)}",
             )
         )
     for key, label in (("graph_mean", "h_graph → mean"), ("graph_zero", "h_graph → 0"),
                        ("state_mean", "h_state → mean"), ("state_zero", "h_state → 0")):  # fmt: skip
-        f = (s.get("reliance") or {}).get(key)
-        if f:
-            score = "" if f.get("score_change") is None else f", score {f['score_change']:+.1f}"
+        f = RelianceFigure.from_json(key, (s.get("reliance") or {}).get(key))
+        if f is not None:
+            sd = f.score_diff
+            score = (
+                f", score {sd.text()} (paired, {sd.n} seeds)" if sd and sd.diff is not None else ""
+            )
             rows.append(
-                (label, f"argmax expert changes {pct(f['argmax_change'])}, α moves "
-                        f"{num(f.get('alpha_change'), 3)}, policy KL {num(f['policy_kl'], 4)}{score}")
+                (label, f"argmax expert changes {pct(f.argmax_change)}, α moves "
+                        f"{num(f.alpha_change, 3)}, policy KL {num(f.policy_kl, 4)}{score}")
             )  # fmt: skip
-    if s.get("verdict"):
-        rows.append(("verdict", str(s["verdict"])))
+    if with_verdict and (info is not None or s.get("reliance") is not None):
+        rows.append(("verdict", verdict_of(s)))
     return rows
 
 
@@ -291,7 +295,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 ("effective experts", num(fig[mn.EFFECTIVE_EXPERTS])),
                 ("sparsity", pct(fig[mn.SPARSITY])),
                 ("switch rate", pct(fig[mn.SWITCH_RATE])),
-                *_specialization_rows({**r, "verdict": None}),
+                *_specialization_rows(r, with_verdict=False),
                 *_probe_rows(r),
             ]
         )
@@ -299,7 +303,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     _say()
     _say(scenario_markdown(r["scenario_table"]))
     _say()
-    _say(f"Verdict: {r['verdict_text']}")
+    _say(f"Verdict: {verdict_of(r)}")
     _say(f"wrote {Path(r['files']['markdown']).parent}/ (analysis.json, analysis.md, 4 PNGs)")
     return 1 if r.get("failed") else 0
 
