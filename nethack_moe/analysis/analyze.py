@@ -376,7 +376,9 @@ def analysis_markdown(r: dict[str, Any]) -> str:
         f"{num(fig[mn.ALPHA_ENTROPY_STD], 4)} | ln {E} = {ln_e:.4f} is uniform, 0 is one expert per state |"
     )
     add(f"| usage entropy H(ᾱ) | {num(fig[mn.USAGE_ENTROPY], 4)} | how evenly experts are used |")
-    add(f"| routing MI (usage balance) | {num(fig[mn.MI], 4)} | H(ᾱ) − mean H(α_s) |")
+    add(
+        f"| routing MI (usage balance) | {num(mn.routing_value(fig, mn.MI), 4)} | H(ᾱ) − mean H(α_s) |"
+    )
     add(f"| effective experts exp H(ᾱ) | {num(fig[mn.EFFECTIVE_EXPERTS], 2)} | 1 = collapse |")
     add(f"| sparsity | {pct(fig[mn.SPARSITY])} | exact zeros in α_s |")
     add(f"| switch rate | {pct(fig[mn.SWITCH_RATE])} | argmax expert changes between steps |\n")
