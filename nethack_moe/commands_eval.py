@@ -19,7 +19,9 @@ from typing import Any, TextIO
 from nethack_moe.analysis import metric_names as mn
 from nethack_moe.analysis.formatting import ci, num, pct
 from nethack_moe.analysis.probes import DEFAULT_PROBE_EPISODES
+from nethack_moe.analysis.routing import verdict as routing_verdict
 from nethack_moe.analysis.specialization import DEFAULT_PERMUTATIONS
+from nethack_moe.analysis.verdict import RelianceFigure, ScenarioInformation, verdict_of
 from nethack_moe.evaluation import ACTION_MODES, E200_EPISODES, E200_SEED_START
 from nethack_moe.players import BASELINES
 
@@ -119,38 +121,42 @@ def _eval_rows(entry: dict[str, Any]) -> list[tuple[str, str]]:
                 ),
             )
         )
-    if r.get("verdict"):
-        rows.append(("routing figures", str(r["verdict"])))
+    rows.append(("routing figures", routing_verdict(r, len(names))))
     rows += _specialization_rows(s)
     return rows + _entry_notes(entry)
 
 
-def _specialization_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
-    """Scenario information next to its baselines, reliance, and the verdict (evaluate and
-    analyze print the same rows)."""
+def _specialization_rows(s: dict[str, Any], *, with_verdict: bool = True) -> list[tuple[str, str]]:
+    """Scenario information next to its baselines, reliance, and the verdict built from them
+    (evaluate and analyze print the same rows)."""
     rows = []
-    sp = s.get("specialization")
-    if sp:
+    info = ScenarioInformation.from_json(s.get("specialization"))
+    if info is not None:
+        null = info.null
         rows.append(
             (
                 "scenario information",
-                f"{num(sp['scenario_mi'], 4)} nats ({pct(sp['scenario_mi_normalized'])} of H), "
-                f"permuted p95 {num(sp['scenario_mi_shuffled_p95'], 4)}, "
-                f"p = {num(sp['scenario_mi_p_value'], 3)}; episode-shift p95 "
-                f"{num(sp.get('scenario_mi_shifted_p95'), 4)}",
+                f"{num(info.mi, 4)} nats ({pct(info.normalized)} of H), permuted p95 "
+                f"{num(info.shuffled_p95, 4)}, episode-shift p95 {num(info.shifted_p95, 4)}; "
+                f"against the {null.name} null: p = {num(null.p_value, 3)}",
             )
         )
     for key, label in (("graph_mean", "h_graph → mean"), ("graph_zero", "h_graph → 0"),
                        ("state_mean", "h_state → mean"), ("state_zero", "h_state → 0")):  # fmt: skip
-        f = (s.get("reliance") or {}).get(key)
-        if f:
-            score = "" if f.get("score_change") is None else f", score {f['score_change']:+.1f}"
+        f = RelianceFigure.from_json(key, (s.get("reliance") or {}).get(key))
+        if f is not None:
+            sd = f.score_diff
+            score = ""
+            if sd is not None and sd.diff is not None:
+                score = f", score {sd.text()} (paired, {sd.n} seeds)"
+            elif f.score_change is not None:
+                score = f", score {f.score_change:+.1f} (no per-seed figures: no CI)"
             rows.append(
-                (label, f"argmax expert changes {pct(f['argmax_change'])}, α moves "
-                        f"{num(f.get('alpha_change'), 3)}, policy KL {num(f['policy_kl'], 4)}{score}")
+                (label, f"argmax expert changes {pct(f.argmax_change)}, α moves "
+                        f"{num(f.alpha_change, 3)}, policy KL {num(f.policy_kl, 4)}{score}")
             )  # fmt: skip
-    if s.get("verdict"):
-        rows.append(("verdict", str(s["verdict"])))
+    if with_verdict and (info is not None or s.get("reliance") is not None):
+        rows.append(("verdict", verdict_of(s)))
     return rows
 
 
@@ -218,6 +224,25 @@ def _entry_header(name: str, entry: dict[str, Any], proto: str, seeds: str) -> s
     return f"{name} — {entry['path']} (episode {entry['episode']}), {proto} {mode}, {seeds}"
 
 
+def evaluation_text(res: dict[str, Any]) -> str:
+    """What ``evaluate`` prints for an evaluation JSON object, every verdict built from its
+    figures (also used to re-render a stored evaluation file)."""
+    proto = res["protocol"]
+    seeds = f"seeds {res['seed_start']}..{res['seed_start'] + res['episodes'] - 1}"
+    out: list[str] = []
+    for name, entry in res["checkpoints"].items():
+        out += [_entry_header(name, entry, proto, seeds), _rows(_eval_rows(entry)), ""]
+    cols = _columns(res["checkpoints"])
+    if len(cols) > 1:
+        out += [
+            f"side by side ({proto}, score; 95 % bootstrap CIs; same seeds)",
+            _side_by_side(cols),
+            "",
+        ]
+    out += [f"wrote {p}" for p in res.get("written", [])]
+    return "\n".join(out) + "\n"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from nethack_moe.evaluation import evaluate
 
@@ -237,19 +262,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         baselines=args.baseline or (),
         max_steps=args.max_steps,
     )
-    proto = res["protocol"]
-    seeds = f"seeds {res['seed_start']}..{res['seed_start'] + res['episodes'] - 1}"
-    for name, entry in res["checkpoints"].items():
-        _say(_entry_header(name, entry, proto, seeds))
-        _say(_rows(_eval_rows(entry)))
-        _say()
+    _say(evaluation_text(res).rstrip("\n"))
     cols = _columns(res["checkpoints"])
-    if len(cols) > 1:
-        _say(f"side by side ({proto}, score; 95 % bootstrap CIs; same seeds)")
-        _say(_side_by_side(cols))
-        _say()
-    for p in res.get("written", []):
-        _say(f"wrote {p}")
     failed = sum(len(e.get("failed") or []) for e in cols.values())
     if failed:
         _say(
@@ -262,7 +276,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------ analyze
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from nethack_moe.analysis.analyze import analyze, scenario_markdown
+    from nethack_moe.analysis.analyze import analyze
 
     _check_files([args.checkpoint])
     r = analyze(
@@ -277,31 +291,48 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         probe_episodes=args.probe_episodes,
         permutations=args.permutations,
     )
+    _say(analysis_text(r).rstrip("\n"))
+    return 1 if r.get("failed") else 0
+
+
+def analysis_text(r: dict[str, Any]) -> str:
+    """What ``analyze`` prints for an ``analysis.json`` object, the verdict built from its
+    figures (also used to re-render a stored analysis)."""
+    from nethack_moe.analysis.analyze import scenario_markdown
+
     fig = r["figures"]
-    _say(
+    head = (
         f"{r['name']} (episode {r['episode']}), routing {r['routing']} T={r['temperature']:.3g}, "
-        f"{r['episodes']} episodes, {r['n_states']} states; probes on {r['probe_episodes']} seeds"
+        f"{r['episodes']} episodes, {r['n_states']} states; probes on {r.get('probe_episodes', 0)} seeds"
     )
-    _say(
-        _rows(
+    rows = _rows(
+        [
+            ("alpha entropy (per-state sharpness)", num(fig[mn.ALPHA_ENTROPY], 4)),
+            ("usage entropy", num(fig[mn.USAGE_ENTROPY], 4)),
+            ("routing MI (usage balance)", num(mn.routing_value(fig, mn.MI), 4)),
+            ("effective experts", num(fig[mn.EFFECTIVE_EXPERTS])),
+            ("sparsity", pct(fig[mn.SPARSITY])),
+            ("switch rate", pct(fig[mn.SWITCH_RATE])),
+            *_specialization_rows(r, with_verdict=False),
+            *_probe_rows(r),
+        ]
+    )
+    files = r.get("files") or {}
+    where = Path(files["markdown"]).parent if files.get("markdown") else Path(".")
+    return (
+        "\n".join(
             [
-                ("alpha entropy (per-state sharpness)", num(fig[mn.ALPHA_ENTROPY], 4)),
-                ("usage entropy", num(fig[mn.USAGE_ENTROPY], 4)),
-                ("routing MI (usage balance)", num(fig[mn.MI], 4)),
-                ("effective experts", num(fig[mn.EFFECTIVE_EXPERTS])),
-                ("sparsity", pct(fig[mn.SPARSITY])),
-                ("switch rate", pct(fig[mn.SWITCH_RATE])),
-                *_specialization_rows({**r, "verdict": None}),
-                *_probe_rows(r),
+                head,
+                rows,
+                "",
+                scenario_markdown(r["scenario_table"]),
+                "",
+                f"Verdict: {verdict_of(r)}",
+                f"wrote {where}/ (analysis.json, analysis.md, 4 PNGs)",
             ]
         )
+        + "\n"
     )
-    _say()
-    _say(scenario_markdown(r["scenario_table"]))
-    _say()
-    _say(f"Verdict: {r['verdict_text']}")
-    _say(f"wrote {Path(r['files']['markdown']).parent}/ (analysis.json, analysis.md, 4 PNGs)")
-    return 1 if r.get("failed") else 0
 
 
 def _probe_rows(r: dict[str, Any]) -> list[tuple[str, str]]:

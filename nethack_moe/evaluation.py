@@ -38,7 +38,7 @@ from nle import nethack as nh
 
 from nethack_moe import features as F
 from nethack_moe.analysis import metric_names as mn
-from nethack_moe.analysis.routing import routing_figures, scenario_table, verdict
+from nethack_moe.analysis.routing import routing_figures, scenario_table
 from nethack_moe.analysis.scenarios import SCENARIOS, label_scenarios, moved_from_trajectory
 from nethack_moe.analysis.specialization import SpecializationReport, state_report
 from nethack_moe.analysis.stats import summarize
@@ -662,7 +662,8 @@ def state_scenarios(result: RolloutResult) -> np.ndarray:
 
 
 def routing_summary(result: RolloutResult) -> dict[str, Any]:
-    """Routing figures over the logged states, with the scenario table and the verdict."""
+    """Routing figures over the logged states, with the scenario table (figures only: readers
+    build the routing verdict from them, :func:`nethack_moe.analysis.routing.verdict`)."""
     st = result.states
     if st is None:
         raise ValueError("the rollout did not collect states (collect_states=False)")
@@ -670,7 +671,6 @@ def routing_summary(result: RolloutResult) -> dict[str, Any]:
     fig["scenario_table"] = scenario_table(
         st.alpha, state_scenarios(result), SCENARIOS, result.expert_names
     )
-    fig["verdict"] = verdict(fig, len(result.expert_names))
     fig["routing"] = result.routing
     fig["temperature"] = result.temperature
     return fig
@@ -739,7 +739,8 @@ def specialization_summary(
 ) -> SpecializationReport:
     """The specialization figures that need no extra play (PROTOCOL.md): scenario information
     with its permutation baselines, reliance on the logged states (when the rollout kept the
-    observations and ``model`` is given), the hint follow share, and the verdict read from them."""
+    observations and ``model`` is given) and the hint follow share; the verdict is built from
+    them when read (:func:`nethack_moe.analysis.verdict.verdict_of`)."""
     st = res.states
     if st is None:
         raise ValueError("the rollout did not collect states (collect_states=False)")
@@ -755,7 +756,9 @@ def run_entry(res: RolloutResult, model: ActorCritic | None = None) -> dict[str,
     ``summary`` holds the E200 figures and, when states were logged, ``hint`` (``follow_share``)
     and for a mixture of experts ``routing`` (usage balance, sharpness, scenario table),
     ``specialization`` (scenario information and its baselines), ``reliance`` (on the logged
-    states; needs ``model`` and kept observations) and ``verdict``, keyed as in ``analysis.json``.
+    states; needs ``model`` and kept observations; ``{}`` with ``reliance_measured`` false
+    otherwise) and ``n_experts``, keyed as in ``analysis.json``. Figures only: no verdict sentence
+    is stored (readers build it, :func:`nethack_moe.analysis.verdict.verdict_of`).
     """
     summary = summarize_episodes(res.records)
     st = res.states
@@ -765,7 +768,7 @@ def run_entry(res: RolloutResult, model: ActorCritic | None = None) -> dict[str,
         blocks = specialization_summary(res, model).to_json()
         summary[mn.HINT] = blocks[mn.HINT]
         if res.expert_names:
-            for key in (mn.SPECIALIZATION, mn.RELIANCE, mn.VERDICT):
+            for key in (mn.N_EXPERTS, mn.SPECIALIZATION, mn.RELIANCE, mn.RELIANCE_MEASURED):
                 summary[key] = blocks[key]
     return {
         mn.GREEDY: bool(res.greedy),
@@ -918,7 +921,11 @@ def evaluate(
         ckpts[name] = entry
         p = Path(path)
         run_dir = p.parent.parent
-        if write_run_copies and p.parent.name == "checkpoints" and (run_dir / "metrics.jsonl").exists():
+        if (
+            write_run_copies
+            and p.parent.name == "checkpoints"
+            and (run_dir / "metrics.jsonl").exists()
+        ):
             suffix = "_greedy" if mode == "greedy" else ""
             dest = run_dir / "eval" / f"{p.stem}_{proto}{suffix}.json"
             _write_json(dest, {**base, mn.CHECKPOINTS: {name: entry}})

@@ -388,12 +388,14 @@ def _entry(scores: list[int], *, player: str = "policy", greedy: bool = False) -
             "scenario_mi_shuffled_p95": 0.02,
             "scenario_mi_shifted_p95": 0.05,
             "scenario_mi_p_value": 0.005,
+            "scenario_mi_shifted_p_value": 0.01,
         }
         summary["reliance"] = {
             "graph_mean": {"argmax_change": 0.125, "policy_kl": 0.1},
             "state_mean": {"argmax_change": 0.5, "policy_kl": 0.3},
         }
-        summary["verdict"] = "The router routes on h_state and h_graph (test verdict)."
+        # a sentence stored by an old file: never printed back (the verdict is rebuilt)
+        summary["verdict"] = "The router routes on neither h_state nor h_graph (stored sentence)."
     return {
         "player": player,
         "path": None if player != "policy" else "runs/x/final.pt",
@@ -429,7 +431,10 @@ def test_report_shows_greedy_baselines_and_specialization(tmp_path):
     # executive summary: greedy beside sampled, specialization next to its baselines
     assert "**Latest evaluation** (E40, `eval/full.json`, checkpoint `final`, n = 40)" in md
     assert "greedy beside it: mean 15.88 [15.35, 16.40], died 50.0 %, depth 1.00" in md
-    assert "scenario information 0.3100 nats, above its permutation baselines (p95 0.0500)" in md
+    assert (
+        "scenario information 0.3100 nats, above its permutation baselines (p95 0.0500, "
+        "within-episode shift null, p = 0.010)" in md
+    )
     assert "12.5 % of the states with h_graph replaced by its mean, 50.0 % with h_state" in md
     # every played set is a row of the evaluation table, labelled by what played it
     rows = {r[0]: r for r in _parse_table(md, "| run | source |")}
@@ -448,7 +453,10 @@ def test_report_shows_greedy_baselines_and_specialization(tmp_path):
     assert f[1] == "0.3100 (25.0 % of H)" and f[2] == "0.0200" and f[3] == "0.0500"
     assert f[4] == "yes" and f[5] == "12.5 %" and f[6] == "50.0 %" and f[7] == "40.0 %"
     assert spec["full:hint-follower"][7] == "97.0 %" and spec["full:hint-follower"][1] == "–"
-    assert "- **full:final**: The router routes on h_state and h_graph (test verdict)." in md
+    assert "stored sentence" not in md
+    assert "- **full:final**: The router routes on h_state and h_graph: it uses h_state" in md
+    assert "within-episode shift null (p95 0.0500, p = 0.010" in md
+    assert f[8] == "0.010 (within-episode shift)"
     # routing of the evaluation rollouts, sampled and greedy, under the schema's names
     assert "- `final` (`eval/full.json`): alpha entropy 0.0000, routing MI 1.3863" in md
     assert "- `final (greedy)` (`eval/full.json`)" in md
@@ -461,6 +469,7 @@ def test_compare_reads_the_same_keys_as_the_report(tmp_path):
     assert [r[0] for r in same] == ["full:final (greedy)", "full:random", "full:hint-follower"]
     spec = {r[0]: r for r in _parse_table(table, "| played by | scenario information (nats) |")}
     assert spec["full:final"][4] == "yes" and spec["full:random"][7] == "40.0 %"
+    assert "stored sentence" not in table and "routes on h_state and h_graph" in table
     assert (
         "Specialization, each figure next to its baseline"
         in (tmp_path / "cmp" / "compare.md").read_text()

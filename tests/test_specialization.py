@@ -8,6 +8,7 @@ above it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -17,10 +18,11 @@ from torch import nn
 
 from nethack_moe import features as F
 from nethack_moe.analysis.routing import routing_figures
-from nethack_moe.analysis.scenarios import COMBAT, EXPLORATION, GENERAL, SURVIVAL
+from nethack_moe.analysis.scenarios import COMBAT, EXPLORATION, GENERAL, SCENARIOS, SURVIVAL
 from nethack_moe.analysis.specialization import (
     MIN_SCENARIO_SHARE,
     REPLACEMENTS,
+    SCENARIO_OUTCOME,
     PlayerResult,
     ScenarioOutcomes,
     SpecializationReport,
@@ -127,6 +129,21 @@ def test_within_episode_shifts_are_a_stricter_null_for_autocorrelated_sequences(
     assert info.shifted_p95 is not None and info.shifted_p95 >= info.shuffled_p95
 
 
+def test_within_episode_shifts_need_rows_contiguous_per_episode():
+    """Interleaved episodes would make every shift the identity (the null equal to the figure):
+    refused in one line."""
+    rng = np.random.default_rng(4)
+    ep = np.tile([0, 1], 50)  # rows of episodes 0 and 1 interleaved
+    expert, scen = rng.integers(0, E, 100), rng.integers(0, K, 100)
+    with pytest.raises(ValueError, match="not contiguous per episode") as exc:
+        scenario_information(expert, scen, E, episode_ids=ep)
+    assert "\n" not in str(exc.value)
+    # the same rows sorted by episode are accepted
+    order = np.argsort(ep, kind="stable")
+    info = scenario_information(expert[order], scen[order], E, episode_ids=ep[order])
+    assert info.shifted_p95 is not None
+
+
 # ------------------------------------------------------------------------------ reliance
 class _GraphBlindModel(nn.Module):
     """A toy policy whose heads read only ``h_state``; ``h_graph`` is computed and ignored."""
@@ -215,8 +232,17 @@ def test_scenario_outcomes_on_hand_made_steps():
 
 
 def _player(name: str, hp: float, kills: float, cells: float, score: float) -> PlayerResult:
+    """A player on 8 seeds whose per-seed outcomes scatter a little around the given means."""
+    seeds = tuple(range(8))
+    jitter = [0.01 * (i % 3 - 1) for i in seeds]
+    per = {
+        "hp_lost_per_step": tuple(hp + j for j in jitter),
+        "kills_per_combat_state": tuple(kills + j for j in jitter),
+        "new_cells_per_step": tuple(cells + j for j in jitter),
+    }
     o = ScenarioOutcomes(10, hp, 10, kills, kills, 10, cells)
-    return PlayerResult(name, 5, score, 1.0, 0.0, o)
+    return PlayerResult(name, 8, score, 1.0, 0.0, o, seeds,
+                        tuple(score + 10 * j for j in jitter), per)  # fmt: skip
 
 
 def test_interventions_reading():
@@ -228,13 +254,30 @@ def test_interventions_reading():
         "general": _player("general", 0.5, 0.0, 0.1, 50),
         "router": _player("router", 0.0, 1.0, 1.0, 99),  # the router is not a candidate
     }
-    r = read_interventions(good, names)
-    assert r.best == {n: n for n in names} and r.specialised == names
+    own = {n: n for n in names}
+    r = read_interventions(good, names, own, "router", n_resamples=300)
+    assert r.best == {n: n for n in names} and r.experts_with("specialised") == names
     one = {n: _player(n, 0.5, 0.0, 0.1, 10) for n in names}
     one["combat"] = _player("combat", 0.1, 0.4, 0.9, 50)  # best everywhere: specialised nowhere
-    r = read_interventions(one, names)
-    assert r.specialised == [] and set(r.best.values()) == {"combat"}
-    assert GENERAL == 3
+    r = read_interventions(one, names, own, "router", n_resamples=300)
+    assert r.experts_with("specialised") == [] and set(r.best.values()) == {"combat"}
+    # every scenario label is ranked by its own outcome, under the label's own name
+    assert [SCENARIOS[i] for i in (SURVIVAL, COMBAT, EXPLORATION, GENERAL)] == list(
+        SCENARIO_OUTCOME
+    )
+    # players without per-seed figures: point estimates only, so nothing is determined
+    bare = {n: dataclasses.replace(p, seeds=(), scores=(), per_seed={}) for n, p in good.items()}
+    r = read_interventions(bare, names, own, "router")
+    assert r.best == {n: None for n in names} and r.experts_with("undetermined") == names
+
+
+def test_a_graph_blind_policy_reads_ignores_h_graph():
+    """The verdict of a real reliance measurement on a policy whose heads never read h_graph."""
+    res = reliance_on_states(_GraphBlindModel(), _random_obs(600))  # type: ignore[arg-type]
+    rep = SpecializationReport(None, res.figures, None, 1.0, 0.3, 3.9, n_experts=E)
+    v = rep.verdict()
+    assert "it ignores h_graph" in v and "it uses h_state" in v
+    assert "The router routes on h_state:" in v
 
 
 def test_a_model_without_a_graph_has_no_graph_figures():

@@ -37,6 +37,7 @@ from nethack_moe.analysis.probes import DEFAULT_PROBE_EPISODES, ProbeOptions, ru
 from nethack_moe.analysis.routing import entropy, routing_figures, scenario_table, verdict
 from nethack_moe.analysis.scenarios import SCENARIOS
 from nethack_moe.analysis.specialization import DEFAULT_PERMUTATIONS, state_report
+from nethack_moe.analysis.verdict import InterventionReading, PairedDiff, verdict_of
 from nethack_moe.checkpoint import atomic_write_bytes
 from nethack_moe.evaluation import (
     E200_SEED_START,
@@ -68,6 +69,13 @@ def plain_verdict(v: str) -> str:
     else:
         s = v[:1].upper() + v[1:]
     return s if s.endswith(".") else s + "."
+
+
+def routing_verdict_text(r: dict[str, Any]) -> str:
+    """The routing figures' own reading (:func:`nethack_moe.analysis.routing.verdict`) of an
+    ``analysis.json`` object, built from its figures."""
+    fig = r["figures"]
+    return plain_verdict(verdict(fig, len(fig.get("expert_names") or [])))
 
 
 def _by_action(names: list[str], p: np.ndarray) -> dict[str, float]:
@@ -112,7 +120,6 @@ def analyze(
     labels = state_scenarios(res)
     fig = routing_figures(st.alpha, st.episode, names)
     table = scenario_table(st.alpha, labels, SCENARIOS, names)
-    v = verdict(fig, E)
     report, means = state_report(
         model, st, labels, res.routing, res.temperature, permutations=permutations
     )
@@ -157,9 +164,6 @@ def analyze(
             "descend": res.descend_action,
         },
         **blocks,
-        "verdict_text": blocks["verdict"],
-        "routing_verdict": v,
-        "routing_verdict_text": plain_verdict(v),
         "probe_episodes": min(probe_episodes, episodes),
         "episode_plot_seed": ep_seed,
     }
@@ -204,18 +208,40 @@ def scenario_markdown(table: dict[str, Any]) -> str:
 def _reliance_rows(rel: dict[str, Any]) -> list[str]:
     lines = [
         "| replacement | argmax expert changes | α moves (TV) | policy KL | score with it | "
-        "score without | episodes |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "score without | paired difference [95 % CI] | episodes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, f in rel.items():
         if f is None:
-            lines.append(f"| {name} | – (no such input) | | | | | |")
+            lines.append(f"| {name} | – (no such input) | | | | | | |")
             continue
         lines.append(
             f"| {name} | {pct(f['argmax_change'])} | {num(f['alpha_change'], 3)} | "
             f"{num(f['policy_kl'], 4)} | "
-            f"{num(f['mean_score'], 1)} | {num(f['baseline_mean_score'], 1)} | {f['episodes']} |"
+            f"{num(f['mean_score'], 1)} | {num(f['baseline_mean_score'], 1)} | "
+            f"{_paired_text(f.get('seeds'), f.get('baseline_scores'), f.get('scores'))} | "
+            f"{f['episodes']} |"
         )
+    return lines
+
+
+def _paired_text(seeds: Any, a: Any, b: Any) -> str:
+    """``b - a`` paired over ``seeds`` with its CI (``–`` without per-seed figures)."""
+    if not seeds or not a or not b or not (len(seeds) == len(a) == len(b)):
+        return "– (no per-seed figures)"
+    d = PairedDiff.of(dict(zip(seeds, a, strict=True)), dict(zip(seeds, b, strict=True)))
+    return d.text() + ("" if d.sign else " (undetermined)")
+
+
+def _ranking_rows(rd: InterventionReading) -> list[str]:
+    lines = [
+        "| scenario | outcome | point best | its margin over each other expert [95 % CI] | best |",
+        "|---|---|---|---|---|",
+    ]
+    for s, rk in rd.rankings.items():
+        margins = ", ".join(f"{e}: {m.text(3)}" for e, m in rk.margins.items()) or "–"
+        best = rk.best or ("undetermined" if rk.point_best else "–")
+        lines.append(f"| {s} | {rk.outcome} | {rk.point_best or '–'} | {margins} | {best} |")
     return lines
 
 
@@ -267,22 +293,38 @@ def specialization_markdown(r: dict[str, Any]) -> str:
             "state, cells stood on for the first time per exploration step.\n"
         )
         md += _intervention_rows(r["interventions"]) + [""]
-        rd = r.get("interventions_reading") or {}
-        best = rd.get("best_expert") or {}
-        md.append(
-            "Best forced expert per scenario: "
-            + ", ".join(f"{k} → {v or 'tie / none'}" for k, v in best.items())
-            + f"; specialised: {', '.join(rd.get('specialised') or []) or 'none'}.\n"
-        )
+        rd = InterventionReading.from_json(r.get("interventions_reading"))
+        if rd is not None and rd.rankings:
+            md.append(
+                "Forced experts ranked per scenario: the point best's margin over each other "
+                "expert, paired over the probe seeds both have a value for (positive = the point "
+                "best is better); it is *the* best only when every interval lies above 0.\n"
+            )
+            md += _ranking_rows(rd) + [""]
+            own = ", ".join(f"{e} → {s or '–'}" for e, s in rd.own_scenario.items())
+            md.append(
+                f"Own scenario of each expert ({rd.own_source}: "
+                + ("the scenario where the learned router gives it the most weight"
+                   if rd.own_source == "router" else "its name, bound by the routing prior")
+                + f"): {own}. "
+                + "; ".join(f"{e}: {rd.status(e)}" for e in rd.own_scenario)
+                + ".\n"
+            )  # fmt: skip
+        else:
+            md.append("No per-seed figures for the forced experts: the ranking is undetermined.\n")
     h = r.get("hint")
     if h:
         md.append(
-            "| hinted move taken | policy score | hint inputs zeroed | hint follower | random |"
+            "| hinted move taken | policy score | hint inputs zeroed | zeroed − policy [95 % CI] "
+            "| hint follower | follower − policy [95 % CI] | random |"
         )
-        md.append("|---:|---:|---:|---:|---:|")
+        md.append("|---:|---:|---:|---:|---:|---:|---:|")
+        seeds, pol = h.get("seeds"), h.get("policy_scores")
         md.append(
             f"| {pct(h['follow_share'])} | {num(h['policy_mean_score'], 1)} | "
-            f"{num(h['zeroed_mean_score'], 1)} | {num(h['follower_mean_score'], 1)} | "
+            f"{num(h['zeroed_mean_score'], 1)} | {_paired_text(seeds, pol, h.get('zeroed_scores'))} | "
+            f"{num(h['follower_mean_score'], 1)} | "
+            f"{_paired_text(seeds, pol, h.get('follower_scores'))} | "
             f"{num(h['random_mean_score'], 1)} |\n"
         )
     return "\n".join(md) + "\n"
@@ -304,7 +346,7 @@ def analysis_markdown(r: dict[str, Any]) -> str:
         f"{r['seed_start']}..{r['seed_start'] + r['episodes'] - 1} ({how}), "
         f"{r['n_states']} states. Generated {r['created']}.\n"
     )
-    add(f"**Verdict**: {r['verdict_text']}\n")
+    add(f"**Verdict**: {verdict_of(r)}\n")
     if r.get("failed"):
         add(
             f"**Warning**: {len(r['failed'])} episode(s) failed twice and are missing: seeds "
@@ -324,7 +366,7 @@ def analysis_markdown(r: dict[str, Any]) -> str:
         "The load-balance term drives H(ᾱ) to ln E and the alpha-entropy term (with sparsemax at a "
         "low temperature) drives H(α_s) to 0, so any router trained under these losses shows a "
         "high routing MI whatever it routes on: read these as usage balance and sharpness, not as "
-        f"specialization. Their own reading: {r['routing_verdict_text']}\n"
+        f"specialization. Their own reading: {routing_verdict_text(r)}\n"
     )
     ln_e = math.log(E) if E > 1 else 0.0
     add("| figure | value | reading |")
@@ -334,7 +376,9 @@ def analysis_markdown(r: dict[str, Any]) -> str:
         f"{num(fig[mn.ALPHA_ENTROPY_STD], 4)} | ln {E} = {ln_e:.4f} is uniform, 0 is one expert per state |"
     )
     add(f"| usage entropy H(ᾱ) | {num(fig[mn.USAGE_ENTROPY], 4)} | how evenly experts are used |")
-    add(f"| routing MI (usage balance) | {num(fig[mn.MI], 4)} | H(ᾱ) − mean H(α_s) |")
+    add(
+        f"| routing MI (usage balance) | {num(mn.routing_value(fig, mn.MI), 4)} | H(ᾱ) − mean H(α_s) |"
+    )
     add(f"| effective experts exp H(ᾱ) | {num(fig[mn.EFFECTIVE_EXPERTS], 2)} | 1 = collapse |")
     add(f"| sparsity | {pct(fig[mn.SPARSITY])} | exact zeros in α_s |")
     add(f"| switch rate | {pct(fig[mn.SWITCH_RATE])} | argmax expert changes between steps |\n")
@@ -360,7 +404,11 @@ def analysis_markdown(r: dict[str, Any]) -> str:
     add("|---|" + "---:|" * (len(names) + 2))
     for a in ea["actions"]:
         cells = [num(ea["experts"][n][a], 3) for n in names]
-        add(f"| {a} | " + " | ".join(cells) + f" | {num(ea['policy'][a], 3)} | {num(ea['taken'][a], 3)} |")
+        add(
+            f"| {a} | "
+            + " | ".join(cells)
+            + f" | {num(ea['policy'][a], 3)} | {num(ea['taken'][a], 3)} |"
+        )
     add("")
     add("## Figures\n")
     for key, cap in (

@@ -10,7 +10,7 @@ beside it (``greedy_result``) and the baselines (entries whose ``player`` is ``r
 ``hint-follower``). Below the summary table, when the inputs have them: the greedy runs and
 baselines against the sampled policy on the same seeds (paired bootstrap CI of the difference),
 and the specialization figures next to their baselines (``specialization``, ``reliance``,
-``hint``, ``verdict`` of each entry's summary), read with the same
+``hint`` of each entry's summary, and the verdict built from them), read with the same
 :class:`~nethack_moe.analysis.metrics_io.EvalFile` records as the report.
 """
 
@@ -297,6 +297,12 @@ def same_seeds_table(
     )
 
 
+def _null_text(sp: SpecializationFigures) -> str:
+    """The p-value of the null the scenario-information decision is made against, named."""
+    null = sp.null
+    return fmt.MISSING if null is None else f"{fmt.num(null.p_value, 3)} ({null.name})"
+
+
 def specialization_table(groups: Sequence[Group]) -> str | None:
     """The specialization figures of every group that has them, each next to its baseline, and
     the verdicts below; ``None`` when no group has any."""
@@ -321,6 +327,7 @@ def specialization_table(groups: Sequence[Group]) -> str | None:
                 fmt.pct(sp.graph_argmax_change),
                 fmt.pct(sp.state_argmax_change),
                 fmt.pct(sp.hint_follow_share),
+                _null_text(sp),
             ]
         )
     table = fmt.markdown_table(
@@ -333,9 +340,11 @@ def specialization_table(groups: Sequence[Group]) -> str | None:
             "h_graph → mean: argmax changes",
             "h_state → mean: argmax changes",
             "hinted move taken",
+            "stricter null: p-value",
         ],
         rows,
     )
+    # built from each entry's figures (a sentence stored in an old file is never printed)
     verdicts = [f"- **{g.name}**: {sp.verdict}" for g, sp in have if sp.verdict]
     return table + ("\n\n" + "\n".join(verdicts) if verdicts else "")
 

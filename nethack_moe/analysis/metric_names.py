@@ -114,16 +114,29 @@ SPECIALIZATION = "specialization"
 RELIANCE = "reliance"
 HINT = "hint"
 VERDICT = "verdict"
+"""Files written before issue 21 stored a verdict sentence here; it is never read back (the
+verdict is built from the figures: :mod:`nethack_moe.analysis.verdict`)."""
+RELIANCE_MEASURED = "reliance_measured"
+"""Whether the ``reliance`` block was measured (false: nothing is said about what the router
+routes on)."""
+N_EXPERTS = "n_experts"
 #: Figures of the ``specialization`` block.
 SCENARIO_MI = "scenario_mi"
 SCENARIO_MI_NORMALIZED = "scenario_mi_normalized"
 SCENARIO_MI_SHUFFLED_P95 = "scenario_mi_shuffled_p95"
 SCENARIO_MI_SHIFTED_P95 = "scenario_mi_shifted_p95"
 SCENARIO_MI_P_VALUE = "scenario_mi_p_value"
+SCENARIO_MI_SHIFTED_P_VALUE = "scenario_mi_shifted_p_value"
+#: The stricter of the two nulls (the one the decision is made against), its p95 and p-value.
+SCENARIO_MI_NULL = "scenario_mi_null"
+SCENARIO_MI_NULL_P95 = "scenario_mi_null_p95"
+SCENARIO_MI_NULL_P_VALUE = "scenario_mi_null_p_value"
 #: Entries of the ``reliance`` block (the input replaced by its mean over the states) and the
 #: figure read from each.
 GRAPH_MEAN = "graph_mean"
 STATE_MEAN = "state_mean"
 ARGMAX_CHANGE = "argmax_change"
+#: Paired bootstrap CI of an entry's ``score_change`` over the probe seeds.
+SCORE_CHANGE_CI = "score_change_ci"
 #: Figure of the ``hint`` block.
 FOLLOW_SHARE = "follow_share"

@@ -20,6 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from nethack_moe.analysis import metric_names as mn
+from nethack_moe.analysis.verdict import (
+    NullChoice,
+    VerdictFigures,
+    specialization_verdict,
+    stricter_null,
+)
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +264,9 @@ def _float(v: Any) -> float | None:
 @dataclass(frozen=True)
 class SpecializationFigures:
     """The specialization figures of an evaluation entry's ``summary`` (PROTOCOL.md, each next to
-    its baseline), as the report and ``compare`` read them; ``None`` where the entry lacks one."""
+    its baseline), as the report and ``compare`` read them; ``None`` where the entry lacks one.
+    The verdict is built from the summary's figures (:attr:`verdict`); a sentence stored in an old
+    file is ignored."""
 
     scenario_mi: float | None = None
     """I(argmax expert; scenario), nats."""
@@ -268,13 +276,17 @@ class SpecializationFigures:
     shifted_p95: float | None = None
     """p95 with the assignments shifted circularly within each episode."""
     p_value: float | None = None
+    """Under the permutations."""
+    shifted_p_value: float | None = None
+    """Under the within-episode shifts."""
     graph_argmax_change: float | None = None
     """Share of states whose argmax expert changes with ``h_graph`` replaced by its mean."""
     state_argmax_change: float | None = None
     """The same with ``h_state`` replaced by its mean."""
     hint_follow_share: float | None = None
     """Share of the steps with a navigation hint on which the hinted move was taken."""
-    verdict: str | None = None
+    figures: VerdictFigures | None = field(default=None, compare=False)
+    """Everything the verdict reads (``None`` for an entry without specialization figures)."""
 
     @classmethod
     def from_summary(cls, summary: dict[str, Any] | None) -> SpecializationFigures:
@@ -287,29 +299,38 @@ class SpecializationFigures:
         def change(name: str) -> float | None:
             return _float((rel.get(name) or {}).get(mn.ARGMAX_CHANGE))
 
-        verdict = s.get(mn.VERDICT)
+        has = bool(sp) or bool(rel)
         return cls(
             scenario_mi=_float(sp.get(mn.SCENARIO_MI)),
             scenario_mi_normalized=_float(sp.get(mn.SCENARIO_MI_NORMALIZED)),
             shuffled_p95=_float(sp.get(mn.SCENARIO_MI_SHUFFLED_P95)),
             shifted_p95=_float(sp.get(mn.SCENARIO_MI_SHIFTED_P95)),
             p_value=_float(sp.get(mn.SCENARIO_MI_P_VALUE)),
+            shifted_p_value=_float(sp.get(mn.SCENARIO_MI_SHIFTED_P_VALUE)),
             graph_argmax_change=change(mn.GRAPH_MEAN),
             state_argmax_change=change(mn.STATE_MEAN),
             hint_follow_share=_float(hint.get(mn.FOLLOW_SHARE)),
-            verdict=str(verdict) if verdict else None,
+            figures=VerdictFigures.from_json(s) if has else None,
         )
 
     @property
     def empty(self) -> bool:
         """No figure at all (an evaluation file written before the specialization figures)."""
-        return all(getattr(self, f.name) is None for f in fields(self))
+        return all(getattr(self, f.name) is None for f in fields(self) if f.name != "figures")
+
+    @property
+    def null(self) -> NullChoice | None:
+        """The stricter of the two nulls of the scenario information (``None`` without one)."""
+        if self.shuffled_p95 is None:
+            return None
+        return stricter_null(self.shuffled_p95, self.p_value, self.shifted_p95,
+                             self.shifted_p_value)  # fmt: skip
 
     @property
     def baseline_p95(self) -> float | None:
-        """The stricter of the two p95 baselines of the scenario information."""
-        vals = [v for v in (self.shuffled_p95, self.shifted_p95) if v is not None]
-        return max(vals) if vals else None
+        """The p95 of the stricter null."""
+        null = self.null
+        return None if null is None else null.p95
 
     @property
     def above_baseline(self) -> bool | None:
@@ -317,6 +338,11 @@ class SpecializationFigures:
         if self.scenario_mi is None or self.baseline_p95 is None:
             return None
         return self.scenario_mi > self.baseline_p95
+
+    @property
+    def verdict(self) -> str | None:
+        """:func:`nethack_moe.analysis.verdict.specialization_verdict` of the figures."""
+        return None if self.figures is None else specialization_verdict(self.figures)
 
 
 @dataclass(frozen=True)

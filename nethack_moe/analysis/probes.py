@@ -2,6 +2,12 @@
 single expert), the score with ``h_graph`` / ``h_state`` replaced while playing, the score with the
 hint inputs zeroed, and the two baselines, all on the same seeds as the learned router.
 
+Every comparison keeps its per-seed scores, so that it is read as a paired difference over the
+same seeds with a bootstrap CI (:class:`nethack_moe.analysis.verdict.PairedDiff`), never as two
+unpaired means. The forced experts are read against each expert's own scenario: the scenario in
+which the learned router gives it the most weight (the heatmap's column maximum over the analysis
+rollout), unless the routing prior was on in training (then names bind experts to scenarios).
+
 The learned router's own figures on those seeds are the first episodes of the analysis rollout
 (same seeds, same policy seed, same action mode), so it is not played twice.
 """
@@ -11,10 +17,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from torch import Tensor
 
+from nethack_moe.analysis.routing import scenario_table
+from nethack_moe.analysis.scenarios import SCENARIOS
 from nethack_moe.analysis.specialization import (
     REPLACEMENTS,
     HintReliance,
@@ -24,6 +33,7 @@ from nethack_moe.analysis.specialization import (
     player_result,
     read_interventions,
 )
+from nethack_moe.analysis.verdict import own_scenarios
 from nethack_moe.config import TrainConfig
 from nethack_moe.evaluation import E200_SEED_START, RolloutResult, play, state_scenarios
 from nethack_moe.models.policy import ActorCritic
@@ -89,6 +99,28 @@ def interventions(
     return out
 
 
+def routing_prior_on(cfg: TrainConfig) -> bool:
+    """Whether any curriculum phase trained with the routing prior (coefficient > 0): only then do
+    expert names bind experts to scenarios."""
+    return any(p.coef("routing_prior") > 0 for p in cfg.curriculum.phases)
+
+
+def own_scenarios_of(
+    model: ActorCritic, cfg: TrainConfig, main: RolloutResult
+) -> tuple[dict[str, str | None], str]:
+    """Each expert's own scenario (:func:`nethack_moe.analysis.verdict.own_scenarios`) from the
+    learned router's mean α per scenario over the analysis rollout."""
+    assert main.states is not None
+    names = list(model.expert_names)
+    table = scenario_table(main.states.alpha, state_scenarios(main), SCENARIOS, names)
+    return own_scenarios(table, names, routing_prior_on(cfg))
+
+
+def _scores(records: list[dict[str, Any]], seeds: tuple[int, ...]) -> tuple[float | None, ...]:
+    by = {int(r["seed"]): float(r["score"]) for r in records}
+    return tuple(by.get(s) for s in seeds)
+
+
 def play_replacements(
     model: ActorCritic,
     cfg: TrainConfig,
@@ -97,8 +129,10 @@ def play_replacements(
     means: dict[str, Tensor],
     opts: ProbeOptions,
 ) -> None:
-    """Fill in the score of each reliance figure: the policy playing with the replacement."""
-    base = router_on_probe_seeds(main, opts.episodes).mean_score
+    """Fill in the score of each reliance figure: the policy playing with the replacement, and
+    the unedited policy, per seed."""
+    router = router_on_probe_seeds(main, opts.episodes)
+    seeds = router.seeds
     for rep in REPLACEMENTS:
         fig = report.reliance.get(rep.name)
         if fig is None:
@@ -108,8 +142,10 @@ def play_replacements(
         res = opts.play(player, cfg)
         score = float(np.mean([r["score"] for r in res.records])) if res.records else None
         report.reliance[rep.name] = dataclasses.replace(
-            fig, mean_score=score, baseline_mean_score=base, episodes=len(res.records)
-        )
+            fig, mean_score=score, baseline_mean_score=router.mean_score,
+            episodes=len(res.records), seeds=seeds, scores=_scores(res.records, seeds),
+            baseline_scores=router.scores,
+        )  # fmt: skip
 
 
 def hint_reliance(
@@ -125,6 +161,7 @@ def hint_reliance(
     follower = opts.play(HintFollower(opts.policy_seed), cfg)
     rand = opts.play(RandomPlayer(model.n_actions, opts.policy_seed), cfg)
     assert follower.states is not None
+    seeds = router.seeds
     return HintReliance(
         follow_share=hint_follow_share(main.states),
         hinted_steps=int((main.states.hint >= 0).sum()),
@@ -134,6 +171,11 @@ def hint_reliance(
         follower_follow_share=hint_follow_share(follower.states),
         random_mean_score=player_result("random", rand.records).mean_score,
         episodes=router.episodes,
+        seeds=seeds,
+        policy_scores=router.scores,
+        zeroed_scores=_scores(zeroed.records, seeds),
+        follower_scores=_scores(follower.records, seeds),
+        random_scores=_scores(rand.records, seeds),
     )
 
 
@@ -149,7 +191,8 @@ def run_probes(
     opts = dataclasses.replace(opts, episodes=max(1, min(opts.episodes, main.episodes)))
     if model.n_experts > 1:
         report.interventions = interventions(model, cfg, main, opts)
-        report.reading = read_interventions(report.interventions, model.expert_names)
+        own, source = own_scenarios_of(model, cfg, main)
+        report.reading = read_interventions(report.interventions, model.expert_names, own, source)
     play_replacements(model, cfg, main, report, means, opts)
     report.hint = hint_reliance(model, cfg, main, opts)
     return report

@@ -17,7 +17,8 @@ and alpha-entropy terms produce them for any router. The figures here say what t
   of one player (the router forced to one expert, the learned router, a baseline);
 * :class:`HintReliance`: the share of steps that take the hinted move, the score with the hint
   inputs zeroed, and the hint-follower baseline on the same seeds;
-* :func:`specialization_verdict`: what the router routes on, in one paragraph.
+* the verdict is not here: :mod:`nethack_moe.analysis.verdict` builds it from the stored figures
+  (and holds the figure records this module fills in).
 
 Scenario outcomes use what NLE's env buffer exposes (blstats and the feature memory); NLE's
 messages are not there:
@@ -47,8 +48,19 @@ import torch
 from torch import Tensor
 
 from nethack_moe.analysis import metric_names as mn
-from nethack_moe.analysis.formatting import num, pct
 from nethack_moe.analysis.scenarios import COMBAT, EXPLORATION, SCENARIOS, SURVIVAL
+from nethack_moe.analysis.verdict import MIN_RELIANCE as MIN_RELIANCE  # re-exported
+from nethack_moe.analysis.verdict import MIN_SCENARIO_SHARE as MIN_SCENARIO_SHARE  # re-exported
+from nethack_moe.analysis.verdict import (
+    HintReliance,
+    InterventionReading,
+    PairedDiff,
+    RelianceFigure,
+    ScenarioInformation,
+    ScenarioRanking,
+    VerdictFigures,
+    specialization_verdict,
+)
 
 if TYPE_CHECKING:
     from nethack_moe.evaluation import StateLog
@@ -57,10 +69,6 @@ if TYPE_CHECKING:
 
 #: Permutations of the scenario-information baseline (PROTOCOL.md: at least 100).
 DEFAULT_PERMUTATIONS = 200
-#: Share of H(scenario) that the scenario information must reach to count as routing by scenario.
-MIN_SCENARIO_SHARE = 0.05
-#: Share of states whose argmax expert must change without an input for the router to use it.
-MIN_RELIANCE = 0.05
 #: States the reliance figures are computed on (a seeded sample of the logged states).
 DEFAULT_RELIANCE_STATES = 4096
 
@@ -86,67 +94,27 @@ def mutual_information(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> float:
 
 
 def _episode_shift_index(episode_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Row index that rotates every episode's rows by a random offset (rows contiguous per
-    episode)."""
+    """Row index that rotates every episode's rows by a random offset.
+
+    The rows of each episode must be contiguous: otherwise every run of rows would be rotated on
+    its own, the shift would leave runs of length 1 in place, and the null would silently become
+    the figure itself. Raises ``ValueError`` when an episode id appears in two separate runs."""
     e = np.asarray(episode_ids)
     starts = np.flatnonzero(np.r_[True, e[1:] != e[:-1]])
+    run_ids = e[starts]
+    if np.unique(run_ids).size != run_ids.size:
+        _, first = np.unique(run_ids, return_index=True)
+        dup = run_ids[np.setdiff1d(np.arange(run_ids.size), first)[0]]
+        raise ValueError(
+            f"episode ids are not contiguous per episode (episode {dup} appears in two separate "
+            "runs of rows): sort the state log by episode before the within-episode shifts"
+        )
     lengths = np.diff(np.r_[starts, e.size])
     offsets = rng.integers(0, np.maximum(lengths, 1))
     start_of = np.repeat(starts, lengths)
     len_of = np.repeat(lengths, lengths)
     pos = np.arange(e.size) - start_of
     return start_of + (pos + np.repeat(offsets, lengths)) % len_of
-
-
-@dataclass(frozen=True)
-class ScenarioInformation:
-    """I(argmax expert; scenario label) next to its permutation baselines."""
-
-    mi: float
-    """Nats."""
-    scenario_entropy: float
-    """H(scenario) of the same states, nats."""
-    shuffled_mean: float
-    shuffled_p95: float
-    p_value: float
-    """``(1 + #{permuted >= mi}) / (1 + permutations)``."""
-    permutations: int
-    n_states: int
-    shifted_p95: float | None = None
-    """p95 under circular shifts of the argmax sequence within each episode (``None`` without
-    episode ids)."""
-    shifted_p_value: float | None = None
-
-    @property
-    def normalized(self) -> float | None:
-        """``mi / H(scenario)`` (``None`` when every state has the same scenario)."""
-        return self.mi / self.scenario_entropy if self.scenario_entropy > 0 else None
-
-    @property
-    def baseline_p95(self) -> float:
-        """The stricter of the two p95 baselines."""
-        return max(self.shuffled_p95, self.shifted_p95 or 0.0)
-
-    @property
-    def above_baseline(self) -> bool:
-        """Above the p95 of every baseline that was computed."""
-        return self.mi > self.baseline_p95
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``specialization`` block of ``analysis.json``."""
-        return {
-            mn.SCENARIO_MI: self.mi,
-            mn.SCENARIO_MI_NORMALIZED: self.normalized,
-            "scenario_entropy": self.scenario_entropy,
-            "scenario_mi_shuffled_mean": self.shuffled_mean,
-            mn.SCENARIO_MI_SHUFFLED_P95: self.shuffled_p95,
-            mn.SCENARIO_MI_P_VALUE: self.p_value,
-            mn.SCENARIO_MI_SHIFTED_P95: self.shifted_p95,
-            "scenario_mi_shifted_p_value": self.shifted_p_value,
-            "permutations": self.permutations,
-            "n_states": self.n_states,
-            "above_baseline": self.above_baseline,
-        }
 
 
 def scenario_information(
@@ -223,46 +191,6 @@ REPLACEMENTS: tuple[Replacement, ...] = (
     Replacement(mn.STATE_MEAN, "h_state", "mean"),
     Replacement("state_zero", "h_state", "zero"),
 )
-
-
-@dataclass(frozen=True)
-class RelianceFigure:
-    """What changes when one input of the heads is replaced (PROTOCOL.md, graph reliance)."""
-
-    replacement: str
-    argmax_change: float
-    """Share of states whose argmax expert changes (0 for a single-expert model)."""
-    policy_kl: float
-    """Mean KL(π || π_replaced) over the states, nats."""
-    n_states: int
-    alpha_change: float = 0.0
-    """Mean total variation ½|α − α_replaced|₁ over the states: how much the weights move, also
-    where the argmax flips on a near-tie."""
-    mean_score: float | None = None
-    """Mean score of the policy playing with the replacement (probes)."""
-    baseline_mean_score: float | None = None
-    """Mean score of the unedited policy on the same seeds."""
-    episodes: int = 0
-
-    @property
-    def score_change(self) -> float | None:
-        """``mean_score - baseline_mean_score`` (``None`` until played)."""
-        if self.mean_score is None or self.baseline_mean_score is None:
-            return None
-        return self.mean_score - self.baseline_mean_score
-
-    def to_json(self) -> dict[str, Any]:
-        """One entry of the ``reliance`` block."""
-        return {
-            mn.ARGMAX_CHANGE: self.argmax_change,
-            "policy_kl": self.policy_kl,
-            "alpha_change": self.alpha_change,
-            "n_states": self.n_states,
-            "mean_score": self.mean_score,
-            "baseline_mean_score": self.baseline_mean_score,
-            "score_change": self.score_change,
-            "episodes": self.episodes,
-        }
 
 
 @dataclass
@@ -391,9 +319,18 @@ def _nanmean(x: np.ndarray) -> float | None:
     return float(x.mean()) if x.size else None
 
 
-def scenario_outcomes(st: StateLog, labels: np.ndarray, died_seeds: set[int]) -> ScenarioOutcomes:
-    """:class:`ScenarioOutcomes` of the logged states ``st`` with scenario ``labels``;
-    ``died_seeds``: the episodes that ended in death."""
+@dataclass(frozen=True)
+class _StepOutcomes:
+    """Per logged state: HP lost, kill (experience rose), experience gained and new cells on the
+    step out of it (``nan`` where the state has no successor)."""
+
+    hp_lost: np.ndarray
+    kill: np.ndarray
+    gain: np.ndarray
+    new_cells: np.ndarray
+
+
+def _step_outcomes(st: StateLog, died_seeds: set[int]) -> _StepOutcomes:
     n = st.n
     nxt = np.zeros(n, bool)
     if n > 1:
@@ -406,21 +343,57 @@ def scenario_outcomes(st: StateLog, labels: np.ndarray, died_seeds: set[int]) ->
     same_level = st.depth[j] == st.depth
     new = np.where(same_level, np.maximum(st.visited[j] - st.visited, 0), st.visited[j])
     new_cells = np.where(nxt, new, np.nan).astype(np.float64)
+    kill = np.where(np.isfinite(gain), gain > 0, np.nan)
+    return _StepOutcomes(hp_lost, kill, gain, new_cells)
+
+
+def scenario_outcomes(st: StateLog, labels: np.ndarray, died_seeds: set[int]) -> ScenarioOutcomes:
+    """:class:`ScenarioOutcomes` of the logged states ``st`` with scenario ``labels``;
+    ``died_seeds``: the episodes that ended in death."""
+    o = _step_outcomes(st, died_seeds)
     s, c, x = labels == SURVIVAL, labels == COMBAT, labels == EXPLORATION
     return ScenarioOutcomes(
         survival_states=int(s.sum()),
-        hp_lost_per_step=_nanmean(hp_lost[s]),
+        hp_lost_per_step=_nanmean(o.hp_lost[s]),
         combat_states=int(c.sum()),
-        kills_per_combat_state=_nanmean(np.where(np.isfinite(gain), gain > 0, np.nan)[c]),
-        exp_per_combat_state=_nanmean(gain[c]),
+        kills_per_combat_state=_nanmean(o.kill[c]),
+        exp_per_combat_state=_nanmean(o.gain[c]),
         exploration_states=int(x.sum()),
-        new_cells_per_step=_nanmean(new_cells[x]),
+        new_cells_per_step=_nanmean(o.new_cells[x]),
     )
+
+
+#: How each scenario's outcome ranks players: (attribute of ScenarioOutcomes / PlayerResult,
+#: higher is better). ``general`` has no scenario outcome of its own: the mean score stands in.
+SCENARIO_OUTCOME: dict[str, tuple[str, bool]] = {
+    "survival": ("hp_lost_per_step", False),
+    "combat": ("kills_per_combat_state", True),
+    "exploration": ("new_cells_per_step", True),
+    "general": ("mean_score", True),
+}
+
+
+def per_seed_outcomes(
+    st: StateLog, labels: np.ndarray, died_seeds: set[int], seeds: Sequence[int]
+) -> dict[str, tuple[float | None, ...]]:
+    """Each scenario outcome of :data:`SCENARIO_OUTCOME` (but the score) per episode, in the
+    order of ``seeds`` (``None`` for an episode without a state of that scenario)."""
+    o = _step_outcomes(st, died_seeds)
+    cols = {
+        "hp_lost_per_step": (o.hp_lost, labels == SURVIVAL),
+        "kills_per_combat_state": (o.kill, labels == COMBAT),
+        "new_cells_per_step": (o.new_cells, labels == EXPLORATION),
+    }
+    out: dict[str, tuple[float | None, ...]] = {}
+    for key, (v, m) in cols.items():
+        out[key] = tuple(_nanmean(v[m & (st.episode == s)]) for s in seeds)
+    return out
 
 
 @dataclass(frozen=True)
 class PlayerResult:
-    """Score, depth, died and scenario outcomes of one player on the probe seeds."""
+    """Score, depth, died and scenario outcomes of one player on the probe seeds, with the
+    per-seed figures the paired comparisons need."""
 
     name: str
     episodes: int
@@ -428,6 +401,20 @@ class PlayerResult:
     depth: float | None
     died: float | None
     outcomes: ScenarioOutcomes | None = None
+    seeds: tuple[int, ...] = ()
+    scores: tuple[float, ...] = ()
+    """Per seed (in the order of ``seeds``)."""
+    per_seed: dict[str, tuple[float | None, ...]] = field(default_factory=dict)
+    """Scenario outcome -> its value per seed (:func:`per_seed_outcomes`)."""
+
+    def by_seed(self, key: str) -> dict[int, float | None]:
+        """Outcome ``key`` (or ``mean_score``: the score) per seed."""
+        vals: Sequence[float | None] = (
+            self.scores if key == "mean_score" else self.per_seed.get(key, ())
+        )
+        if len(vals) != len(self.seeds):
+            return {}
+        return dict(zip(self.seeds, vals, strict=True))
 
     def to_json(self) -> dict[str, Any]:
         """One entry of the ``interventions`` block."""
@@ -439,6 +426,9 @@ class PlayerResult:
         }
         if self.outcomes is not None:
             out.update(self.outcomes.to_json())
+        out["seeds"] = list(self.seeds)
+        out["scores"] = list(self.scores)
+        out["per_seed"] = {k: list(v) for k, v in self.per_seed.items()}
         return out
 
 
@@ -453,21 +443,17 @@ def player_result(
     def mean(key: str) -> float | None:
         return float(np.mean([float(r[key]) for r in records])) if records else None
 
-    outcomes = None
+    recs = sorted(records, key=lambda r: int(r["seed"]))
+    seeds = tuple(int(r["seed"]) for r in recs)
+    outcomes, per_seed = None, {}
     if st is not None and labels is not None:
         died = {int(r["seed"]) for r in records if r["died"]}
         outcomes = scenario_outcomes(st, labels, died)
-    return PlayerResult(name, len(records), mean("score"), mean("depth"), mean("died"), outcomes)
-
-
-#: How each scenario's outcome ranks players: (attribute of ScenarioOutcomes / PlayerResult,
-#: higher is better). ``general`` has no scenario outcome of its own: the mean score stands in.
-SCENARIO_OUTCOME: dict[str, tuple[str, bool]] = {
-    "survival": ("hp_lost_per_step", False),
-    "combat": ("kills_per_combat_state", True),
-    "exploration": ("new_cells_per_step", True),
-    "general": ("mean_score", True),
-}
+        per_seed = per_seed_outcomes(st, labels, died, seeds)
+    return PlayerResult(
+        name, len(records), mean("score"), mean("depth"), mean("died"), outcomes,
+        seeds=seeds, scores=tuple(float(r["score"]) for r in recs), per_seed=per_seed,
+    )  # fmt: skip
 
 
 def _outcome(p: PlayerResult, key: str) -> float | None:
@@ -476,86 +462,67 @@ def _outcome(p: PlayerResult, key: str) -> float | None:
     return None if p.outcomes is None else getattr(p.outcomes, key)
 
 
-@dataclass(frozen=True)
-class InterventionReading:
-    """Which forced expert is best in each scenario, and which experts are specialised (best in
-    their own scenario and in no other)."""
-
-    best: dict[str, str | None]
-    specialised: list[str]
-    not_specialised: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``interventions_reading`` block."""
-        return {
-            "best_expert": self.best,
-            "specialised": self.specialised,
-            "not_specialised": self.not_specialised,
-        }
+def rank_scenario(
+    scenario: str, results: dict[str, PlayerResult], expert_names: Sequence[str], *,
+    n_resamples: int = 2000, seed: int = 0,
+) -> ScenarioRanking:  # fmt: skip
+    """The forced experts ranked by ``scenario``'s outcome: the point best (over all its states;
+    ties: none) and, against every other expert, how much better it is, paired over the seeds
+    both have a value for, with its bootstrap CI."""
+    key, higher = SCENARIO_OUTCOME[scenario]
+    vals = {
+        e: v for e in expert_names if e in results and (v := _outcome(results[e], key)) is not None
+    }
+    if not vals:
+        return ScenarioRanking(scenario, key, higher, None)
+    top = max(vals.values()) if higher else min(vals.values())
+    winners = [e for e, v in vals.items() if math.isclose(v, top, rel_tol=1e-9, abs_tol=1e-12)]
+    if len(winners) != 1:
+        return ScenarioRanking(scenario, key, higher, None)
+    best = winners[0]
+    b = results[best].by_seed(key)
+    margins = {}
+    for e in vals:
+        if e == best:
+            continue
+        o = results[e].by_seed(key)
+        # paired_diff_ci(a, b) is mean(b - a): oriented so that positive = the best is better
+        margins[e] = (PairedDiff.of(o, b, n_resamples=n_resamples, seed=seed) if higher
+                      else PairedDiff.of(b, o, n_resamples=n_resamples, seed=seed))  # fmt: skip
+    return ScenarioRanking(scenario, key, higher, best, margins)
 
 
 def read_interventions(
-    results: dict[str, PlayerResult], expert_names: Sequence[str]
+    results: dict[str, PlayerResult],
+    expert_names: Sequence[str],
+    own_scenario: dict[str, str | None] | None = None,
+    own_source: str = "names",
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
 ) -> InterventionReading:
-    """Rank the forced experts (not the learned router) per scenario by
-    :data:`SCENARIO_OUTCOME`; an expert named after a scenario is specialised when it is the best
-    there and nowhere else (ties: none is best)."""
-    best: dict[str, str | None] = {}
-    for scen, (key, higher) in SCENARIO_OUTCOME.items():
-        vals: dict[str, float] = {}
-        for e in expert_names:
-            v = _outcome(results[e], key) if e in results else None
-            if v is not None:
-                vals[e] = v
-        if not vals:
-            best[scen] = None
-            continue
-        top = max(vals.values()) if higher else min(vals.values())
-        winners = [e for e, v in vals.items() if math.isclose(v, top, rel_tol=1e-9, abs_tol=1e-12)]
-        best[scen] = winners[0] if len(winners) == 1 else None
-    own = [e for e in expert_names if e in SCENARIO_OUTCOME]
-    spec = [e for e in own if best.get(e) == e and sum(b == e for b in best.values()) == 1]
-    return InterventionReading(best, spec, [e for e in own if e not in spec])
-
-
-# ------------------------------------------------------------------------------ hint reliance
-@dataclass(frozen=True)
-class HintReliance:
-    """How much of the policy is the navigation hint (PROTOCOL.md, hint reliance)."""
-
-    follow_share: float | None
-    """Share of the steps with a hint on which the policy took the hinted move."""
-    hinted_steps: int
-    policy_mean_score: float | None = None
-    """The policy on the probe seeds (the baseline of the two figures below)."""
-    zeroed_mean_score: float | None = None
-    """The policy with the hint inputs (``nav_*``) zeroed, same seeds."""
-    follower_mean_score: float | None = None
-    follower_follow_share: float | None = None
-    random_mean_score: float | None = None
-    episodes: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``hint`` block."""
-        return {
-            mn.FOLLOW_SHARE: self.follow_share,
-            "hinted_steps": self.hinted_steps,
-            "policy_mean_score": self.policy_mean_score,
-            "zeroed_mean_score": self.zeroed_mean_score,
-            "follower_mean_score": self.follower_mean_score,
-            "follower_follow_share": self.follower_follow_share,
-            "random_mean_score": self.random_mean_score,
-            "episodes": self.episodes,
-        }
+    """Rank the forced experts (not the learned router) in every scenario of
+    :data:`SCENARIO_OUTCOME` (:func:`rank_scenario`). ``own_scenario``: each expert's own
+    scenario (:func:`nethack_moe.analysis.verdict.own_scenarios`); without it, an expert named
+    after a scenario owns it (only right where the routing prior binds names)."""
+    rankings = {
+        s: rank_scenario(s, results, expert_names, n_resamples=n_resamples, seed=seed)
+        for s in SCENARIO_OUTCOME
+    }
+    if own_scenario is None:
+        own_scenario = {e: (e if e in SCENARIO_OUTCOME else None) for e in expert_names}
+    return InterventionReading(rankings, dict(own_scenario), own_source)
 
 
 # ------------------------------------------------------------------------------ the report
 @dataclass
 class SpecializationReport:
-    """Every specialization figure of one policy, and the verdict read from them."""
+    """Every specialization figure of one policy; the verdict is built from them
+    (:func:`nethack_moe.analysis.verdict.specialization_verdict`)."""
 
     scenario: ScenarioInformation | None
     reliance: dict[str, RelianceFigure | None]
+    """Empty: not measured (e.g. a greedy run without its observations)."""
     hint: HintReliance | None
     usage_balance: float | None
     """Routing MI H(ᾱ) − mean H(α_s), nats: usage balance, not evidence of specialization."""
@@ -567,15 +534,18 @@ class SpecializationReport:
     reading: InterventionReading | None = None
 
     def verdict(self) -> str:
-        """:func:`specialization_verdict` of this report."""
-        return specialization_verdict(self)
+        """The verdict of these figures, read back the way a file's are."""
+        return specialization_verdict(VerdictFigures.from_json(self.to_json()))
 
     def to_json(self) -> dict[str, Any]:
-        """The blocks of ``analysis.json``: ``specialization``, ``reliance``, ``interventions``,
-        ``interventions_reading``, ``hint``, ``routing_balance`` and ``verdict``."""
+        """The blocks of ``analysis.json`` (and of an evaluation summary): ``n_experts``,
+        ``specialization``, ``reliance`` with ``reliance_measured``, ``interventions``,
+        ``interventions_reading``, ``hint`` and ``routing_balance``. Figures only: no verdict."""
         return {
+            mn.N_EXPERTS: self.n_experts,
             mn.SPECIALIZATION: self.scenario.to_json() if self.scenario else None,
             mn.RELIANCE: {k: (v.to_json() if v else None) for k, v in self.reliance.items()},
+            mn.RELIANCE_MEASURED: bool(self.reliance),
             "interventions": {k: v.to_json() for k, v in self.interventions.items()},
             "interventions_reading": self.reading.to_json() if self.reading else None,
             mn.HINT: self.hint.to_json() if self.hint else None,
@@ -583,110 +553,8 @@ class SpecializationReport:
                 "usage_balance_routing_mi": self.usage_balance,
                 "per_state_sharpness_alpha_entropy": self.per_state_sharpness,
                 "effective_experts": self.effective_experts,
-                "note": "produced by the load-balance and alpha-entropy terms for any router; "
-                "not evidence of specialization",
             },
-            mn.VERDICT: self.verdict(),
         }
-
-
-def _scenario_sentence(s: ScenarioInformation) -> str:
-    share = s.normalized
-    head = (
-        f"scenario information {s.mi:.4f} nats ({pct(share)} of H(scenario)) against a "
-        f"permutation p95 of {s.shuffled_p95:.4f} (p = {s.p_value:.3f}"
-        + (f"; within-episode shifts p95 {s.shifted_p95:.4f}" if s.shifted_p95 is not None else "")
-        + ")"
-    )
-    if not s.above_baseline:
-        return head + ": the expert choice carries no more scenario information than chance"
-    if share is None or share < MIN_SCENARIO_SHARE:
-        return head + (
-            f": above chance but below {100 * MIN_SCENARIO_SHARE:.0f} % of H(scenario), "
-            "the experts are not split by scenario"
-        )
-    return head + ": the expert choice depends on the scenario"
-
-
-def _reliance_sentence(rel: dict[str, RelianceFigure | None]) -> tuple[str, list[str]]:
-    used, parts = [], []
-    for name, label in (("state_mean", "h_state"), ("graph_mean", "h_graph")):
-        f = rel.get(name)
-        if f is None:
-            if name == "graph_mean":
-                parts.append("there is no h_graph")
-            continue
-        score = "" if f.score_change is None else f", score {f.score_change:+.1f}"
-        verb = "uses" if f.argmax_change >= MIN_RELIANCE else "ignores"
-        if f.argmax_change >= MIN_RELIANCE:
-            used.append(label)
-        parts.append(
-            f"it {verb} {label} (replaced by its mean: argmax expert changes in "
-            f"{pct(f.argmax_change)} of states, α moves by {f.alpha_change:.3f}, policy KL "
-            f"{f.policy_kl:.3f}{score})"
-        )
-    return "; ".join(parts), used
-
-
-def specialization_verdict(r: SpecializationReport) -> str:
-    """A plain paragraph: what the router routes on, whether its experts split by scenario,
-    how much of the policy is the hint; routing MI / alpha entropy named for what they are."""
-    rel_text, used = _reliance_sentence(r.reliance)
-    if r.n_experts <= 1:
-        return "A single expert: there is no routing to read." + (
-            f" Policy reliance: {rel_text}." if rel_text else ""
-        )
-    on = " and ".join(used) if used else "neither h_state nor h_graph (it gives about the same α)"
-    out = [f"The router routes on {on}: {rel_text}."] if rel_text else []
-    if not any(v is not None for v in r.reliance.values()):
-        out = ["What the router routes on was not measured on these states (no reliance figures)."]
-    h_max = math.log(r.n_experts)
-    if r.per_state_sharpness is not None and r.per_state_sharpness > 0.95 * h_max:
-        out.append(
-            f"α is nearly uniform in every state (alpha entropy {r.per_state_sharpness:.3f} of "
-            f"ln {r.n_experts} = {h_max:.3f}): the argmax expert is decided by near-ties, so the "
-            "argmax-based figures below say little."
-        )
-    if r.scenario is not None:
-        out.append(
-            _scenario_sentence(r.scenario)[:1].upper() + _scenario_sentence(r.scenario)[1:] + "."
-        )
-    if r.reading is not None:
-        if r.reading.specialised:
-            out.append(
-                "Forced to one expert, "
-                + ", ".join(r.reading.specialised)
-                + " is the best choice in its own scenario and in no other (specialised)"
-                + (
-                    f"; {', '.join(r.reading.not_specialised)} not"
-                    if r.reading.not_specialised
-                    else ""
-                )
-                + "."
-            )
-        else:
-            best = ", ".join(f"{k}: {v or 'tie'}" for k, v in r.reading.best.items())
-            out.append(
-                f"Forced to one expert, no expert is the best choice in its own scenario ({best})."
-            )
-    h = r.hint
-    if h is not None and h.follow_share is not None:
-        txt = f"The policy takes the hinted move in {pct(h.follow_share)} of the steps with a hint"
-        if h.zeroed_mean_score is not None and h.policy_mean_score is not None:
-            txt += (
-                f"; with the hint inputs zeroed it scores {h.zeroed_mean_score:.1f} against "
-                f"{h.policy_mean_score:.1f}"
-            )
-        if h.follower_mean_score is not None:
-            txt += f"; the hint follower scores {h.follower_mean_score:.1f} on the same seeds"
-        out.append(txt + ".")
-    out.append(
-        f"Usage balance (routing MI {num(r.usage_balance, 3)} nats, {num(r.effective_experts, 2)} "
-        f"effective experts) and per-state sharpness (alpha entropy {num(r.per_state_sharpness, 3)}) "
-        "come from the load-balance and alpha-entropy terms for any router: they are not evidence "
-        "of specialization."
-    )
-    return " ".join(out)
 
 
 # ------------------------------------------------------------------------------ from logged states

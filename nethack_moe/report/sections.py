@@ -182,10 +182,12 @@ def _specialization_item(r: EvalRun) -> str | None:
     if sp.scenario_mi is None:
         return None
     above = {True: "above", False: "not above", None: "no baseline for"}[sp.above_baseline]
+    null = sp.null
+    against = "" if null is None else f", {null.name} null, p = {num(null.p_value, 3)}"
     text = (
         f"**Specialization** (`{r.checkpoint}`, latest evaluation): scenario information "
         f"{num(sp.scenario_mi, 4)} nats, {above} its permutation baselines (p95 "
-        f"{num(sp.baseline_p95, 4)})"
+        f"{num(sp.baseline_p95, 4)}{against})"
     )
     if sp.graph_argmax_change is not None or sp.state_argmax_change is not None:
         text += (
