@@ -23,6 +23,7 @@ from nethack_moe.analysis.scenarios import (
     label_scenarios,
     moved_from_trajectory,
 )
+from nethack_moe.analysis.verdict import verdict_of
 from nethack_moe.config import make_config
 from nethack_moe.envs import vector as vector_mod
 from nethack_moe.envs.factory import EnvConfig, make_env, seed_env
@@ -210,7 +211,7 @@ def test_a_worker_error_is_retried_once_and_a_second_failure_is_reported(policy,
 # ------------------------------------------------------------------------------ analysis
 def test_analyze_writes_its_files_and_the_scenario_table_covers_every_state(ckpt, tmp_path):
     out = tmp_path / "an"
-    r = analyze(ckpt, episodes=3, num_envs=3, workers=0, out_dir=out, probe_episodes=2)
+    analyze(ckpt, episodes=3, num_envs=3, workers=0, out_dir=out, probe_episodes=2)
     for name in ("analysis.json", "analysis.md", "alpha_heatmap.png", "usage.png",
                  "alpha_entropy_hist.png", "alpha_episode.png"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
@@ -229,7 +230,7 @@ def test_analyze_writes_its_files_and_the_scenario_table_covers_every_state(ckpt
               "switch_rate", "usage", "argmax_share"):  # fmt: skip
         assert k in data["figures"], k
     md = (out / "analysis.md").read_text()
-    assert r["verdict_text"] in md and "| combat |" in md
+    assert verdict_of(data) in md and "| combat |" in md
     # the specialization figures, each next to its baseline, under the keys report/compare read
     sp = data["specialization"]
     assert sp["scenario_mi"] >= 0 and sp["permutations"] >= 100
@@ -248,7 +249,13 @@ def test_analyze_writes_its_files_and_the_scenario_table_covers_every_state(ckpt
     h = data["hint"]
     assert 0 <= h["follow_share"] <= 1 and h["zeroed_mean_score"] is not None
     assert h["follower_mean_score"] is not None and h["follower_follow_share"] > 0.8
-    assert "usage balance" in data["verdict"].lower() and data["routing_verdict"]
+    # figures only: no stored sentence; the verdict is built from them
+    assert not {"verdict", "verdict_text", "routing_verdict"} & set(data)
+    assert data["reliance_measured"] is True and data["n_experts"] == len(names)
+    rd = data["interventions_reading"]
+    assert set(rd["rankings"]) == {"survival", "combat", "exploration", "general"}
+    assert set(rd["own_scenario"]) == set(names) and rd["own_scenario_source"] == "router"
+    assert all(len(p["scores"]) == 2 for p in data["interventions"].values())
     assert "Specialization, each figure next to its baseline" in md
 
 
@@ -390,11 +397,13 @@ def test_evaluate_reports_greedy_beside_sampled_and_baselines_on_the_same_seeds(
     assert "routing" in greedy["summary"] and "routing" not in follower["summary"]
     # the specialization summary, keyed as in analysis.json (reliance needs the sampled run's obs)
     s = entry["summary"]
-    assert {"specialization", "reliance", "verdict"} <= set(s)
+    assert {"specialization", "reliance", "reliance_measured", "n_experts"} <= set(s)
+    assert "verdict" not in s and s["reliance_measured"] is True
     assert s["specialization"]["scenario_mi_shuffled_p95"] is not None
     assert 0 <= s["reliance"]["graph_mean"]["argmax_change"] <= 1
     assert 0 <= s["reliance"]["state_mean"]["argmax_change"] <= 1
     assert greedy["summary"]["reliance"] == {} and "specialization" in greedy["summary"]
+    assert greedy["summary"]["reliance_measured"] is False
     ref = rollout(model, cfg, 2, num_envs=1, workers=0, greedy=True)
     assert _plain(greedy["episodes"]) == _plain(ref.records)
     names = [g.name for g in groups_from_eval(res, "x", Path("e.json"))]

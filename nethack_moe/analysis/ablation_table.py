@@ -93,7 +93,8 @@ def seed_figures(run_dir: Path, seed: int) -> tuple[SeedFigures, list[dict], lis
     fig.scenario_mi = spec.get("scenario_mi")
     nulls = [float(v) for k in ("scenario_mi_shuffled_p95", "scenario_mi_shifted_p95")
              if (v := spec.get(k)) is not None]  # fmt: skip
-    fig.scenario_mi_p95 = max(nulls) if nulls else None
+    decided = spec.get("scenario_mi_null_p95")  # the null the verdict used (the stricter one)
+    fig.scenario_mi_p95 = float(decided) if decided is not None else (max(nulls) if nulls else None)
     fig.graph_reliance = _get(rel, "graph_mean", "argmax_change")
     fig.hint_share = _get(s, "hint", "follow_share")
     fig.train_sps = _train_sps(run_dir / "metrics.jsonl.gz")
