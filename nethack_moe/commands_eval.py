@@ -263,6 +263,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
     )
     _say(evaluation_text(res).rstrip("\n"))
+    if args.replays:
+        from nethack_moe.replay import write_eval_replays
+
+        where = Path(args.out).parent if args.out else Path(".")
+        index = write_eval_replays(res, where / "replays", args.replays, args.ttyrec, args.device)
+        _say(f"wrote {index} (best, median and worst {args.replays} episode(s) of each player)")
     cols = _columns(res["checkpoints"])
     failed = sum(len(e.get("failed") or []) for e in cols.values())
     if failed:
@@ -430,7 +436,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
     delay = args.delay if args.delay is not None else (0.0 if to_file else 0.1)
     last = None
     try:
-        for fr in watch_frames(model, cfg, seed=args.seed, steps=args.steps, greedy=args.greedy):
+        frames = watch_frames(model, cfg, seed=args.seed, steps=args.steps, greedy=args.greedy,
+                              ttyrec_dir=args.ttyrec)  # fmt: skip
+        for fr in frames:
             text = render_frame(fr)
             if to_file:
                 fh.write(f"{'=' * 34} step {fr['step']:4d} {'=' * 34}\n{text}\n\n")
@@ -453,6 +461,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
             fh.close()
     if to_file:
         _say(f"wrote {args.out}")
+    if args.ttyrec:
+        from nethack_moe.replay import ttyrec3_to_ttyrec
+
+        for rec in sorted(Path(args.ttyrec).glob("*.ttyrec3.bz2")):
+            plain = ttyrec3_to_ttyrec(
+                rec, rec.with_name(rec.name.replace(".ttyrec3.bz2", ".ttyrec"))
+            )
+            _say(f"ttyrec: {rec} and {plain}")
     return 0
 
 
@@ -485,6 +501,11 @@ def register(sub: Any) -> None:
     p.add_argument("--policy-seed", type=int, default=0, help="seed of the action sampling")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--out", metavar="FILE", help="write the evaluation JSON here")
+    p.add_argument("--replays", type=_non_negative, default=0, metavar="K",
+                   help="HTML replays of the best, median and worst K episodes of each player, "
+                   "in replays/ next to --out (index.html)")  # fmt: skip
+    p.add_argument("--ttyrec", metavar="DIR",
+                   help="with --replays: keep NLE's ttyrec recording of each replayed episode")  # fmt: skip
     p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("analyze", help="routing figures and per-scenario tables/plots")
@@ -524,6 +545,7 @@ def register(sub: Any) -> None:
     p.add_argument("--steps", type=_positive, help="stop after this many steps (default: the cap)")
     p.add_argument("--out", metavar="FILE", help="write the frames to a text file")
     p.add_argument("--delay", type=float, help="seconds between frames (default 0.1, 0 to a file)")
+    p.add_argument("--ttyrec", metavar="DIR", help="also keep NLE's ttyrec recording in DIR")
     p.add_argument("--greedy", action="store_true")
     p.add_argument("--device", default="cpu")
     p.set_defaults(fn=cmd_watch)

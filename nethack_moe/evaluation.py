@@ -955,6 +955,7 @@ def watch_frames(
     steps: int | None = None,
     greedy: bool = False,
     policy_seed: int = 0,
+    ttyrec_dir: str | Path | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Play one episode in an in-process env (seeds ``core = disp = seed``) and yield one frame per
     step: ``step, screen`` (tty text before the action), ``alpha`` (list), ``expert_names``,
@@ -965,7 +966,9 @@ def watch_frames(
     """
     names, _ = action_names(cfg.env)
     player = ModelPlayer(model, greedy=greedy, policy_seed=policy_seed)
-    frames = play_frames(player, cfg.env, seed, steps=steps, final_screen=True)
+    frames = play_frames(
+        player, cfg.env, seed, steps=steps, ttyrec_dir=ttyrec_dir, final_screen=True
+    )
     for fr in frames:
         yield {
             "step": fr.step,

@@ -449,3 +449,103 @@ def ttyrec3_to_ttyrec(src: str | Path, dst: str | Path) -> Path:
     p = Path(dst)
     p.write_bytes(bytes(out))
     return p
+
+
+# ------------------------------------------------------------------ replays of an evaluation
+@dataclass
+class ReplayLink:
+    """One replayed episode of an evaluation (a row of the index page)."""
+
+    player: str
+    tag: str
+    """``best``, ``median`` or ``worst`` (with a rank when K > 1)."""
+    seed: int
+    score: int
+    """The score the evaluation recorded for this seed."""
+    replayed_score: int
+    path: str
+
+
+def pick_episodes(episodes: Sequence[dict[str, Any]], k: int) -> list[tuple[str, dict[str, Any]]]:
+    """The best, the median and the worst ``k`` episodes by score (ties by seed), no repeats."""
+    order = sorted(episodes, key=lambda e: (-float(e["score"]), int(e["seed"])))
+    n = len(order)
+    mid = max(0, n // 2 - k // 2)
+    groups = [("best", order[:k]), ("median", order[mid : mid + k]), ("worst", order[::-1][:k])]
+    out: list[tuple[str, dict[str, Any]]] = []
+    seen: set[int] = set()
+    for tag, eps in groups:
+        for i, e in enumerate(eps):
+            if int(e["seed"]) not in seen:
+                seen.add(int(e["seed"]))
+                out.append((tag if k == 1 else f"{tag} {i + 1}", e))
+    return out
+
+
+def _players(result: dict[str, Any]) -> list[tuple[str, dict[str, Any], bool]]:
+    """(label, entry, greedy) of every played set of an evaluation JSON object."""
+    out = []
+    for name, entry in result["checkpoints"].items():
+        out.append((name, entry, bool(entry.get("greedy"))))
+        g = entry.get("greedy_result")
+        if g:
+            out.append((f"{name} (greedy)", {**entry, **g}, True))
+    return out
+
+
+def write_eval_replays(
+    result: dict[str, Any],
+    out_dir: str | Path,
+    k: int = 1,
+    ttyrec_dir: str | Path | None = None,
+    device: str = "cpu",
+) -> Path:
+    """Replays of the best, median and worst ``k`` episodes of every player of an evaluation,
+    and ``index.html`` linking them; returns the index. A replayed score that differs from the
+    evaluation's is shown on the index (the episode would not be the evaluation's)."""
+    out = Path(out_dir)
+    links: list[ReplayLink] = []
+    for label, entry, greedy in _players(result):
+        slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
+        for tag, ep in pick_episodes(entry.get("episodes") or [], k):
+            seed = int(ep["seed"])
+            tty = None if ttyrec_dir is None else Path(ttyrec_dir) / slug / f"seed_{seed}"
+            frames, meta = record_episode(
+                checkpoint=entry.get("path") if entry.get("player", "policy") == "policy" else None,
+                baseline=None if entry.get("player", "policy") == "policy" else entry["player"],
+                seed=seed, greedy=greedy, steps=result.get("max_steps"), ttyrec_dir=tty,
+                device=device, policy_seed=int(result.get("policy_seed", 0)),
+            )  # fmt: skip
+            meta.title = f"{label}: {tag} episode (seed {seed})"
+            page = write_html(frames, meta, out / slug / f"seed_{seed}.html")
+            if tty is not None:
+                for rec in tty.glob("*.ttyrec3.bz2"):
+                    ttyrec3_to_ttyrec(
+                        rec, rec.with_name(rec.name.replace(".ttyrec3.bz2", ".ttyrec"))
+                    )
+            rel = str(page.relative_to(out))
+            links.append(ReplayLink(label, tag, seed, int(ep["score"]), frames[-1].score, rel))
+    return _write_index(out / "index.html", links, result)
+
+
+def _write_index(path: Path, links: list[ReplayLink], result: dict[str, Any]) -> Path:
+    rows = []
+    for r in links:
+        same = "" if r.score == r.replayed_score else f" (replayed: {r.replayed_score}: differs)"
+        rows.append(
+            f"<tr><td>{html.escape(r.player)}</td><td>{r.tag}</td><td>{r.seed}</td>"
+            f'<td>{r.score}{same}</td><td><a href="{html.escape(r.path)}">replay</a></td></tr>'
+        )
+    proto = html.escape(str(result.get("protocol", "")))
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Replays</title>'
+        "<style>body{font:14px system-ui,sans-serif;margin:16px}td,th{padding:2px 10px;"
+        "text-align:left}</style></head><body>"
+        f"<h1>Replays of an evaluation ({proto})</h1>"
+        "<table><tr><th>player</th><th>episode</th><th>seed</th><th>score</th><th></th></tr>"
+        + "".join(rows)
+        + "</table></body></html>\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -53,3 +53,29 @@ def test_replay_of_a_baseline_writes_page_json_and_ttyrec(tmp_path, capsys):
 def test_replay_needs_exactly_one_player(argv, capsys):
     assert main(argv) == 2
     assert "give a checkpoint or --baseline NAME" in capsys.readouterr().err
+
+
+def test_evaluate_replays_are_the_evaluation_episodes(tmp_path, capsys):
+    """``evaluate --replays 1``: the best, median and worst episode of each player, replayed in
+    process, end with the score the evaluation recorded for their seed (the same episodes)."""
+    from pathlib import Path
+
+    ckpt = Path(__file__).resolve().parents[1] / "checkpoints" / "s500_final.pt"
+    out = tmp_path / "eval.json"
+    rc = main(["evaluate", str(ckpt), "--baseline", "random", "--episodes", "3", "--max-steps", "40",
+               "--workers", "0", "--num-envs", "3", "--out", str(out), "--replays", "1",
+               "--ttyrec", str(tmp_path / "tty")])  # fmt: skip
+    assert rc == 0
+    index = (tmp_path / "replays" / "index.html").read_text()
+    assert "differs" not in index
+    ev = json.loads(out.read_text())
+    rows = index.split("<tr>")[2:]
+    assert len(rows) == 3 * 3  # s500_final sampled, greedy, random: best, median, worst
+    for label, entry in (("s500_final", ev["checkpoints"]["s500_final"]),
+                         ("random", ev["checkpoints"]["random"])):  # fmt: skip
+        scores = {e["seed"]: e["score"] for e in entry["episodes"]}
+        for row in rows:
+            cells = [c.split("</td>")[0] for c in row.split("<td>")[1:]]
+            if cells[0] == label:
+                assert int(cells[3]) == scores[int(cells[2])]
+    assert len(list((tmp_path / "tty").rglob("*.ttyrec"))) == 9
