@@ -12,8 +12,8 @@ the **branch** that chose it (an index into :data:`BRANCHES`). The first rule th
    is left to do, and one whose passive paralyses, stones or slimes never;
 3. ``descend``: ``>`` on the known down staircase;
 4. ``to_stairs``: walk to the known down staircase, or a trap door or hole;
-5. ``explore``: walk to the nearest frontier (a walkable cell next to unexplored map that the
-   hero has not stood on);
+5. ``explore``: walk to the nearest frontier (a walkable cell next to blank map that the hero
+   has never been next to, observed or rushing through: unexplored, not known rock);
 6. ``kick``: walk to a door found locked and kick it; ``search``: walk to where a hidden passage
    is likely (dead ends, room walls with unexplored map behind them) and search there;
    ``eat`` when hungry (before 4-6); ``stuck``: nothing applies (search in place).
@@ -208,6 +208,9 @@ class TeacherMemory:
     """``[N, 21, 79]`` int16: moves into each cell that left the hero in place (3 = blocked)."""
     kicks: np.ndarray
     """``[N, 21, 79]`` int16: kicks at each door of this level."""
+    seen: np.ndarray
+    """``[N, 21, 79]`` bool: cells next to where the hero has been on this level, observed or
+    rushed through (their blank map is rock, not unexplored)."""
     peaceful: np.ndarray
     """``[N, NUMMONS]`` bool: monster kinds NetHack asked "Really attack?" about."""
     pos: np.ndarray
@@ -232,6 +235,7 @@ class TeacherMemory:
         self.searched[i] = 0
         self.failed[i] = 0
         self.kicks[i] = 0
+        self.seen[i] = False
         self.peaceful[i] = False
         self.pos[i] = -1
         self.taken[i] = -1
@@ -240,7 +244,7 @@ class TeacherMemory:
         self.eats[i] = 0
 
 
-_MEM_FIELDS = ("level", "searched", "failed", "kicks", "peaceful", "pos", "taken", "kick_dir",
+_MEM_FIELDS = ("level", "searched", "failed", "kicks", "seen", "peaceful", "pos", "taken", "kick_dir",
                "stall", "eats")  # fmt: skip
 
 
@@ -249,7 +253,8 @@ def new_teacher_memory(n: int) -> TeacherMemory:
     R, C = F.ROWS, F.COLS
     m = TeacherMemory(
         np.zeros(n, np.int64), np.zeros((n, R, C), np.int16), np.zeros((n, R, C), np.int16),
-        np.zeros((n, R, C), np.int16), np.zeros((n, nh.NUMMONS), np.bool_),
+        np.zeros((n, R, C), np.int16), np.zeros((n, R, C), np.bool_),
+        np.zeros((n, nh.NUMMONS), np.bool_),
         np.zeros((n, 2), np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64),
         np.zeros(n, np.int64), np.zeros(n, np.int64),
     )  # fmt: skip
@@ -265,6 +270,10 @@ FAIL_LIMIT = 3
 #: Searches next to a cell before it is given up (each finds a hidden door next to the hero
 #: with probability about 1/7 at luck 0).
 SEARCH_LIMIT = 12
+#: Rounds of ``SEARCH_LIMIT`` searches each spot gets when the earlier rounds found nothing.
+SEARCH_ROUNDS = 4
+#: Search score of each blank cell next to an opening (a dead end or doorway), and its bonus.
+SEARCH_OPENING = 1.0
 #: Least search score worth walking to, and its cost per step of the way there.
 SEARCH_MIN, SEARCH_DIST = 0.5, 0.05
 #: Kicks per locked door before it is given up.
@@ -275,8 +284,6 @@ EAT_LIMIT = 3
 RUSH_MIN = 2
 #: Rush even where the straight stretch does not end against a wall (the rush may overshoot).
 RUSH_OVERSHOOT = True
-#: Rush into a corridor that goes on in the same direction.
-RUSH_CORRIDOR = False
 
 _PAT = {
     k: np.frombuffer(v, dtype=np.uint8).copy()
@@ -298,7 +305,7 @@ _BL_HUNGER = nh.NLE_BL_HUNGER
 _HUNGRY = F.HUNGER_HUNGRY
 _K_WALL = F._K_WALL
 _K_WALK_SHIFT = F._K_WALK_SHIFT
-_B_STONE, _B_CLOSED, _B_CORRIDOR = F._B_STONE, F._B_CLOSED, F._B_CORRIDOR
+_B_STONE, _B_CLOSED, _B_CORRIDOR, _B_DOOR = F._B_STONE, F._B_CLOSED, F._B_CORRIDOR, F._B_DOOR
 _contains = F._contains
 
 
@@ -368,10 +375,11 @@ def _path_action(walk, glyphs, kflags, tflags, gy, gx, dirs, dist, parent, path,
     # pragma: no cover - jitted
     """The action of the first move of the BFS path to (gy, gx): a rush move when the path
     starts with a straight stretch of ``RUSH_MIN`` or more cells (one that ends against a
-    blocked cell, unless ``RUSH_OVERSHOOT``), or when it steps into a corridor (a rush follows
-    a corridor's bends); else a step."""
+    blocked cell, unless ``RUSH_OVERSHOOT`` and the path turns there); else a step."""
     R, C = walk.shape
     d = dist[gy, gx]
+    if d <= 0:  # already there (not reached by the callers)
+        return A_SEARCH
     y, x = gy, gx
     for i in range(d - 1, -1, -1):  # path[i] = direction of move i
         k = parent[y, x]
@@ -391,10 +399,9 @@ def _path_action(walk, glyphs, kflags, tflags, gy, gx, dirs, dist, parent, path,
     if run >= RUSH_MIN:
         ey = y + dirs[k0, 0] * (run + 1)  # the cell after the straight stretch
         ex = x + dirs[k0, 1] * (run + 1)
-        if RUSH_OVERSHOOT or ey < 0 or ey >= R or ex < 0 or ex >= C or walk[ey, ex] == BLOCKED:
+        stops = ey < 0 or ey >= R or ex < 0 or ex >= C or walk[ey, ex] == BLOCKED
+        if stops or (RUSH_OVERSHOOT and run < d):  # never run past the goal itself
             return RUSH_ACTIONS[k0]
-    if RUSH_CORRIDOR and (kflags[glyphs[y1, x1]] & _B_CORRIDOR):
-        return RUSH_ACTIONS[k0]
     return MOVE_ACTIONS[k0]
 
 
@@ -402,7 +409,7 @@ def _path_action(walk, glyphs, kflags, tflags, gy, gx, dirs, dist, parent, path,
 def _teacher_rows(
     glyphs, blstats, message, atoms, kflags, tflags, mon_of, key_action,
     f_stairs, f_visited, f_locked,
-    t_level, t_searched, t_failed, t_kicks, t_peaceful, t_pos, t_taken, t_kick_dir, t_stall, t_eats,
+    t_level, t_searched, t_failed, t_kicks, t_seen, t_peaceful, t_pos, t_taken, t_kick_dir, t_stall, t_eats,
     out_action, out_branch, walk, dist, parent, qy, qx, path,
 ):  # fmt: skip  # pragma: no cover - jitted
     """The teacher's action and branch for every row (see the module docstring).
@@ -425,6 +432,7 @@ def _teacher_rows(
             t_searched[b] = 0
             t_failed[b] = 0
             t_kicks[b] = 0
+            t_seen[b] = False
             t_pos[b, 0] = -1
             t_kick_dir[b] = -1
         taken = t_taken[b]
@@ -434,6 +442,11 @@ def _teacher_rows(
             moved = py != y or px != x
             t_stall[b] = 0 if moved else t_stall[b] + 1
             k = MOVE_DIR[taken]
+            if k >= 0 and moved:  # the cells a rush went through on a straight line
+                steps = max(abs(y - py), abs(x - px))
+                if y - py == steps * dirs[k, 0] and x - px == steps * dirs[k, 1]:
+                    for i in range(1, steps):
+                        _mark_seen(t_seen[b], py + i * dirs[k, 0], px + i * dirs[k, 1])
             if k >= 0 and not moved:
                 ty = py + dirs[k, 0]
                 tx = px + dirs[k, 1]
@@ -451,6 +464,7 @@ def _teacher_rows(
                             t_searched[b, yy, xx] += 1
         t_pos[b, 0] = y
         t_pos[b, 1] = x
+        _mark_seen(t_seen[b], y, x)
         # ---- 1. prompts ----
         if atoms[b, _A_MORE_IDX]:
             out_action[b] = A_MORE
@@ -589,9 +603,7 @@ def _teacher_rows(
         if branch < 0:
             for i in range(1, n):
                 yy, xx = qy[i], qx[i]
-                if f_visited[b, yy, xx]:
-                    continue
-                if _near_stone(g, kflags, yy, xx):
+                if _near_unseen_stone(g, kflags, t_seen[b], yy, xx):
                     gy, gx = yy, xx
                     branch = B_EXPLORE
                     break
@@ -618,21 +630,23 @@ def _teacher_rows(
                 out_branch[b] = B_KICK
                 continue
         # 6b. a spot where a hidden passage is likely
-        if branch < 0:
+        limit = SEARCH_LIMIT
+        while branch < 0 and limit <= SEARCH_LIMIT * SEARCH_ROUNDS:  # more rounds if in vain
             best_score = -1.0e9
             for i in range(0, n):
                 yy, xx = qy[i], qx[i]
-                s = _search_score(g, kflags, walk, t_searched[b], yy, xx)
+                s = _search_score(g, kflags, walk, t_searched[b], limit, yy, xx)
                 if s >= SEARCH_MIN:
                     s -= SEARCH_DIST * dist[yy, xx]
                     if s > best_score:
                         best_score = s
                         gy, gx = yy, xx
                         branch = B_SEARCH
-            if branch == B_SEARCH and gy == y and gx == x:
-                out_action[b] = A_SEARCH
-                out_branch[b] = B_SEARCH
-                continue
+            limit += SEARCH_LIMIT
+        if branch == B_SEARCH and gy == y and gx == x:
+            out_action[b] = A_SEARCH
+            out_branch[b] = B_SEARCH
+            continue
         if branch >= 0:
             out_action[b] = _path_action(
                 walk, g, kflags, tflags, gy, gx, dirs, dist, parent, path, no_rush
@@ -649,36 +663,59 @@ def _teacher_rows(
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _near_stone(g, kflags, y, x):  # pragma: no cover - jitted
-    """Whether one of the 8 cells around (y, x) is blank (unexplored) map."""
+def _near_unseen_stone(g, kflags, seen, y, x):  # pragma: no cover - jitted
+    """Whether one of the 8 cells around (y, x) is blank map the hero has never been next to
+    (unexplored, not known rock): (y, x) is a frontier."""
     R, C = g.shape
     for k in range(8):
         ny = y + DIRS[k, 0]
         nx = x + DIRS[k, 1]
-        if 0 <= ny < R and 0 <= nx < C and (kflags[g[ny, nx]] & _B_STONE):
+        if 0 <= ny < R and 0 <= nx < C and (kflags[g[ny, nx]] & _B_STONE) and not seen[ny, nx]:
             return True
     return False
 
 
-@numba.njit(cache=True, nogil=True)
-def _search_score(g, kflags, walk, covered, y, x):  # pragma: no cover - jitted
-    """How likely a search at (y, x) finds a hidden passage (0: not worth it). Each of the 8
-    cells around that was searched fewer than ``SEARCH_LIMIT`` times adds: a wall, the share of
-    blank (unexplored) map in the 6 cells behind it (a hidden door); a blank cell next to a dead
-    end (one walkable neighbour at most), 1 (a hidden corridor). A dead end adds 1 more."""
+@numba.njit(cache=True, nogil=True, inline="always")
+def _mark_seen(seen, y, x):  # pragma: no cover - jitted
+    """Mark (y, x) and the 8 cells around it seen."""
+    R, C = seen.shape
+    for yy in range(max(y - 1, 0), min(y + 2, R)):
+        for xx in range(max(x - 1, 0), min(x + 2, C)):
+            seen[yy, xx] = True
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _n_legal(walk, y, x):  # pragma: no cover - jitted
+    """Number of the 8 cells around (y, x) one legal move away."""
     R, C = walk.shape
-    n_walk = 0
+    here_door = walk[y, x] == DOOR
+    n = 0
     for k in range(8):
         ny = y + DIRS[k, 0]
         nx = x + DIRS[k, 1]
         if 0 <= ny < R and 0 <= nx < C and walk[ny, nx] != BLOCKED:
-            n_walk += 1
-    dead_end = n_walk <= 1
+            if k < 4 or not (here_door or walk[ny, nx] == DOOR):
+                n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _search_score(g, kflags, walk, covered, limit, y, x):  # pragma: no cover - jitted
+    """How likely a search at (y, x) finds a hidden passage (0: not worth it). Each of the 8
+    cells around that was searched fewer than ``limit`` times adds: a wall, the share of
+    blank (unexplored) map in the 6 cells behind it (a hidden door); a blank cell next to a dead
+    end (one neighbour a legal move away at most) or a doorway, ``SEARCH_OPENING`` (a hidden
+    corridor). Such an opening adds ``SEARCH_OPENING`` more."""
+    R, C = walk.shape
+    here_door = walk[y, x] == DOOR
+    dead_end = _n_legal(walk, y, x) <= 1
+    # a doorway or a dead end with blank map around it: a hidden corridor may start there
+    opening = dead_end or (kflags[g[y, x]] & _B_DOOR) != 0 or here_door
     score = 0.0
     for k in range(8):
         ny = y + DIRS[k, 0]
         nx = x + DIRS[k, 1]
-        if ny < 0 or ny >= R or nx < 0 or nx >= C or covered[ny, nx] >= SEARCH_LIMIT:
+        if ny < 0 or ny >= R or nx < 0 or nx >= C or covered[ny, nx] >= limit:
             continue
         f = kflags[g[ny, nx]]
         if f & _K_WALL:
@@ -689,10 +726,10 @@ def _search_score(g, kflags, walk, covered, y, x):  # pragma: no cover - jitted
                 if 0 <= ty < R and 0 <= tx < C and (kflags[g[ty, tx]] & _B_STONE):
                     blank += 1
             score += blank / 6.0
-        elif dead_end and (f & _B_STONE):
-            score += 1.0
-    if dead_end and score > 0.0:
-        score += 1.0
+        elif opening and (f & _B_STONE):
+            score += SEARCH_OPENING
+    if opening and score > 0.0:
+        score += SEARCH_OPENING
     return score
 
 
@@ -746,7 +783,7 @@ def compute_teacher(
     kernel(
         g, bl, msg, atoms, F.KERNEL_FLAGS, TEACHER_FLAGS, MON_OF, KEY_ACTION,
         level.stairs, level.visited, level.locked,
-        m.level, m.searched, m.failed, m.kicks, m.peaceful, m.pos, m.taken, m.kick_dir, m.stall,
+        m.level, m.searched, m.failed, m.kicks, m.seen, m.peaceful, m.pos, m.taken, m.kick_dir, m.stall,
         m.eats, action, branch, *_scratch(),
     )  # fmt: skip
     return action, branch
