@@ -58,7 +58,7 @@ from nethack_moe.players import (
     hint_actions,
     make_baseline,
 )
-from nethack_moe.ppo.acting import Obs
+from nethack_moe.ppo.acting import Obs, Teacher
 from nethack_moe.replay import play_frames
 
 log = logging.getLogger(__name__)
@@ -366,6 +366,11 @@ class _Pass:
             return
         buf = venv.buf
         obs = Obs(*(torch.from_numpy(a) for a in (buf.state, buf.crop, buf.atoms)))
+        teacher = None  # the teacher's advice beside the observation, when the env computes it
+        if self.o.env_cfg.teacher:
+            teacher = Teacher(
+                torch.from_numpy(buf.teacher_action), torch.from_numpy(buf.teacher_branch)
+            )
         eps: list[_Episode | None] = [None] * n
 
         def start(slot: int) -> None:
@@ -378,7 +383,7 @@ class _Pass:
             start(s)
         try:
             while any(e is not None for e in eps):
-                choice = self.player.choose(obs)
+                choice = self.player.choose(obs, teacher)
                 act = choice.action
                 if self.o.collect:
                     self._log_states(choice, buf, eps)
@@ -847,7 +852,10 @@ def baseline_entry(name: str, env_cfg: EnvConfig, opts: EvalOptions) -> dict[str
     evaluation seeds, in the same format as a checkpoint's (``player`` names the baseline)."""
     names, raw = action_names(env_cfg)
     check_action_set(raw)
-    res = opts.play(make_baseline(name, len(names), opts.policy_seed), env_cfg)
+    player = make_baseline(name, len(names), opts.policy_seed)
+    if player.needs_teacher:  # the diver: the env workers compute the teacher's action
+        env_cfg = dataclasses.replace(env_cfg, teacher=True)
+    res = opts.play(player, env_cfg)
     return {
         mn.PLAYER: name,
         "path": None,

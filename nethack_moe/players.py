@@ -11,7 +11,9 @@ the same games:
   or ``h_state`` replaced while playing) or the observation edited (hint inputs zeroed);
 * :class:`RandomPlayer`: uniform over the actions (PROTOCOL.md, "Baselines");
 * :class:`HintFollower`: the navigation hint's move, ``>`` on the known stairs, prompts answered,
-  5 % uniformly random moves (PROTOCOL.md, "Baselines").
+  5 % uniformly random moves (PROTOCOL.md, "Baselines");
+* :class:`DiverPlayer`: the scripted teacher (:mod:`nethack_moe.teacher`), whose action the env
+  workers compute beside the hint (``env.teacher``); players receive it as a :class:`Teacher`.
 
 Every random choice comes from a generator seeded by ``(policy_seed, episode seed)``, so an
 episode's actions depend only on the player, its seed and the policy seed, not on how many envs
@@ -31,10 +33,10 @@ from torch import Tensor
 from nethack_moe import features as F
 from nethack_moe.envs.shaping import HINT_ACTIONS, hint_action
 from nethack_moe.models.policy import ActorCritic, Encoded, PolicyOutput
-from nethack_moe.ppo.acting import Obs, act, gumbel_noise_rows
+from nethack_moe.ppo.acting import Obs, Teacher, act, gumbel_noise_rows
 
 #: Names accepted by ``evaluate --baseline``.
-BASELINES: tuple[str, ...] = ("random", "hint-follower")
+BASELINES: tuple[str, ...] = ("random", "hint-follower", "diver")
 
 #: Columns of the state vector that carry the navigation hint (the ``nav_*`` features).
 HINT_COLUMNS: np.ndarray = np.array(F.HINT_STATE_COLUMNS, dtype=np.int64)
@@ -89,13 +91,16 @@ class Player(Protocol):
     """The experts whose weights :attr:`Choice.out` carries (empty for rule players)."""
     routing: str | None
     temperature: float | None
+    needs_teacher: bool
+    """Whether :meth:`choose` needs the teacher's advice (the env must run with ``env.teacher``)."""
 
     def start_episode(self, slot: int, seed: int | None) -> None:
         """Slot ``slot`` starts the episode of ``seed`` (``None``: the slot's episodes are
         discarded from now on)."""
 
-    def choose(self, obs: Obs) -> Choice:
-        """Actions for every slot of ``obs`` (CPU tensors)."""
+    def choose(self, obs: Obs, teacher: Teacher | None = None) -> Choice:
+        """Actions for every slot of ``obs`` (CPU tensors); ``teacher``: the teacher's advice for
+        the same observations, when the env computes it."""
 
 
 class _SlotGenerators:
@@ -140,6 +145,7 @@ class ModelPlayer:
     obs_edit: Callable[[Obs], Obs] | None = None
     name: str = "policy"
     expert_names: list[str] = field(default_factory=list)
+    needs_teacher: bool = False
     _gens: _SlotGenerators = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -162,8 +168,8 @@ class ModelPlayer:
         a[:, self.expert] = 1.0
         return a
 
-    def choose(self, obs: Obs) -> Choice:
-        """One :func:`act` call on the batch."""
+    def choose(self, obs: Obs, teacher: Teacher | None = None) -> Choice:
+        """One :func:`act` call on the batch (the teacher's advice is not an input)."""
         dev = next(self.model.parameters()).device
         o = obs.to(dev)
         if self.obs_edit is not None:
@@ -186,6 +192,7 @@ class RandomPlayer:
     expert_names: list[str] = field(default_factory=list)
     routing: str | None = None
     temperature: float | None = None
+    needs_teacher: bool = False
     _gens: _SlotGenerators = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -195,7 +202,7 @@ class RandomPlayer:
         """New generator for the slot's episode."""
         self._gens.start(slot, seed)
 
-    def choose(self, obs: Obs) -> Choice:
+    def choose(self, obs: Obs, teacher: Teacher | None = None) -> Choice:
         """A uniform action per live slot (0 for idle slots)."""
         gens = self._gens.rows(int(obs.state.shape[0]))
         return Choice(np.array([0 if g is None else int(g.integers(self.n_actions)) for g in gens]))
@@ -218,6 +225,7 @@ class HintFollower:
     expert_names: list[str] = field(default_factory=list)
     routing: str | None = None
     temperature: float | None = None
+    needs_teacher: bool = False
     _gens: _SlotGenerators = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -227,7 +235,7 @@ class HintFollower:
         """New generator for the slot's episode."""
         self._gens.start(slot, seed)
 
-    def choose(self, obs: Obs) -> Choice:
+    def choose(self, obs: Obs, teacher: Teacher | None = None) -> Choice:
         """The follower's action per slot."""
         state = obs.state.cpu().numpy()
         atoms = obs.atoms.cpu().numpy().astype(bool)
@@ -240,6 +248,30 @@ class HintFollower:
                     a[i] = move
         a = np.where(atoms[:, F.ATOM_INDEX["more_prompt"]], MORE_ACTION, a)
         a = np.where(atoms[:, F.ATOM_INDEX["question_prompt"]], WAIT_ACTION, a)
+        return Choice(a)
+
+
+@dataclass
+class DiverPlayer:
+    """The scripted stair-diver (:mod:`nethack_moe.teacher`): plays the teacher's action, which
+    the env workers compute from each observation (``env.teacher``). Deterministic."""
+
+    name: str = "diver"
+    expert_names: list[str] = field(default_factory=list)
+    routing: str | None = None
+    temperature: float | None = None
+    needs_teacher: bool = True
+
+    def start_episode(self, slot: int, seed: int | None) -> None:
+        """Nothing to do: the teacher's memory lives in the env workers."""
+
+    def choose(self, obs: Obs, teacher: Teacher | None = None) -> Choice:
+        """The teacher's action per slot."""
+        if teacher is None:
+            raise ValueError("the diver plays the teacher's action: run the env with env.teacher")
+        a = teacher.action.cpu().numpy().astype(np.int64)
+        if (a < 0).any():
+            raise ValueError("the teacher gave no action for some slot (is env.teacher on?)")
         return Choice(a)
 
 
@@ -269,4 +301,6 @@ def make_baseline(name: str, n_actions: int, policy_seed: int = 0) -> Player:
         return RandomPlayer(n_actions, policy_seed)
     if name == "hint-follower":
         return HintFollower(policy_seed)
+    if name == "diver":
+        return DiverPlayer()
     raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")

@@ -26,11 +26,12 @@ import numpy as np
 import torch
 from nle import nethack as nh
 
+from nethack_moe import teacher as T
 from nethack_moe.envs.factory import EnvConfig, make_env, seed_env
 from nethack_moe.envs.shaping import hint_action
 from nethack_moe.features import FeatureSpec, compute_features, new_memory
 from nethack_moe.players import Player
-from nethack_moe.ppo.acting import Obs
+from nethack_moe.ppo.acting import Obs, Teacher
 
 #: Steps between full screens in the HTML (the others are deltas against the previous step).
 KEY_EVERY = 50
@@ -56,6 +57,10 @@ class Frame:
     """Expert weights (empty for rule players)."""
     hint: int
     """The action the navigation hint advises (-1: none)."""
+    teacher: int
+    """The scripted teacher's (diver's) action (-1: no teacher)."""
+    branch: str
+    """Why the teacher chose it (``fight``, ``explore``, ...; empty without a teacher)."""
     reward: float
     score: int
     """Score gained since the episode's start, after this step."""
@@ -98,10 +103,15 @@ def play_frames(
     steps: int | None = None,
     ttyrec_dir: str | Path | None = None,
     final_screen: bool = False,
+    teacher: bool = False,
 ) -> Iterator[Frame]:
     """Play the episode of ``seed`` with ``player`` in one in-process env; a :class:`Frame` per
     step. ``ttyrec_dir``: NLE also records the game there as ttyrec files (its ``savedir``).
-    ``final_screen``: the last frame also carries the screen after its step."""
+    ``final_screen``: the last frame also carries the screen after its step. ``teacher``: compute
+    the scripted teacher's advice beside the features, as the env workers do with ``env.teacher``
+    (always on for a player that needs it)."""
+    teach = teacher or bool(getattr(player, "needs_teacher", False))
+    tmem = T.new_teacher_memory(1) if teach else None
     env = make_env(env_cfg, extra_keys=("tty_colors",), savedir=ttyrec_dir)
     spec = FeatureSpec(crop_size=env_cfg.crop_size)
     cap = env_cfg.max_episode_steps if steps is None else min(int(steps), env_cfg.max_episode_steps)
@@ -117,8 +127,16 @@ def play_frames(
                 obs["glyphs"][None], obs["blstats"][None], obs["message"][None],
                 obs["tty_chars"][None], spec, memory=mem,
             )  # fmt: skip
-            choice = player.choose(Obs(*(torch.from_numpy(x) for x in (st, cr, at))))
+            advice = None
+            if tmem is not None:  # after the features: it reads their level memory
+                ta, tb = T.compute_teacher(
+                    obs["glyphs"][None], obs["blstats"][None], obs["message"][None], at, mem, tmem
+                )
+                advice = Teacher(torch.from_numpy(ta), torch.from_numpy(tb))
+            choice = player.choose(Obs(*(torch.from_numpy(x) for x in (st, cr, at))), advice)
             a = int(choice.action[0])
+            if tmem is not None:
+                tmem.taken[0] = a  # the teacher learns what its last advice led to
             out = choice.out
             before = (obs["tty_chars"].copy(), obs["tty_colors"].copy(), obs["blstats"].copy())
             obs, r, term, trunc, _ = env.step(a)
@@ -134,6 +152,8 @@ def play_frames(
                 top=_top(None if out is None else out.logits[0], a),
                 alpha=[] if out is None else [float(v) for v in out.alpha[0].cpu()],
                 hint=int(hint_action(st)[0]),
+                teacher=-1 if advice is None else int(advice.action[0]),
+                branch="" if advice is None else T.branch_names(advice.branch.numpy())[0],
                 reward=float(r) * env_cfg.reward_scale,
                 score=score,
                 depth=int(bl[nh.NLE_BL_DEPTH]),
@@ -191,6 +211,8 @@ def encode_episode(frames: Sequence[Frame], meta: EpisodeMeta) -> dict[str, Any]
             "top": [[a, round(p, 4)] for a, p in f.top],
             "alpha": [round(v, 4) for v in f.alpha],
             "hint": f.hint,
+            "teacher": f.teacher,
+            "branch": f.branch,
             "r": round(f.reward, 4),
             "score": f.score,
             "depth": f.depth,
@@ -257,6 +279,7 @@ _TEMPLATE = """<!doctype html>
  <h2>experts <small id="routing"></small></h2><div id="alpha"></div>
  <h2>policy</h2><ol id="top"></ol>
  <div>taken: <b id="taken"></b></div><div>hint: <b id="hint"></b></div>
+ <div id="teacher-row">teacher: <b id="teacher"></b> <small id="branch"></small></div>
 </aside>
 </main>
 <nav>
@@ -351,6 +374,9 @@ function show(k) {
   }
   $("taken").textContent = actionName(s.a); $("taken").dataset.action = String(s.a);
   $("hint").textContent = actionName(s.hint);
+  $("teacher-row").style.display = M.has_teacher ? "" : "none";
+  $("teacher").textContent = actionName(s.teacher); $("teacher").dataset.action = String(s.teacher);
+  $("branch").textContent = s.branch ? "(" + s.branch + ")" : "";
 }
 function argmax(v) { let b = 0; for (let i = 1; i < v.length; i++) if (v[i] > v[b]) b = i; return b; }
 function drawStrip() {
@@ -385,6 +411,17 @@ if (N > 0) show(0);
 """
 
 
+def _teacher_works(env_cfg: EnvConfig) -> bool:
+    """Whether the scripted teacher knows this env's action set (``env.teacher`` validates)."""
+    import dataclasses
+
+    try:
+        dataclasses.replace(env_cfg, teacher=True).validate()
+    except ValueError:
+        return False
+    return True
+
+
 def record_episode(
     checkpoint: str | Path | None = None,
     baseline: str | None = None,
@@ -394,8 +431,10 @@ def record_episode(
     ttyrec_dir: str | Path | None = None,
     device: str = "cpu",
     policy_seed: int = 0,
+    teacher: bool = True,
 ) -> tuple[list[Frame], EpisodeMeta]:
-    """Play the episode of ``seed`` with a checkpoint's policy or a baseline; all its frames."""
+    """Play the episode of ``seed`` with a checkpoint's policy or a baseline; all its frames.
+    ``teacher``: show the scripted teacher's advice at every step (it never changes the play)."""
     from nethack_moe.evaluation import action_names, load_policy
     from nethack_moe.players import ModelPlayer, check_action_set, make_baseline
 
@@ -413,7 +452,10 @@ def record_episode(
     else:
         raise ValueError("record_episode needs a checkpoint or a baseline")
     names, _ = action_names(env_cfg)
-    frames = list(play_frames(player, env_cfg, seed, steps=steps, ttyrec_dir=ttyrec_dir))
+    teacher = teacher and _teacher_works(env_cfg)
+    frames = list(
+        play_frames(player, env_cfg, seed, steps=steps, ttyrec_dir=ttyrec_dir, teacher=teacher)
+    )
     meta = EpisodeMeta(
         player=name,
         seed=int(seed),

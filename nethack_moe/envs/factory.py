@@ -74,6 +74,10 @@ class EnvConfig:
     stairs_bonus: float = 0.0
     """Reward shaping: reward per step of shortest-path progress toward the known down stairs
     (a potential difference: going back costs what going forward earned)."""
+    teacher: bool = False
+    """Compute the scripted teacher's action and branch for every observation in the env workers
+    (``nethack_moe.teacher``; the vector env's ``teacher_action``/``teacher_branch``). Never a
+    policy input; off, nothing changes."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field and the allowed values."""
@@ -92,6 +96,10 @@ class EnvConfig:
         if self.hint_bonus and self.task not in _HINT_TASKS:
             raise ValueError(
                 f"env.hint_bonus needs the 23-action set of {', '.join(_HINT_TASKS)}; env.task={self.task!r}"
+            )
+        if self.teacher and self.task not in _HINT_TASKS:
+            raise ValueError(
+                f"env.teacher needs the 23-action set of {', '.join(_HINT_TASKS)}; env.task={self.task!r}"
             )
         if self.reward_scale <= 0:
             raise ValueError(f"env.reward_scale={self.reward_scale!r} must be > 0")

@@ -1,7 +1,9 @@
 """N NLE envs over W worker processes, stepping in lock-step into shared-memory arrays.
 
 The learner sees one batch per step: ``buf.state [N, S]``, ``buf.crop [N, C, C]``,
-``buf.atoms [N, A]``, ``buf.reward [N]``, ``buf.terminated [N]``, ``buf.truncated [N]``.
+``buf.atoms [N, A]``, ``buf.reward [N]``, ``buf.terminated [N]``, ``buf.truncated [N]``; with
+``env.teacher`` also the scripted teacher's ``buf.teacher_action [N]`` and
+``buf.teacher_branch [N]`` for the same observations (-1 without it; never a policy input).
 Envs auto-reset; a finished episode's record is in ``buf.episode [N, F]`` (``done`` column set)
 for the step on which it ended, and the features of its last observation are in ``buf.final_*``
 (used to bootstrap truncated episodes).
@@ -27,6 +29,7 @@ import numpy as np
 from nle import nethack as nh
 
 from nethack_moe import features as F
+from nethack_moe import teacher as T
 from nethack_moe.envs.accounting import (
     EP,
     EPISODE_FIELDS,
@@ -95,6 +98,8 @@ def _array_specs(n: int, spec: F.FeatureSpec, cap: int) -> dict[str, tuple[tuple
         "mem_visited": ((n, F.ROWS, F.COLS), np.bool_),
         "mem_locked": ((n, F.ROWS, F.COLS), np.bool_),
         "mem_n_visited": ((n,), np.int64),
+        "teacher_action": ((n,), np.int64),
+        "teacher_branch": ((n,), np.int64),
     }
 
 
@@ -131,6 +136,8 @@ class SharedBuffers:
         )
         if create:
             self.memory.clear(slice(None))
+            self.teacher_action[:] = -1
+            self.teacher_branch[:] = -1
 
     def close(self) -> None:
         if self.shm is None:
@@ -168,6 +175,8 @@ class SharedBuffers:
     mem_visited: np.ndarray
     mem_locked: np.ndarray
     mem_n_visited: np.ndarray
+    teacher_action: np.ndarray
+    teacher_branch: np.ndarray
 
 
 class EnvGroup:
@@ -199,6 +208,8 @@ class EnvGroup:
         self.sl = slice(lo, hi)
         self.shaper = Shaper(cfg, self.n)  # reward shaping (envs/shaping.py)
         self.shaping = self.shaper.enabled
+        # the scripted teacher's memory of this group's envs (teacher.py), when it is on
+        self.teacher = T.new_teacher_memory(self.n) if cfg.teacher else None
 
     def _stage(self, j: int) -> None:
         """Copy env ``j``'s observation from NLE's buffers into the staging arrays."""
@@ -217,10 +228,13 @@ class EnvGroup:
         self._stage(j)
         self.tracker.start(j, self.blstats[j], core, disp)
         self.buf.memory.clear(i)
+        if self.teacher is not None:
+            self.teacher.clear(j)
         self.buf.length[i] = 0
 
-    def _features(self, j0: int = 0, j1: int | None = None) -> None:
-        """Features of local envs ``j0..j1-1`` straight into the shared arrays."""
+    def _features(self, j0: int = 0, j1: int | None = None, teach: bool = True) -> None:
+        """Features of local envs ``j0..j1-1`` straight into the shared arrays (and the teacher's
+        advice, unless ``teach`` is false: it has seen these observations already)."""
         j1 = self.n if j1 is None else j1
         t0 = time.perf_counter()
         b, sl = self.buf, slice(self.lo + j0, self.lo + j1)
@@ -229,7 +243,19 @@ class EnvGroup:
             out_state=b.state[sl], out_crop=b.crop[sl], out_atoms=b.atoms[sl], memory=b.memory.rows(sl),
         )  # fmt: skip
         b.blstats[sl] = self.blstats[j0:j1]
+        if self.teacher is not None and teach:  # after the features: it reads their memory
+            self._teach(j0, j1)
         b.feat_seconds[self.lo] += time.perf_counter() - t0
+
+    def _teach(self, j0: int, j1: int) -> None:
+        """The teacher's action and branch for local envs ``j0..j1-1`` (features computed)."""
+        assert self.teacher is not None
+        b, sl = self.buf, slice(self.lo + j0, self.lo + j1)
+        T.compute_teacher(
+            self.glyphs[j0:j1], self.blstats[j0:j1], self.message[j0:j1], b.atoms[sl],
+            b.memory.rows(sl), self.teacher.rows(slice(j0, j1)),
+            out_action=b.teacher_action[sl], out_branch=b.teacher_branch[sl],
+        )  # fmt: skip
 
     def _shape(self, js: np.ndarray, state: np.ndarray, fresh: np.ndarray) -> np.ndarray:
         """Shaping rewards of local envs ``js`` for their new features ``state`` (Shaper.observe);
@@ -287,6 +313,8 @@ class EnvGroup:
             i = self.lo + j
             a = int(acts[j - j0])
             r, term, trunc, end = self._advance(j, a)
+            if self.teacher is not None:
+                self.teacher.taken[j] = a  # the teacher learns what its last advice led to
             hint = self.shaper.hint_reward(j, a)
             if hint:
                 r += hint
@@ -316,6 +344,8 @@ class EnvGroup:
             self.glyphs[j : j + 1], self.blstats[j : j + 1], self.message[j : j + 1],
             self.tty[j : j + 1], self.spec, memory=self.buf.memory.rows(slice(i, i + 1)),
         )  # fmt: skip
+        if self.teacher is not None:  # rebuild the teacher's memory too (exact resume)
+            self._teach(j, j + 1)
         if not self.shaping:
             return 0.0
         return float(self._shape(np.array([j]), st, np.array([fresh]))[0])
@@ -331,6 +361,8 @@ class EnvGroup:
             for t in range(int(saved_len[j])):
                 a = int(saved_hist[j, t])
                 self._advance(j, a)
+                if self.teacher is not None:
+                    self.teacher.taken[j] = a
                 hint = self.shaper.hint_reward(j, a)
                 if hint:
                     self.tracker.reward[j] += hint
@@ -341,7 +373,7 @@ class EnvGroup:
         b.terminated[self.sl] = False
         b.truncated[self.sl] = False
         b.episode[self.sl] = 0.0
-        self._features()
+        self._features(teach=False)  # the replay gave the teacher every observation once
 
     def _finish(self, ended: list[int]) -> None:
         """Record finished episodes, keep their last features, reset them."""

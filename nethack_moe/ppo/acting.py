@@ -35,6 +35,25 @@ class Obs(NamedTuple):
         return Obs(*(t[idx] for t in self))
 
 
+class Teacher(NamedTuple):
+    """The scripted teacher's advice for a batch (``[B]`` each), computed in the env workers from
+    the same observations as the :class:`Obs` beside it (``env.teacher``). Never a policy input:
+    it is what a teacher term of the loss and the evaluation compare the policy with."""
+
+    action: Tensor
+    """``[B]`` int64 action ids (-1: no advice)."""
+    branch: Tensor
+    """``[B]`` int64 index into :data:`nethack_moe.teacher.BRANCHES`: why (-1: no advice)."""
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> Teacher:
+        """The same batch on ``device``."""
+        return Teacher(*(t.to(device, non_blocking=non_blocking) for t in self))
+
+    def rows(self, idx: Tensor | slice) -> Teacher:
+        """Rows ``idx`` of every field."""
+        return Teacher(*(t[idx] for t in self))
+
+
 class ActResult(NamedTuple):
     """What :func:`act` returns."""
 

@@ -1,0 +1,794 @@
+"""The scripted teacher (issue 18): a stair-diver computed in the env workers, beside the hint.
+
+Per env and step, from the same observation the features read (and the level memory they keep),
+:func:`compute_teacher` writes the teacher's action (an id of NetHackScore-v0's 23 actions) and
+the **branch** that chose it (an index into :data:`BRANCHES`). The first rule that applies wins:
+
+1. ``prompt``: ``--More--`` and questions are answered with Enter (NetHack then takes the
+   question's default answer, or cancels); ``eat``/``kick`` answer their own follow-up prompts;
+2. ``fight``: attack an adjacent hostile monster. Peaceful monsters (those that made NetHack ask
+   "Really attack?") and monsters with a passive or exploding attack (NetHack's own monster table,
+   :func:`monster_attacks`) are walked around; a passive one is attacked only when nothing else
+   is left to do, and one whose passive paralyses, stones or slimes never;
+3. ``descend``: ``>`` on the known down staircase;
+4. ``to_stairs``: walk to the known down staircase, or a trap door or hole;
+5. ``explore``: walk to the nearest frontier (a walkable cell next to blank map that the hero
+   has never been next to, observed or rushing through: unexplored, not known rock);
+6. ``kick``: walk to a door found locked and kick it; ``search``: walk to where a hidden passage
+   is likely (dead ends, room walls with unexplored map behind them) and search there;
+   ``eat`` when hungry (before 4-6); ``stuck``: nothing applies (search in place).
+
+Straight stretches of a path use the rush moves (``CompassDirectionLonger``) when the stretch
+ends against something that stops the rush (a wall, rock or a boulder), so one action covers many
+squares. All state lives in :class:`TeacherMemory` (preallocated ``[N, ...]`` arrays, one row per
+env, cleared at episode start); the kernel allocates nothing per step.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+from nle import nethack as nh
+from nle.env.tasks import TASK_ACTIONS
+from nle.nethack.actions import (
+    Command,
+    CompassDirection,
+    CompassDirectionLonger,
+    MiscAction,
+    MiscDirection,
+)
+
+from nethack_moe import features as F
+from nethack_moe.navigation import BLOCKED, DIRS, DOOR, FREE
+
+#: Why the teacher acted, in rule order (``teacher_branch`` indexes this tuple; -1 = no teacher).
+BRANCHES: tuple[str, ...] = (
+    "prompt",
+    "fight",
+    "descend",
+    "to_stairs",
+    "explore",
+    "search",
+    "kick",
+    "eat",
+    "stuck",
+)
+BRANCH_INDEX: dict[str, int] = {n: i for i, n in enumerate(BRANCHES)}
+(B_PROMPT, B_FIGHT, B_DESCEND, B_TO_STAIRS, B_EXPLORE, B_SEARCH, B_KICK, B_EAT, B_STUCK) = range(
+    len(BRANCHES)
+)
+
+
+def _aid(cmd: Any) -> int:
+    """NetHackScore-v0 action id of an NLE command."""
+    return TASK_ACTIONS.index(cmd)
+
+
+#: Action ids of the 8 steps and the 8 rush moves, in navigation.DIRS order (N, E, S, W, NE ...).
+MOVE_ACTIONS = np.array([_aid(d) for d in CompassDirection], dtype=np.int64)
+RUSH_ACTIONS = np.array([_aid(d) for d in CompassDirectionLonger], dtype=np.int64)
+A_MORE, A_DOWN = _aid(MiscAction.MORE), _aid(MiscDirection.DOWN)
+A_SEARCH, A_KICK, A_EAT = _aid(Command.SEARCH), _aid(Command.KICK), _aid(Command.EAT)
+if [(-DIRS[k][0], DIRS[k][1]) for k in range(8)] != [
+    (1, 0), (0, 1), (-1, 0), (0, -1), (1, 1), (-1, 1), (-1, -1), (1, -1)
+]:  # fmt: skip
+    raise RuntimeError("navigation.DIRS is not in CompassDirection order")  # N = up = y - 1
+#: Direction index (0..7) of every action id that moves (steps and rushes); -1 otherwise.
+MOVE_DIR = np.full(len(TASK_ACTIONS), -1, dtype=np.int64)
+MOVE_DIR[MOVE_ACTIONS] = np.arange(8)
+MOVE_DIR[RUSH_ACTIONS] = np.arange(8)
+#: Action id that types each key (its ASCII code), -1 for keys no action types: the inventory
+#: letters an ``eat`` prompt can be answered with.
+KEY_ACTION = np.full(256, -1, dtype=np.int64)
+for _i, _a in enumerate(TASK_ACTIONS):
+    if 32 < int(_a) < 127:
+        KEY_ACTION[int(_a)] = _i
+
+# ---------------------------------------------------------------------------------------------
+# NetHack's monster table: which monsters hurt the one who hits them
+# ---------------------------------------------------------------------------------------------
+#: Attack and damage types of NetHack 3.6's include/monattk.h (NLE exports no names for them).
+AT_NONE, AT_BOOM = 0, 14
+AD_PLYS, AD_STON, AD_SLIM = 14, 18, 40
+NATTK = 6
+
+
+class _Attack(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_ubyte) for n in ("aatyp", "adtyp", "damn", "damd")]
+
+
+class _Permonst(ctypes.Structure):
+    """NLE's ``struct permonst`` (NetHack 3.6 plus NLE's ``difficulty``), checked field by field
+    against ``nle.nethack.permonst`` before use."""
+
+    _fields_ = [
+        ("mname", ctypes.c_char_p),
+        ("mlet", ctypes.c_char),
+        ("mlevel", ctypes.c_byte),
+        ("mmove", ctypes.c_byte),
+        ("ac", ctypes.c_byte),
+        ("mr", ctypes.c_byte),
+        ("maligntyp", ctypes.c_byte),
+        ("geno", ctypes.c_ushort),
+        ("mattk", _Attack * NATTK),
+        ("cwt", ctypes.c_ushort),
+        ("cnutrit", ctypes.c_ushort),
+        ("msound", ctypes.c_ubyte),
+        ("msize", ctypes.c_ubyte),
+        ("mresists", ctypes.c_ubyte),
+        ("mconveys", ctypes.c_ubyte),
+        ("mflags1", ctypes.c_ulong),
+        ("mflags2", ctypes.c_ulong),
+        ("mflags3", ctypes.c_ushort),
+        ("difficulty", ctypes.c_ubyte),
+        ("mcolor", ctypes.c_ubyte),
+    ]
+
+
+_CHECKED = ("mlevel", "mmove", "ac", "mr", "geno", "cwt", "cnutrit", "msound", "msize",
+            "mresists", "mconveys", "mflags1", "mflags2", "mflags3", "difficulty", "mcolor")  # fmt: skip
+
+
+def monster_attacks() -> np.ndarray:
+    """``[NUMMONS, 6, 4]`` uint8 attack table (type, damage type, dice, sides) of every monster,
+    read from the ``mons`` array of NLE's own NetHack library; raises ``RuntimeError`` if its layout
+    does not match what ``nle.nethack.permonst`` reports."""
+    import nle._pynethack as core
+
+    lib = ctypes.CDLL(core.__file__)  # already loaded by nle: the same handle and data
+    mons = (_Permonst * (nh.NUMMONS + 1)).in_dll(lib, "mons")
+    out = np.zeros((nh.NUMMONS, NATTK, 4), np.uint8)
+    for i in range(nh.NUMMONS):
+        m, ref = mons[i], nh.permonst(i)
+        if (
+            m.mname is None
+            or m.mname.decode() != ref.mname
+            or any(getattr(m, f) != getattr(ref, f) for f in _CHECKED)
+        ):
+            raise RuntimeError(f"NLE's monster table has an unexpected layout (monster {i})")
+        for k in range(NATTK):
+            a = m.mattk[k]
+            out[i, k] = (a.aatyp, a.adtyp, a.damn, a.damd)
+    return out
+
+
+def passive_monsters(attacks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(passive, deadly)`` ``[NUMMONS]`` bool: monsters that hurt whoever hits them (a passive
+    attack ``AT_NONE`` with an effect, or ``AT_BOOM``), and those of them whose passive paralyses,
+    stones or slimes (never attacked)."""
+    at, ad = attacks[..., 0], attacks[..., 1]
+    effect = attacks[..., 1:].any(-1)
+    is_passive = ((at == AT_NONE) & effect) | (at == AT_BOOM)
+    deadly = is_passive & np.isin(ad, (AD_PLYS, AD_STON, AD_SLIM))
+    return is_passive.any(1), deadly.any(1)
+
+
+_ALL = np.arange(F.N_GLYPHS)
+#: Monster index of every monster glyph (normal, pet, detected, ridden), -1 for other glyphs.
+MON_OF = np.full(F.N_GLYPHS, -1, dtype=np.int64)
+MON_OF[F.IS_MONSTER] = np.asarray(nh.glyph_to_mon(_ALL[F.IS_MONSTER]), dtype=np.int64)
+PASSIVE_MON, DEADLY_MON = passive_monsters(monster_attacks())
+
+# teacher flags per glyph
+T_TARGET = 1  # something to hit: a monster that is not a pet, an "I" marker, the engulfer
+T_PASSIVE = 2  # a monster with a passive attack
+T_DEADLY = 4  # ... that paralyses, stones or slimes
+T_TRAPDOOR = 8  # a trap door or hole: a way down
+T_MON = 16  # any monster (pets included)
+_TRAPDOOR = F._cmap_index(lambda e: e in ("trap door", "hole"))
+TEACHER_FLAGS = np.zeros(F.N_GLYPHS, dtype=np.int64)
+TEACHER_FLAGS[(F.IS_MONSTER & ~F.IS_PET) | F.IS_INVISIBLE | F.IS_SWALLOW] |= T_TARGET
+TEACHER_FLAGS[F.IS_MONSTER] |= T_MON
+_mon = MON_OF >= 0
+TEACHER_FLAGS[_mon & PASSIVE_MON[np.maximum(MON_OF, 0)]] |= T_PASSIVE
+TEACHER_FLAGS[_mon & DEADLY_MON[np.maximum(MON_OF, 0)]] |= T_DEADLY
+TEACHER_FLAGS[F.IS_TRAP & np.isin(F.CMAP_OF, _TRAPDOOR)] |= T_TRAPDOOR
+
+# ---------------------------------------------------------------------------------------------
+# Per-env memory
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TeacherMemory:
+    """The teacher's memory of ``N`` envs (rows), updated in place by :func:`compute_teacher`.
+
+    The level part clears itself when the depth changes; :meth:`clear` a row at episode start.
+    """
+
+    level: np.ndarray
+    """``[N]`` int64: depth the level part belongs to (-1 = none)."""
+    searched: np.ndarray
+    """``[N, 21, 79]`` int16: searches made next to each cell of this level."""
+    failed: np.ndarray
+    """``[N, 21, 79]`` int16: moves into each cell that left the hero in place (3 = blocked)."""
+    kicks: np.ndarray
+    """``[N, 21, 79]`` int16: kicks at each door of this level."""
+    seen: np.ndarray
+    """``[N, 21, 79]`` bool: cells next to where the hero has been on this level, observed or
+    rushed through (their blank map is rock, not unexplored)."""
+    peaceful: np.ndarray
+    """``[N, NUMMONS]`` bool: monster kinds NetHack asked "Really attack?" about."""
+    pos: np.ndarray
+    """``[N, 2]`` int64: hero position (y, x) at the last observation (-1 = none)."""
+    taken: np.ndarray
+    """``[N]`` int64: action taken from the last observation (-1 = none or consumed)."""
+    kick_dir: np.ndarray
+    """``[N]`` int64: direction of a kick waiting for its direction prompt: 0..7 at a door,
+    8..15 at a monster (-1 = none)."""
+    stall: np.ndarray
+    """``[N]`` int64: consecutive steps that left the hero in place."""
+    eats: np.ndarray
+    """``[N]`` int64: eat commands given this episode."""
+
+    def rows(self, sl: Any) -> TeacherMemory:
+        """View (slice) of some rows."""
+        return TeacherMemory(*(getattr(self, f)[sl] for f in _MEM_FIELDS))
+
+    def clear(self, i: Any) -> None:
+        """Forget everything about rows ``i`` (a new episode)."""
+        self.level[i] = -1
+        self.searched[i] = 0
+        self.failed[i] = 0
+        self.kicks[i] = 0
+        self.seen[i] = False
+        self.peaceful[i] = False
+        self.pos[i] = -1
+        self.taken[i] = -1
+        self.kick_dir[i] = -1
+        self.stall[i] = 0
+        self.eats[i] = 0
+
+
+_MEM_FIELDS = ("level", "searched", "failed", "kicks", "seen", "peaceful", "pos", "taken", "kick_dir",
+               "stall", "eats")  # fmt: skip
+
+
+def new_teacher_memory(n: int) -> TeacherMemory:
+    """Empty memory for ``n`` envs."""
+    R, C = F.ROWS, F.COLS
+    m = TeacherMemory(
+        np.zeros(n, np.int64), np.zeros((n, R, C), np.int16), np.zeros((n, R, C), np.int16),
+        np.zeros((n, R, C), np.int16), np.zeros((n, R, C), np.bool_),
+        np.zeros((n, nh.NUMMONS), np.bool_),
+        np.zeros((n, 2), np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64),
+        np.zeros(n, np.int64), np.zeros(n, np.int64),
+    )  # fmt: skip
+    m.clear(slice(None))
+    return m
+
+
+# ---------------------------------------------------------------------------------------------
+# The kernel
+# ---------------------------------------------------------------------------------------------
+#: Moves into a cell that leave the hero in place before the cell counts as blocked.
+FAIL_LIMIT = 3
+#: Searches next to a cell before it is given up (each finds a hidden door next to the hero
+#: with probability about 1/7 at luck 0).
+SEARCH_LIMIT = 12
+#: Rounds of ``SEARCH_LIMIT`` searches each spot gets when the earlier rounds found nothing.
+SEARCH_ROUNDS = 4
+#: Search score of each blank cell next to an opening (a dead end or doorway), and its bonus.
+SEARCH_OPENING = 1.0
+#: Least search score worth walking to, and its cost per step of the way there.
+SEARCH_MIN, SEARCH_DIST = 0.5, 0.05
+#: Kicks per locked door before it is given up.
+KICK_LIMIT = 8
+#: Eat commands per episode.
+EAT_LIMIT = 3
+#: Shortest straight stretch taken with a rush move.
+RUSH_MIN = 2
+#: Rush even where the straight stretch does not end against a wall (the rush may overshoot).
+RUSH_OVERSHOOT = True
+
+_PAT = {
+    k: np.frombuffer(v, dtype=np.uint8).copy()
+    for k, v in {
+        "direction": b"In what direction",
+        "attack": b"Really attack",
+        "eat": b"What do you want to eat?",
+        "pit": b"pit",
+        "trap": b"trap",
+        "web": b"web",
+        "stuck": b"stuck",
+    }.items()
+}
+_P_DIR, _P_ATTACK, _P_EAT = _PAT["direction"], _PAT["attack"], _PAT["eat"]
+_P_PIT, _P_TRAP, _P_WEB, _P_STUCK = _PAT["pit"], _PAT["trap"], _PAT["web"], _PAT["stuck"]
+_A_MORE_IDX = F.ATOM_INDEX["more_prompt"]
+_A_QUESTION_IDX = F.ATOM_INDEX["question_prompt"]
+_BL_HUNGER = nh.NLE_BL_HUNGER
+_HUNGRY = F.HUNGER_HUNGRY
+_K_WALL = F._K_WALL
+_K_WALK_SHIFT = F._K_WALK_SHIFT
+_B_STONE, _B_CLOSED, _B_CORRIDOR, _B_DOOR = F._B_STONE, F._B_CLOSED, F._B_CORRIDOR, F._B_DOOR
+_contains = F._contains
+
+
+@numba.njit(cache=True, nogil=True)
+def _eat_letter(msg, key_action):  # pragma: no cover - jitted
+    """Action typing the first inventory letter offered by "What do you want to eat? [..]" that
+    some action types (ranges like ``f-h`` included); -1 if none."""
+    n = msg.shape[0]
+    i = 0
+    while i < n and msg[i] != 91:  # '['
+        i += 1
+    i += 1
+    prev = -1
+    while i < n and msg[i] != 93 and msg[i] != 32 and msg[i] != 0:  # ']' ' '
+        c = msg[i]
+        if c == 45 and prev >= 0 and i + 1 < n:  # 'a-d'
+            for cc in range(prev + 1, msg[i + 1] + 1):
+                if key_action[cc] >= 0:
+                    return key_action[cc]
+            i += 2
+            continue
+        if key_action[c] >= 0:
+            return key_action[c]
+        prev = c
+        i += 1
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _bfs_all(walk, y0, x0, dirs, dist, parent, qy, qx):  # pragma: no cover - jitted
+    """Breadth-first distances from (y0, x0) over ``walk`` (no diagonal moves into or out of
+    doors); returns the number of cells reached, listed in BFS order in ``qy, qx``."""
+    R, C = walk.shape
+    for y in range(R):
+        for x in range(C):
+            dist[y, x] = -1
+    head = 0
+    tail = 1
+    qy[0] = y0
+    qx[0] = x0
+    dist[y0, x0] = 0
+    parent[y0, x0] = -1
+    while head < tail:
+        y = qy[head]
+        x = qx[head]
+        head += 1
+        here_door = walk[y, x] == DOOR
+        for k in range(8):
+            ny = y + dirs[k, 0]
+            nx = x + dirs[k, 1]
+            if ny < 0 or ny >= R or nx < 0 or nx >= C:
+                continue
+            if dist[ny, nx] >= 0 or walk[ny, nx] == BLOCKED:
+                continue
+            if k >= 4 and (here_door or walk[ny, nx] == DOOR):
+                continue
+            dist[ny, nx] = dist[y, x] + 1
+            parent[ny, nx] = k
+            qy[tail] = ny
+            qx[tail] = nx
+            tail += 1
+    return tail
+
+
+@numba.njit(cache=True, nogil=True)
+def _path_action(walk, glyphs, kflags, tflags, gy, gx, dirs, dist, parent, path, no_rush):
+    # pragma: no cover - jitted
+    """The action of the first move of the BFS path to (gy, gx): a rush move when the path
+    starts with a straight stretch of ``RUSH_MIN`` or more cells (one that ends against a
+    blocked cell, unless ``RUSH_OVERSHOOT`` and the path turns there); else a step."""
+    R, C = walk.shape
+    d = dist[gy, gx]
+    if d <= 0:  # already there (not reached by the callers)
+        return A_SEARCH
+    y, x = gy, gx
+    for i in range(d - 1, -1, -1):  # path[i] = direction of move i
+        k = parent[y, x]
+        path[i] = k
+        y -= dirs[k, 0]
+        x -= dirs[k, 1]
+    k0 = path[0]
+    if no_rush:
+        return MOVE_ACTIONS[k0]
+    y1 = y + dirs[k0, 0]
+    x1 = x + dirs[k0, 1]
+    if tflags[glyphs[y1, x1]] & T_MON:  # a rush into a monster does nothing
+        return MOVE_ACTIONS[k0]
+    run = 1
+    while run < d and path[run] == k0:
+        run += 1
+    if run >= RUSH_MIN:
+        ey = y + dirs[k0, 0] * (run + 1)  # the cell after the straight stretch
+        ex = x + dirs[k0, 1] * (run + 1)
+        stops = ey < 0 or ey >= R or ex < 0 or ex >= C or walk[ey, ex] == BLOCKED
+        if stops or (RUSH_OVERSHOOT and run < d):  # never run past the goal itself
+            return RUSH_ACTIONS[k0]
+    return MOVE_ACTIONS[k0]
+
+
+@numba.njit(cache=True, nogil=True)
+def _teacher_rows(
+    glyphs, blstats, message, atoms, kflags, tflags, mon_of, key_action,
+    f_stairs, f_visited, f_locked,
+    t_level, t_searched, t_failed, t_kicks, t_seen, t_peaceful, t_pos, t_taken, t_kick_dir, t_stall, t_eats,
+    out_action, out_branch, walk, dist, parent, qy, qx, path,
+):  # fmt: skip  # pragma: no cover - jitted
+    """The teacher's action and branch for every row (see the module docstring).
+
+    Scratch: ``walk`` [R, C] uint8, ``dist``/``parent`` [R, C] int32, ``qy, qx`` [R*C] int32,
+    ``path`` [R*C] int64."""
+    B, R, C = glyphs.shape
+    dirs = DIRS
+    for b in range(B):
+        g = glyphs[b]
+        bl = blstats[b]
+        msg = message[b]
+        x = min(max(bl[nh.NLE_BL_X], 0), C - 1)
+        y = min(max(bl[nh.NLE_BL_Y], 0), R - 1)
+        depth = bl[nh.NLE_BL_DEPTH]
+        L = msg.shape[0]
+        # ---- memory: a new level, and what the last action did ----
+        if t_level[b] != depth:
+            t_level[b] = depth
+            t_searched[b] = 0
+            t_failed[b] = 0
+            t_kicks[b] = 0
+            t_seen[b] = False
+            t_pos[b, 0] = -1
+            t_kick_dir[b] = -1
+        taken = t_taken[b]
+        t_taken[b] = -1  # consumed: the same observation twice changes nothing
+        py, px = t_pos[b, 0], t_pos[b, 1]
+        if taken >= 0 and py >= 0:
+            moved = py != y or px != x
+            t_stall[b] = 0 if moved else t_stall[b] + 1
+            k = MOVE_DIR[taken]
+            if k >= 0 and moved:  # the cells a rush went through on a straight line
+                steps = max(abs(y - py), abs(x - px))
+                if y - py == steps * dirs[k, 0] and x - px == steps * dirs[k, 1]:
+                    for i in range(1, steps):
+                        _mark_seen(t_seen[b], py + i * dirs[k, 0], px + i * dirs[k, 1])
+            if k >= 0 and not moved:
+                ty = py + dirs[k, 0]
+                tx = px + dirs[k, 1]
+                trapped = (
+                    _contains(msg, 0, L, _P_PIT) or _contains(msg, 0, L, _P_TRAP)
+                    or _contains(msg, 0, L, _P_WEB) or _contains(msg, 0, L, _P_STUCK)
+                )  # fmt: skip
+                if 0 <= ty < R and 0 <= tx < C and not trapped:
+                    if not (tflags[g[ty, tx]] & T_MON) and t_failed[b, ty, tx] < 1000:
+                        t_failed[b, ty, tx] += 1
+            if taken == A_SEARCH:  # the search covered the 8 cells around
+                for yy in range(max(y - 1, 0), min(y + 2, R)):
+                    for xx in range(max(x - 1, 0), min(x + 2, C)):
+                        if t_searched[b, yy, xx] < 10000:
+                            t_searched[b, yy, xx] += 1
+        t_pos[b, 0] = y
+        t_pos[b, 1] = x
+        _mark_seen(t_seen[b], y, x)
+        # ---- 1. prompts ----
+        if atoms[b, _A_MORE_IDX]:
+            out_action[b] = A_MORE
+            out_branch[b] = B_PROMPT
+            continue
+        if atoms[b, _A_QUESTION_IDX]:
+            kd = t_kick_dir[b]
+            t_kick_dir[b] = -1
+            if kd >= 0 and _contains(msg, 0, L, _P_DIR):
+                if kd >= 8:  # a kick at a monster we cannot hit diagonally
+                    out_action[b] = MOVE_ACTIONS[kd - 8]
+                    out_branch[b] = B_FIGHT
+                    continue
+                ty = y + dirs[kd, 0]
+                tx = x + dirs[kd, 1]
+                if t_kicks[b, ty, tx] < 1000:
+                    t_kicks[b, ty, tx] += 1
+                out_action[b] = MOVE_ACTIONS[kd]
+                out_branch[b] = B_KICK
+                continue
+            if _contains(msg, 0, L, _P_EAT):
+                a = _eat_letter(msg, key_action)
+                if a >= 0:
+                    out_action[b] = a
+                    out_branch[b] = B_EAT
+                    continue
+                t_eats[b] = EAT_LIMIT  # nothing to eat that a key can name: stop trying
+            if _contains(msg, 0, L, _P_ATTACK) and taken >= 0 and MOVE_DIR[taken] >= 0:
+                k = MOVE_DIR[taken]
+                ty = y + dirs[k, 0]
+                tx = x + dirs[k, 1]
+                if 0 <= ty < R and 0 <= tx < C and mon_of[g[ty, tx]] >= 0:
+                    t_peaceful[b, mon_of[g[ty, tx]]] = True
+            out_action[b] = A_MORE  # Enter: the question's default answer (or cancel)
+            out_branch[b] = B_PROMPT
+            continue
+        t_kick_dir[b] = -1
+        # ---- the walk map ----
+        for yy in range(R):
+            for xx in range(C):
+                gl = g[yy, xx]
+                f = kflags[gl]
+                w = (f >> _K_WALK_SHIFT) & 3
+                if (f & _B_CLOSED) and f_locked[b, yy, xx]:
+                    w = BLOCKED
+                if t_failed[b, yy, xx] >= FAIL_LIMIT:
+                    w = BLOCKED
+                tf = tflags[gl]
+                if tf & T_TRAPDOOR:
+                    w = FREE
+                if tf & T_TARGET:
+                    m = mon_of[gl]
+                    if (tf & (T_PASSIVE | T_DEADLY)) or (m >= 0 and t_peaceful[b, m]):
+                        w = BLOCKED
+                walk[yy, xx] = w
+        # the hero hides the terrain it stands on: between two walls it stands in a doorway
+        wl = kflags[g[y, x - 1]] if x > 0 else 0
+        wr = kflags[g[y, x + 1]] if x + 1 < C else 0
+        wu = kflags[g[y - 1, x]] if y > 0 else 0
+        wd = kflags[g[y + 1, x]] if y + 1 < R else 0
+        hero_door = ((wl & wr) | (wu & wd)) & _K_WALL
+        walk[y, x] = DOOR if hero_door else FREE
+        # ---- 2. fight ----
+        fight = -1
+        wait = -1
+        passive = -1
+        for k in range(8):
+            ny = y + dirs[k, 0]
+            nx = x + dirs[k, 1]
+            if ny < 0 or ny >= R or nx < 0 or nx >= C:
+                continue
+            gl = g[ny, nx]
+            tf = tflags[gl]
+            if not (tf & T_TARGET):
+                continue
+            m = mon_of[gl]
+            if m >= 0 and t_peaceful[b, m]:
+                continue
+            if k >= 4 and (hero_door or ((kflags[gl] >> _K_WALK_SHIFT) & 3) == DOOR):
+                if wait < 0 and not (tf & T_DEADLY):
+                    wait = k  # no diagonal attack out of or into a doorway: kick it instead
+                continue
+            if tf & T_DEADLY:
+                continue
+            if tf & T_PASSIVE:
+                if passive < 0:
+                    passive = k
+                continue
+            fight = k
+            break
+        if fight >= 0:
+            out_action[b] = MOVE_ACTIONS[fight]
+            out_branch[b] = B_FIGHT
+            continue
+        if wait >= 0:
+            t_kick_dir[b] = wait + 8
+            out_action[b] = A_KICK
+            out_branch[b] = B_FIGHT
+            continue
+        # ---- 3. descend ----
+        known = f_stairs[b, 0] == depth
+        sy, sx = f_stairs[b, 1], f_stairs[b, 2]
+        if known and sy == y and sx == x:
+            out_action[b] = A_DOWN
+            out_branch[b] = B_DESCEND
+            continue
+        # ---- eat when hungry ----
+        if bl[_BL_HUNGER] >= _HUNGRY and t_eats[b] < EAT_LIMIT:
+            t_eats[b] += 1
+            out_action[b] = A_EAT
+            out_branch[b] = B_EAT
+            continue
+        # ---- 4.-6. walk somewhere ----
+        if known:
+            walk[sy, sx] = FREE  # the stairs may lie under a monster
+        n = _bfs_all(walk, y, x, dirs, dist, parent, qy, qx)
+        no_rush = t_stall[b] > 0
+        gy = -1
+        gx = -1
+        branch = -1
+        # 4. the stairs, a trap door or a hole
+        best = 1 << 30
+        if known and dist[sy, sx] > 0:
+            best = dist[sy, sx]
+            gy, gx = sy, sx
+        for i in range(1, n):
+            yy, xx = qy[i], qx[i]
+            if dist[yy, xx] >= best:
+                break
+            if tflags[g[yy, xx]] & T_TRAPDOOR:
+                gy, gx = yy, xx
+                break
+        if gy >= 0:
+            branch = B_TO_STAIRS
+        # 5. the nearest frontier
+        if branch < 0:
+            for i in range(1, n):
+                yy, xx = qy[i], qx[i]
+                if _near_unseen_stone(g, kflags, t_seen[b], yy, xx):
+                    gy, gx = yy, xx
+                    branch = B_EXPLORE
+                    break
+        # 6a. a locked door to kick
+        if branch < 0:
+            for i in range(0, n):
+                yy, xx = qy[i], qx[i]
+                for k in range(4):
+                    dy = yy + dirs[k, 0]
+                    dx = xx + dirs[k, 1]
+                    if dy < 0 or dy >= R or dx < 0 or dx >= C:
+                        continue
+                    if (kflags[g[dy, dx]] & _B_CLOSED) and f_locked[b, dy, dx]:
+                        if t_kicks[b, dy, dx] < KICK_LIMIT:
+                            gy, gx = yy, xx
+                            branch = B_KICK
+                            if i == 0:  # next to it: kick
+                                t_kick_dir[b] = k
+                            break
+                if branch >= 0:
+                    break
+            if branch == B_KICK and gy == y and gx == x:
+                out_action[b] = A_KICK
+                out_branch[b] = B_KICK
+                continue
+        # 6b. a spot where a hidden passage is likely
+        limit = SEARCH_LIMIT
+        while branch < 0 and limit <= SEARCH_LIMIT * SEARCH_ROUNDS:  # more rounds if in vain
+            best_score = -1.0e9
+            for i in range(0, n):
+                yy, xx = qy[i], qx[i]
+                s = _search_score(g, kflags, walk, t_searched[b], limit, yy, xx)
+                if s >= SEARCH_MIN:
+                    s -= SEARCH_DIST * dist[yy, xx]
+                    if s > best_score:
+                        best_score = s
+                        gy, gx = yy, xx
+                        branch = B_SEARCH
+            limit += SEARCH_LIMIT
+        if branch == B_SEARCH and gy == y and gx == x:
+            out_action[b] = A_SEARCH
+            out_branch[b] = B_SEARCH
+            continue
+        if branch >= 0:
+            out_action[b] = _path_action(
+                walk, g, kflags, tflags, gy, gx, dirs, dist, parent, path, no_rush
+            )
+            out_branch[b] = branch
+            continue
+        # cornered by a passive monster: hit it after all
+        if passive >= 0:
+            out_action[b] = MOVE_ACTIONS[passive]
+            out_branch[b] = B_FIGHT
+            continue
+        out_action[b] = A_SEARCH
+        out_branch[b] = B_STUCK
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _near_unseen_stone(g, kflags, seen, y, x):  # pragma: no cover - jitted
+    """Whether one of the 8 cells around (y, x) is blank map the hero has never been next to
+    (unexplored, not known rock): (y, x) is a frontier."""
+    R, C = g.shape
+    for k in range(8):
+        ny = y + DIRS[k, 0]
+        nx = x + DIRS[k, 1]
+        if 0 <= ny < R and 0 <= nx < C and (kflags[g[ny, nx]] & _B_STONE) and not seen[ny, nx]:
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _mark_seen(seen, y, x):  # pragma: no cover - jitted
+    """Mark (y, x) and the 8 cells around it seen."""
+    R, C = seen.shape
+    for yy in range(max(y - 1, 0), min(y + 2, R)):
+        for xx in range(max(x - 1, 0), min(x + 2, C)):
+            seen[yy, xx] = True
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _n_legal(walk, y, x):  # pragma: no cover - jitted
+    """Number of the 8 cells around (y, x) one legal move away."""
+    R, C = walk.shape
+    here_door = walk[y, x] == DOOR
+    n = 0
+    for k in range(8):
+        ny = y + DIRS[k, 0]
+        nx = x + DIRS[k, 1]
+        if 0 <= ny < R and 0 <= nx < C and walk[ny, nx] != BLOCKED:
+            if k < 4 or not (here_door or walk[ny, nx] == DOOR):
+                n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _search_score(g, kflags, walk, covered, limit, y, x):  # pragma: no cover - jitted
+    """How likely a search at (y, x) finds a hidden passage (0: not worth it). Each of the 8
+    cells around that was searched fewer than ``limit`` times adds: a wall, the share of
+    blank (unexplored) map in the 6 cells behind it (a hidden door); a blank cell next to a dead
+    end (one neighbour a legal move away at most) or a doorway, ``SEARCH_OPENING`` (a hidden
+    corridor). Such an opening adds ``SEARCH_OPENING`` more."""
+    R, C = walk.shape
+    here_door = walk[y, x] == DOOR
+    dead_end = _n_legal(walk, y, x) <= 1
+    # a doorway or a dead end with blank map around it: a hidden corridor may start there
+    opening = dead_end or (kflags[g[y, x]] & _B_DOOR) != 0 or here_door
+    score = 0.0
+    for k in range(8):
+        ny = y + DIRS[k, 0]
+        nx = x + DIRS[k, 1]
+        if ny < 0 or ny >= R or nx < 0 or nx >= C or covered[ny, nx] >= limit:
+            continue
+        f = kflags[g[ny, nx]]
+        if f & _K_WALL:
+            blank = 0
+            for s in range(1, 7):
+                ty = ny + DIRS[k, 0] * s
+                tx = nx + DIRS[k, 1] * s
+                if 0 <= ty < R and 0 <= tx < C and (kflags[g[ty, tx]] & _B_STONE):
+                    blank += 1
+            score += blank / 6.0
+        elif opening and (f & _B_STONE):
+            score += SEARCH_OPENING
+    if opening and score > 0.0:
+        score += SEARCH_OPENING
+    return score
+
+
+_SCRATCH: dict[str, np.ndarray] = {}
+
+
+def _scratch() -> tuple[np.ndarray, ...]:
+    """Scratch arrays of the kernel, allocated once per process."""
+    if not _SCRATCH:
+        R, C = F.ROWS, F.COLS
+        _SCRATCH["walk"] = np.zeros((R, C), np.uint8)
+        _SCRATCH["dist"] = np.zeros((R, C), np.int32)
+        _SCRATCH["parent"] = np.zeros((R, C), np.int32)
+        _SCRATCH["qy"] = np.zeros(R * C, np.int32)
+        _SCRATCH["qx"] = np.zeros(R * C, np.int32)
+        _SCRATCH["path"] = np.zeros(R * C, np.int64)
+    return tuple(_SCRATCH[k] for k in ("walk", "dist", "parent", "qy", "qx", "path"))
+
+
+def compute_teacher(
+    glyphs: np.ndarray,
+    blstats: np.ndarray,
+    message: np.ndarray,
+    atoms: np.ndarray,
+    level: F.Memory,
+    memory: TeacherMemory,
+    out_action: np.ndarray | None = None,
+    out_branch: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher's ``(action, branch)`` ``[B]`` int64 for a batch of observations.
+
+    Args:
+        glyphs, blstats, message: ``[B, 21, 79]``, ``[B, 27]``, ``[B, 256]`` as NLE gives them.
+        atoms: ``[B, N_ATOMS]`` bool, the features of the same observations.
+        level: the features' level memory of these rows, already updated with these
+            observations (:func:`nethack_moe.features.compute_features` ran first).
+        memory: the teacher's memory of these rows (updated in place); set ``memory.taken`` to
+            the action taken from the previous observation before the call.
+        out_action, out_branch: optional preallocated ``[B]`` int64 outputs.
+    """
+    B = glyphs.shape[0]
+    action = out_action if out_action is not None else np.empty(B, np.int64)
+    branch = out_branch if out_branch is not None else np.empty(B, np.int64)
+    if B == 0:
+        return action, branch
+    g = np.ascontiguousarray(glyphs, dtype=np.int16)
+    bl = np.ascontiguousarray(blstats, dtype=np.int64)
+    msg = np.ascontiguousarray(message).view(np.uint8).reshape(B, -1)
+    m = memory
+    kernel: Any = _teacher_rows
+    kernel(
+        g, bl, msg, atoms, F.KERNEL_FLAGS, TEACHER_FLAGS, MON_OF, KEY_ACTION,
+        level.stairs, level.visited, level.locked,
+        m.level, m.searched, m.failed, m.kicks, m.seen, m.peaceful, m.pos, m.taken, m.kick_dir, m.stall,
+        m.eats, action, branch, *_scratch(),
+    )  # fmt: skip
+    return action, branch
+
+
+def branch_names(branch: np.ndarray) -> list[str]:
+    """Names of branch indices (``none`` for -1)."""
+    return [BRANCHES[int(i)] if i >= 0 else "none" for i in branch]

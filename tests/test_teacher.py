@@ -1,0 +1,260 @@
+"""The scripted teacher (issue 18): its branches on real seeded games, reproducibility, the env
+option that turns it on (and changes nothing when off), resume, and ``evaluate --baseline diver``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+from nle import nethack as nh
+from nle.env.tasks import TASK_ACTIONS
+
+from nethack_moe import features as F
+from nethack_moe import teacher as T
+from nethack_moe.envs.factory import EnvConfig
+from nethack_moe.envs.vector import SeedPlan, VectorEnv
+from nethack_moe.evaluation import evaluate
+from nethack_moe.players import BASELINES, DiverPlayer, make_baseline
+from nethack_moe.ppo.acting import Obs, Teacher
+
+STEPS = 300
+#: Seeds whose first 300 steps show every common branch between them (checked below).
+SEEDS = (100004, 100001)
+
+
+@dataclass
+class Trace:
+    """What the teacher saw and advised at every step of one seeded episode."""
+
+    action: list[int] = field(default_factory=list)
+    branch: list[int] = field(default_factory=list)
+    glyphs: list[np.ndarray] = field(default_factory=list)
+    blstats: list[np.ndarray] = field(default_factory=list)
+    atoms: list[np.ndarray] = field(default_factory=list)
+    stairs: list[np.ndarray] = field(default_factory=list)
+
+
+def _play(seed: int, steps: int = STEPS) -> Trace:
+    """The diver plays ``seed`` for ``steps`` steps through a real in-process vector env."""
+    cfg = EnvConfig(teacher=True, max_episode_steps=steps + 10)
+    tr = Trace()
+    with VectorEnv(cfg, 1, 0, SeedPlan("eval", base=seed)) as venv:
+        b, group = venv.buf, venv._local
+        assert group is not None
+        for _ in range(steps):
+            tr.action.append(int(b.teacher_action[0]))
+            tr.branch.append(int(b.teacher_branch[0]))
+            tr.glyphs.append(group.glyphs[0].copy())
+            tr.blstats.append(b.blstats[0].copy())
+            tr.atoms.append(b.atoms[0].copy())
+            tr.stairs.append(b.mem_stairs[0].copy())
+            venv.step(b.teacher_action.copy())
+            if b.episode[0, 0] > 0 or b.terminated[0] or b.truncated[0]:
+                break
+    return tr
+
+
+@pytest.fixture(scope="module")
+def traces() -> dict[int, Trace]:
+    return {s: _play(s) for s in SEEDS}
+
+
+MOVES = set(T.MOVE_ACTIONS.tolist())
+RUSHES = set(T.RUSH_ACTIONS.tolist())
+
+
+def _steps(traces: dict[int, Trace], name: str) -> list[tuple[Trace, int]]:
+    k = T.BRANCH_INDEX[name]
+    return [(tr, t) for tr in traces.values() for t, b in enumerate(tr.branch) if b == k]
+
+
+def _hero(tr: Trace, t: int) -> tuple[int, int]:
+    return int(tr.blstats[t][nh.NLE_BL_Y]), int(tr.blstats[t][nh.NLE_BL_X])
+
+
+# ------------------------------------------------------------------------ branch names, actions
+def test_branch_names_and_actions_are_valid(traces):
+    assert T.BRANCHES[:7] == (
+        "prompt", "fight", "descend", "to_stairs", "explore", "search", "kick"
+    )  # fmt: skip
+    assert len(set(T.BRANCHES)) == len(T.BRANCHES)
+    for tr in traces.values():
+        assert all(0 <= a < len(TASK_ACTIONS) for a in tr.action)
+        assert all(0 <= b < len(T.BRANCHES) for b in tr.branch)
+    assert T.branch_names(np.array([-1, 0, 2])) == ["none", "prompt", "descend"]
+
+
+def test_rush_and_step_actions_follow_nle_enums():
+    from nle.nethack.actions import CompassDirection, CompassDirectionLonger
+
+    for k in range(8):
+        assert TASK_ACTIONS[T.MOVE_ACTIONS[k]] == list(CompassDirection)[k]
+        assert TASK_ACTIONS[T.RUSH_ACTIONS[k]] == list(CompassDirectionLonger)[k]
+        assert T.MOVE_DIR[T.MOVE_ACTIONS[k]] == k and T.MOVE_DIR[T.RUSH_ACTIONS[k]] == k
+
+
+# ------------------------------------------------------------------------ each branch, for real
+def test_every_common_branch_occurs_on_real_games(traces):
+    seen = {T.BRANCHES[b] for tr in traces.values() for b in tr.branch}
+    assert {"prompt", "fight", "descend", "to_stairs", "explore", "search", "kick"} <= seen
+
+
+def test_prompt_branch_answers_more_and_questions(traces):
+    steps = _steps(traces, "prompt")
+    assert steps
+    for tr, t in steps:
+        at = tr.atoms[t]
+        assert at[F.ATOM_INDEX["more_prompt"]] or at[F.ATOM_INDEX["question_prompt"]]
+        assert tr.action[t] == T.A_MORE
+    # and every --More-- on screen is answered by this branch
+    for tr in traces.values():
+        for t, at in enumerate(tr.atoms):
+            if at[F.ATOM_INDEX["more_prompt"]]:
+                assert T.BRANCHES[tr.branch[t]] == "prompt"
+
+
+def test_fight_branch_hits_an_adjacent_hostile(traces):
+    steps = _steps(traces, "fight")
+    assert steps
+    hit = 0
+    for tr, t in steps:
+        a = tr.action[t]
+        if a in MOVES:  # a blow: the cell it goes to holds something to hit
+            y, x = _hero(tr, t)
+            k = int(T.MOVE_DIR[a])
+            g = int(tr.glyphs[t][y + T.DIRS[k, 0], x + T.DIRS[k, 1]])
+            assert T.TEACHER_FLAGS[g] & T.T_TARGET
+            assert not T.TEACHER_FLAGS[g] & T.T_DEADLY
+            hit += 1
+        else:  # a kick at a monster it cannot reach diagonally
+            assert a == T.A_KICK
+    assert hit > 0
+
+
+def test_descend_branch_presses_down_on_the_known_stairs(traces):
+    steps = _steps(traces, "descend")
+    assert steps
+    for tr, t in steps:
+        y, x = _hero(tr, t)
+        depth = int(tr.blstats[t][nh.NLE_BL_DEPTH])
+        assert tuple(tr.stairs[t]) == (depth, y, x)
+        assert tr.atoms[t][F.ATOM_INDEX["on_downstairs"]]
+        assert tr.action[t] == T.A_DOWN
+        assert int(tr.blstats[t + 1][nh.NLE_BL_DEPTH]) == depth + 1  # and it worked
+
+
+def test_to_stairs_and_explore_branches_walk(traces):
+    for name in ("to_stairs", "explore"):
+        steps = _steps(traces, name)
+        assert steps, name
+        assert all(tr.action[t] in MOVES | RUSHES for tr, t in steps)
+    for tr, t in _steps(traces, "to_stairs"):
+        depth = int(tr.blstats[t][nh.NLE_BL_DEPTH])
+        on_map = (T.TEACHER_FLAGS[tr.glyphs[t]] & T.T_TRAPDOOR).any()
+        assert tr.stairs[t][0] == depth or on_map  # the stairs (or a trap door) are known
+    for tr, t in _steps(traces, "explore"):  # known stairs are only passed by when unreachable
+        assert not tr.atoms[t][F.ATOM_INDEX["on_downstairs"]]
+    rushes = sum(tr.action[t] in RUSHES for tr, t in _steps(traces, "explore"))
+    assert rushes > 0  # straight stretches are rushed
+
+
+def test_search_and_kick_branches(traces):
+    search = _steps(traces, "search")
+    assert search and any(tr.action[t] == T.A_SEARCH for tr, t in search)
+    assert all(tr.action[t] in MOVES | RUSHES | {T.A_SEARCH} for tr, t in search)
+    kick = _steps(traces, "kick")
+    assert kick
+    assert any(tr.action[t] == T.A_KICK for tr, t in kick)
+    for tr, t in kick:
+        if tr.action[t] == T.A_KICK:  # next to a closed door, which it answers the prompt with
+            assert tr.atoms[t][F.ATOM_INDEX["closed_door_adjacent"]]
+            assert T.BRANCHES[tr.branch[t + 1]] == "kick" and tr.action[t + 1] in MOVES
+
+
+def test_a_seeded_episode_is_reproducible(traces):
+    again = _play(SEEDS[0])
+    tr = traces[SEEDS[0]]
+    assert again.action == tr.action and again.branch == tr.branch
+
+
+# ------------------------------------------------------------------------ monster data
+def test_passive_monsters_come_from_nethacks_monster_table():
+    idx = {nh.permonst(i).mname: i for i in range(nh.NUMMONS)}
+    for name in ("floating eye", "cockatrice", "green slime"):
+        assert T.DEADLY_MON[idx[name]] and T.PASSIVE_MON[idx[name]], name
+    for name in ("acid blob", "gas spore", "brown mold", "blue jelly"):
+        assert T.PASSIVE_MON[idx[name]] and not T.DEADLY_MON[idx[name]], name
+    for name in ("giant ant", "newt", "jackal", "lichen", "gnome lord"):
+        assert not T.PASSIVE_MON[idx[name]], name
+    att = T.monster_attacks()
+    assert tuple(att[idx["floating eye"], 0]) == (T.AT_NONE, T.AD_PLYS, 0, 70)
+
+
+# ------------------------------------------------------------------------ the env option
+def test_teacher_off_changes_nothing():
+    acts = np.random.default_rng(0).integers(0, len(TASK_ACTIONS), 120)
+    out = {}
+    for on in (False, True):
+        with VectorEnv(EnvConfig(teacher=on), 2, 0, SeedPlan("eval", base=100000)) as venv:
+            b = venv.buf
+            rows = []
+            for t in range(120):
+                rows.append((b.state.copy(), b.crop.copy(), b.atoms.copy(), b.reward.copy(),
+                             b.teacher_action.copy(), b.teacher_branch.copy()))  # fmt: skip
+                venv.step(np.array([acts[t], acts[-t - 1]]))
+            out[on] = rows
+    for off, on in zip(out[False], out[True], strict=True):
+        for x, y in zip(off[:4], on[:4], strict=True):
+            assert np.array_equal(x, y)  # features (hint included) and rewards are the same
+        assert (off[4] == -1).all() and (off[5] == -1).all()
+        assert (on[4] >= 0).all() and (on[5] >= 0).all()
+
+
+def test_teacher_needs_the_23_actions():
+    with pytest.raises(ValueError, match="env.teacher needs"):
+        EnvConfig(task="NetHackChallenge-v0", teacher=True).validate()
+
+
+def test_resume_rebuilds_the_teachers_memory():
+    cfg = EnvConfig(teacher=True)
+    with VectorEnv(cfg, 1, 0, SeedPlan("eval", base=100004)) as venv:
+        for _ in range(150):
+            venv.step(venv.buf.teacher_action.copy())
+        state = venv.get_state()
+        want = [(int(venv.buf.teacher_action[0]), int(venv.buf.teacher_branch[0]))]
+        for _ in range(60):
+            venv.step(venv.buf.teacher_action.copy())
+            want.append((int(venv.buf.teacher_action[0]), int(venv.buf.teacher_branch[0])))
+    with VectorEnv(cfg, 1, 0, SeedPlan("eval", base=100004)) as venv:
+        venv.set_state(state)
+        got = [(int(venv.buf.teacher_action[0]), int(venv.buf.teacher_branch[0]))]
+        for _ in range(60):
+            venv.step(venv.buf.teacher_action.copy())
+            got.append((int(venv.buf.teacher_action[0]), int(venv.buf.teacher_branch[0])))
+    assert got == want
+
+
+# ------------------------------------------------------------------------ the player
+def test_diver_player_plays_the_teachers_action():
+    assert "diver" in BASELINES
+    p = make_baseline("diver", len(TASK_ACTIONS))
+    assert isinstance(p, DiverPlayer) and p.needs_teacher
+    obs = Obs(torch.zeros(2, F.STATE_DIM), torch.zeros(2, 9, 9), torch.zeros(2, F.N_ATOMS))
+    teacher = Teacher(torch.tensor([5, 22]), torch.tensor([4, 5]))
+    assert p.choose(obs, teacher).action.tolist() == [5, 22]
+    with pytest.raises(ValueError, match="env.teacher"):
+        p.choose(obs)
+
+
+def test_evaluate_baseline_diver(tmp_path):
+    out = tmp_path / "d.json"
+    evaluate([], episodes=2, num_envs=2, workers=0, out=out, max_steps=120,
+             baselines=["diver", "hint-follower"])  # fmt: skip
+    data = json.loads(out.read_text())
+    d = data["checkpoints"]["diver"]
+    assert d["player"] == "diver"
+    assert [e["seed"] for e in d["episodes"]] == [100000, 100001]
+    assert d["summary"]["mean"] > 0
