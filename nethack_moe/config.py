@@ -140,6 +140,10 @@ class TrainConfig:
             raise
         except ValueError as e:
             raise ConfigError(str(e)) from e
+        if self.curriculum.uses_teacher and not self.env.teacher:
+            raise ConfigError(
+                "curriculum: a phase has a teacher term (teacher > 0); it needs env.teacher=true"
+            )
         if self.model.uses_graph:  # a bad graph file fails here, before any env or file
             from nethack_moe.knowledge.graph import GraphError, load_graph
 

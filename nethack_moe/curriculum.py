@@ -25,6 +25,9 @@ class Phase:
     """Learning rate in force during the phase (nothing else overrides it)."""
     coefficients: dict[str, float] = field(default_factory=dict)
     """Loss coefficients: entropy, alpha_entropy, load_balance, diversity, routing_prior."""
+    teacher: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    """Kickstarting coefficient λ of the teacher term [start, end], linear in completed episodes
+    over the phase (``ppo/loss.py``; needs ``env.teacher``). [0, 0]: no teacher term."""
 
     def coef(self, name: str) -> float:
         return float(self.coefficients.get(name, 0.0))
@@ -69,6 +72,8 @@ class CurriculumConfig:
                 )
             if not p.lr > 0:
                 raise ValueError(f"{where}: lr={p.lr} must be > 0")
+            if len(p.teacher) != 2 or min(p.teacher) < 0:
+                raise ValueError(f"{where}: teacher={p.teacher} must be [start, end], both >= 0")
             for c, v in p.coefficients.items():
                 if c not in COEFFICIENT_NAMES:
                     raise ValueError(
@@ -96,14 +101,27 @@ class CurriculumConfig:
     def phase_end(self, k: int) -> int:
         return self.phases[k + 1].start_episode if k + 1 < len(self.phases) else self.total_episodes
 
-    def temperature_at(self, episode: int) -> float:
-        """Router temperature: linear from start to end over the phase's episodes."""
+    def _linear(self, episode: int, which: str) -> float:
+        """A phase's ``[start, end]`` schedule at ``episode``: linear over the phase's episodes."""
         k = self.phase_index(episode)
         p = self.phases[k]
-        t0, t1 = p.temperature
+        v0, v1 = getattr(p, which)
         span = max(self.phase_end(k) - p.start_episode, 1)
         frac = min(max((episode - p.start_episode) / span, 0.0), 1.0)
-        return float(t0 + (t1 - t0) * frac)
+        return float(v0 + (v1 - v0) * frac)
+
+    def temperature_at(self, episode: int) -> float:
+        """Router temperature: linear from start to end over the phase's episodes."""
+        return self._linear(episode, "temperature")
+
+    def teacher_at(self, episode: int) -> float:
+        """Kickstarting coefficient λ: linear from start to end over the phase's episodes."""
+        return self._linear(episode, "teacher")
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether any phase has a teacher term."""
+        return any(max(p.teacher) > 0 for p in self.phases)
 
     def lr_at(self, episode: int) -> float:
         return float(self.phase_at(episode).lr)

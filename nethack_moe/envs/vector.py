@@ -247,12 +247,14 @@ class EnvGroup:
             self._teach(j0, j1)
         b.feat_seconds[self.lo] += time.perf_counter() - t0
 
-    def _teach(self, j0: int, j1: int) -> None:
-        """The teacher's action and branch for local envs ``j0..j1-1`` (features computed)."""
+    def _teach(self, j0: int, j1: int, atoms: np.ndarray | None = None) -> None:
+        """The teacher's action and branch for local envs ``j0..j1-1`` (features computed;
+        ``atoms``: theirs when they are not in the shared buffer, as during a replay)."""
         assert self.teacher is not None
         b, sl = self.buf, slice(self.lo + j0, self.lo + j1)
         T.compute_teacher(
-            self.glyphs[j0:j1], self.blstats[j0:j1], self.message[j0:j1], b.atoms[sl],
+            self.glyphs[j0:j1], self.blstats[j0:j1], self.message[j0:j1],
+            b.atoms[sl] if atoms is None else atoms,
             b.memory.rows(sl), self.teacher.rows(slice(j0, j1)),
             out_action=b.teacher_action[sl], out_branch=b.teacher_branch[sl],
         )  # fmt: skip
@@ -340,12 +342,12 @@ class EnvGroup:
     def _replay_features(self, j: int, fresh: bool) -> float:
         """Features of env j's current observation (memory updated) and its shaping reward."""
         i = self.lo + j
-        st, _, _ = F.compute_features(
+        st, _, at = F.compute_features(
             self.glyphs[j : j + 1], self.blstats[j : j + 1], self.message[j : j + 1],
             self.tty[j : j + 1], self.spec, memory=self.buf.memory.rows(slice(i, i + 1)),
         )  # fmt: skip
         if self.teacher is not None:  # rebuild the teacher's memory too (exact resume)
-            self._teach(j, j + 1)
+            self._teach(j, j + 1, atoms=at)  # this observation's atoms, not the buffer's
         if not self.shaping:
             return 0.0
         return float(self._shape(np.array([j]), st, np.array([fresh]))[0])

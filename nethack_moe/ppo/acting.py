@@ -65,9 +65,7 @@ class ActResult(NamedTuple):
     """The full forward pass (value, α, expert logits, ...)."""
 
 
-def gumbel_noise(
-    shape: Sequence[int], gen: torch.Generator, out: Tensor | None = None
-) -> Tensor:
+def gumbel_noise(shape: Sequence[int], gen: torch.Generator, out: Tensor | None = None) -> Tensor:
     """``[*shape]`` standard Gumbel noise from ``gen`` (on the CPU), written into ``out`` when
     given (a preallocated buffer: no allocation per acting step)."""
     u = torch.rand(tuple(shape), generator=gen, out=out)

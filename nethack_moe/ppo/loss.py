@@ -16,6 +16,10 @@ Terms (all minimized; ``c_x`` is the phase coefficient of term ``x``):
 * ``routing_prior``: ``KL(p_graph || α)`` toward the expert mass of the knowledge graph's operators
   (``softmax`` of the operator scores, summed per expert); enters as ``+c_routing_prior * KL``.
   The prior is not detached: the gradient reaches the router *and* the graph's operator scores.
+* ``teacher``: kickstarting (Schmitt et al. 2018): the cross-entropy ``-log π(a_T | s)`` of the
+  scripted teacher's action ``a_T`` under the mixed policy, mean over the rows that have advice
+  (``a_T >= 0``; 0 when none has); enters as ``+c_teacher * CE`` (a positive coefficient pulls the
+  policy toward the teacher). The actions PPO learns from stay the student's own.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class LossBatch:
     returns: torch.Tensor
     prior: torch.Tensor | None = None
     """``[M, E]`` routing prior (rows summing to 1), ``None`` = no prior term."""
+    teacher_actions: torch.Tensor | None = None
+    """``[M]`` the teacher's action per row (-1: no advice), ``None`` = no teacher term."""
 
 
 def entropy_of(p: torch.Tensor) -> torch.Tensor:
@@ -59,6 +65,19 @@ def expert_diversity(expert_logits: torch.Tensor) -> torch.Tensor:
     logm = torch.log(m.clamp_min(EPS))
     js = 0.5 * (pi * (logp[:, i] - logm)).sum(-1) + 0.5 * (pj * (logp[:, j] - logm)).sum(-1)
     return js.mean()
+
+
+def teacher_term(logp_all: torch.Tensor, teacher_actions: torch.Tensor | None) -> torch.Tensor:
+    """Mean ``-log π(a_T | s)`` over the rows with advice (``a_T >= 0``); 0 without any.
+    ``logp_all [M, A]`` log-probabilities of the mixed policy, ``teacher_actions [M]``."""
+    if teacher_actions is None:
+        return logp_all.new_zeros(())
+    valid = teacher_actions >= 0
+    n = valid.sum()
+    if not bool(n > 0):
+        return logp_all.new_zeros(())
+    picked = logp_all.gather(1, teacher_actions.clamp_min(0)[:, None]).squeeze(1)  # [M]
+    return -(picked * valid).sum() / n
 
 
 def ppo_loss(
@@ -104,6 +123,7 @@ def ppo_loss(
         )
     else:
         routing_prior = alpha.new_zeros(())
+    teacher = teacher_term(logp_all, batch.teacher_actions)
 
     total = (
         policy
@@ -113,6 +133,7 @@ def ppo_loss(
         + coefs.get("load_balance", 0.0) * load_balance
         - coefs.get("diversity", 0.0) * diversity
         + coefs.get("routing_prior", 0.0) * routing_prior
+        + coefs.get("teacher", 0.0) * teacher
     )
     with torch.no_grad():
         approx_kl = ((ratio - 1) - logratio).mean()
@@ -126,6 +147,7 @@ def ppo_loss(
         "load_balance": load_balance,
         "diversity": diversity,
         "routing_prior": routing_prior,
+        "teacher": teacher,
         "approx_kl": approx_kl,
         "clip_frac": clip_frac,
     }

@@ -29,6 +29,8 @@ class Minibatch:
     old_values: Tensor
     advantages: Tensor
     returns: Tensor
+    teacher_actions: Tensor
+    """The teacher's action per row (-1: no advice); never a policy input."""
 
 
 class RolloutStorage:
@@ -54,6 +56,8 @@ class RolloutStorage:
         self.dones = zeros(T, N)
         self.advantages = zeros(T, N)
         self.returns = zeros(T, N)
+        self.teacher_actions = torch.full((T, N), -1, dtype=torch.long, device=device)
+        self.teacher_branches = torch.full((T, N), -1, dtype=torch.long, device=device)
 
     def store_act(self, t: int, lo: int, hi: int, obs: Obs, res: ActResult) -> None:
         """Row ``t`` of envs ``lo..hi-1``: what was observed and what the policy did."""
@@ -64,6 +68,11 @@ class RolloutStorage:
         self.logp[t, lo:hi] = res.log_prob
         self.values[t, lo:hi] = res.out.value
         self.alpha[t, lo:hi] = res.out.alpha
+
+    def store_teacher(self, t: int, lo: int, hi: int, action: Tensor, branch: Tensor) -> None:
+        """Row ``t``: the teacher's advice on the same observation (``env.teacher``)."""
+        self.teacher_actions[t, lo:hi] = action
+        self.teacher_branches[t, lo:hi] = branch
 
     def store_step(self, t: int, lo: int, hi: int, reward: Tensor, done: Tensor) -> None:
         """Row ``t``: the reward (truncation bootstrap included) and whether the episode ended."""
@@ -78,7 +87,9 @@ class RolloutStorage:
 
     #: The arrays saved in a checkpoint (a rollout collected but not yet learned).
     FIELDS = ("state", "crop", "atoms", "actions", "logp", "values", "alpha", "rewards", "dones",
-              "advantages", "returns")  # fmt: skip
+              "advantages", "returns", "teacher_actions", "teacher_branches")  # fmt: skip
+    #: Fields a checkpoint written before they existed may lack (filled with their empty value).
+    OPTIONAL_FIELDS = ("teacher_actions", "teacher_branches")
 
     def arrays(self) -> dict[str, Tensor]:
         """The arrays, on the CPU (for a checkpoint)."""
@@ -87,6 +98,9 @@ class RolloutStorage:
     def load_arrays(self, arrays: dict[str, Tensor]) -> None:
         """Fill the arrays from :meth:`arrays`."""
         for k in self.FIELDS:
+            if k in self.OPTIONAL_FIELDS and k not in arrays:
+                getattr(self, k).fill_(-1)
+                continue
             getattr(self, k).copy_(arrays[k])
 
     def flat(self) -> Minibatch:
@@ -104,6 +118,7 @@ class RolloutStorage:
             self.values.view(TN),
             self.advantages.view(TN),
             self.returns.view(TN),
+            self.teacher_actions.view(TN),
         )
 
     def minibatches(self, n: int, gen: torch.Generator) -> Iterator[Minibatch]:
@@ -121,7 +136,26 @@ class RolloutStorage:
                 full.old_values[idx],
                 full.advantages[idx],
                 full.returns[idx],
+                full.teacher_actions[idx],
             )
+
+    def teacher_agreement(self) -> dict[str, float]:
+        """Share of rows whose action is the teacher's, overall and per branch (rows with advice)."""
+        from nethack_moe.teacher import BRANCHES
+
+        ta, tb = self.teacher_actions.flatten(), self.teacher_branches.flatten()
+        valid = ta >= 0
+        if not bool(valid.any()):
+            return {}
+        same = (self.actions.flatten() == ta) & valid
+        out = {"teacher/agree": float(same.sum()) / float(valid.sum())}
+        for i, name in enumerate(BRANCHES):
+            rows = valid & (tb == i)
+            n = int(rows.sum())
+            if n:
+                out[f"teacher/agree/{name}"] = float((same & rows).sum()) / n
+                out[f"teacher/share/{name}"] = n / float(valid.sum())
+        return out
 
     def explained_variance(self) -> float | None:
         """``1 - Var(R - V) / Var(R)`` of the rollout (``None`` when the returns are constant)."""

@@ -38,7 +38,7 @@ from nethack_moe.curriculum import Phase
 from nethack_moe.envs.accounting import EpisodeRecord
 from nethack_moe.envs.vector import SeedPlan, VectorEnv, WorkerError
 from nethack_moe.models.policy import ActorCritic, build_model
-from nethack_moe.ppo.acting import Obs, act, gumbel_noise
+from nethack_moe.ppo.acting import Obs, Teacher, act, gumbel_noise
 from nethack_moe.ppo.distributed import (
     DistContext,
     DistRunLog,
@@ -54,7 +54,6 @@ from nethack_moe.ppo.storage import RolloutStorage
 from nethack_moe.ppo.update import LOSS_TERMS, PPOSettings, UpdateStats, ppo_update
 
 log = logging.getLogger(__name__)
-
 
 
 class TrainingInterrupted(RuntimeError):
@@ -193,11 +192,14 @@ class RolloutContext:
     slot: int
     """Which of the (one or two) rollout storages this rollout is in."""
     finished: list[EpisodeRecord]
+    teacher: float = 0.0
+    """The kickstarting coefficient λ at the rollout's start (``curriculum.teacher_at``)."""
 
     def to_dict(self, phase_index: int) -> dict[str, Any]:
         """For a checkpoint taken while this rollout waits to be learned (overlap mode)."""
         return {"phase": phase_index, "routing": self.routing, "temperature": self.temperature,
-                "lr": self.lr, "slot": self.slot, "finished": len(self.finished)}  # fmt: skip
+                "lr": self.lr, "slot": self.slot, "finished": len(self.finished),
+                "teacher": self.teacher}  # fmt: skip
 
 
 class Trainer:
@@ -400,6 +402,11 @@ class Trainer:
         ]
         buf = self.venv.buf  # zero-copy views of the shared arrays
         self.obs_now = Obs(*(torch.from_numpy(a) for a in (buf.state, buf.crop, buf.atoms)))
+        self.teacher_now = (  # env.teacher: the advice on obs_now (zero-copy views)
+            Teacher(torch.from_numpy(buf.teacher_action), torch.from_numpy(buf.teacher_branch))
+            if cfg.env.teacher
+            else None
+        )
         gsz = p.num_envs // p.env_groups
         self.groups = [(g * gsz, (g + 1) * gsz) for g in range(p.env_groups)]
         self.noise = {lo: torch.empty(hi - lo, self.venv.n_actions) for lo, hi in self.groups}
@@ -438,10 +445,12 @@ class Trainer:
     def _load_pending(self, pend: dict) -> None:
         """The rollout collected but not yet learned when the checkpoint was taken."""
         if self.learner is None:
-            raise CheckpointError("checkpoint holds an unlearned rollout of an overlap run; resume with ppo.overlap=true")
+            raise CheckpointError(
+                "checkpoint holds an unlearned rollout of an overlap run; resume with ppo.overlap=true"
+            )
         c = pend["context"]
         ctx = RolloutContext(self.cfg.curriculum.phases[c["phase"]], c["routing"], c["temperature"],
-                             c["lr"], c["slot"], [])  # fmt: skip
+                             c["lr"], c["slot"], [], float(c.get("teacher", 0.0)))  # fmt: skip
         self.storages[ctx.slot].load_arrays(pend["storage"])
         self.pending = ctx
         self.routing_now = (ctx.routing, ctx.temperature)
@@ -451,7 +460,8 @@ class Trainer:
         """The curriculum in force now: phase, routing, temperature, learning rate."""
         cur, episodes = self.cfg.curriculum, self.C.episodes
         phase = cur.phases[cur.phase_index(episodes)]
-        ctx = RolloutContext(phase, phase.routing, cur.temperature_at(episodes), phase.lr, slot, [])
+        ctx = RolloutContext(phase, phase.routing, cur.temperature_at(episodes), phase.lr, slot, [],
+                             cur.teacher_at(episodes))  # fmt: skip
         self.routing_now = (ctx.routing, ctx.temperature)
         return ctx
 
@@ -483,7 +493,10 @@ class Trainer:
         obs = self.obs_now.rows(slice(lo, hi)).to(self.device, non_blocking=True)
         noise = gumbel_noise((hi - lo, self.venv.n_actions), self.gen, out=self.noise[lo])
         res = act(self.acting_model, obs, ctx.routing, ctx.temperature, noise=noise)
-        self.storages[ctx.slot].store_act(t, lo, hi, obs, res)
+        st = self.storages[ctx.slot]
+        st.store_act(t, lo, hi, obs, res)
+        if self.teacher_now is not None:  # the advice on the same observations, never an input
+            st.store_teacher(t, lo, hi, *self.teacher_now.rows(slice(lo, hi)).to(self.device))
         return res.action.cpu().numpy()
 
     def _record_step(self, t: int, lo: int, hi: int, ctx: RolloutContext) -> None:
@@ -496,7 +509,12 @@ class Trainer:
         r_t = torch.as_tensor(r, dtype=torch.float32)
         trunc = np.flatnonzero(buf.truncated[lo:hi]) + lo
         if trunc.size:
-            final = Obs(*(torch.from_numpy(a[trunc]) for a in (buf.final_state, buf.final_crop, buf.final_atoms)))
+            final = Obs(
+                *(
+                    torch.from_numpy(a[trunc])
+                    for a in (buf.final_state, buf.final_crop, buf.final_atoms)
+                )
+            )
             with torch.no_grad():
                 v = self.acting_model(*final.to(self.device), ctx.routing, ctx.temperature).value
             r_t[trunc - lo] += p.gamma * v.float().cpu()
@@ -535,7 +553,7 @@ class Trainer:
             epochs=p.update_epochs if self.learn else 0, minibatches=p.num_minibatches,
             clip_coef=p.clip_coef, vf_coef=p.vf_coef, clip_vloss=p.clip_vloss, norm_adv=p.norm_adv,
             max_grad_norm=p.max_grad_norm, target_kl=p.target_kl,
-            coefficients=dict(ctx.phase.coefficients),
+            coefficients={**ctx.phase.coefficients, "teacher": ctx.teacher},
         )  # fmt: skip
         if self.device.type == "cpu":  # per OS thread: the learner thread sets its own
             torch.set_num_threads(self.learn_threads)
@@ -565,6 +583,11 @@ class Trainer:
         }  # fmt: skip
         for k in LOSS_TERMS:
             rec[f"loss/{k}"] = stats.mean(k)
+        if self.teacher_now is not None:
+            rec["teacher/coef"] = ctx.teacher
+            rec.update(st.teacher_agreement())
+        else:
+            rec["loss/teacher"] = None  # no teacher: the term is not measured
         rec.update(approx_kl=stats.mean("approx_kl"), clip_frac=stats.mean("clip_frac"),
                    explained_var=st.explained_variance(), grad_norm=stats.grad_norm,
                    skipped=stats.skipped, nonfinite_term=stats.nonfinite_term)  # fmt: skip
@@ -602,7 +625,9 @@ class Trainer:
         if self.stop_after_updates is not None and C.updates >= self.stop_after_updates:
             self.signals.signum = self.signals.signum or signal.SIGINT
         # torchrun: a signal on any rank stops every rank; the parameters must agree
-        self.signals.signum = self.dist.agree_after_update(self.signals.signum, self.model, C.updates)
+        self.signals.signum = self.dist.agree_after_update(
+            self.signals.signum, self.model, C.updates
+        )
         if self.signals.signum is not None:
             self._stop_on_signal(self.signals.signum)
 

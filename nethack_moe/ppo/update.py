@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 #: Loss terms logged per update (``loss/<name>``), in this order.
 LOSS_TERMS = (
     "total", "policy", "value", "entropy", "alpha_entropy", "load_balance", "diversity",
-    "routing_prior",
+    "routing_prior", "teacher",
 )  # fmt: skip
 
 
@@ -80,7 +80,8 @@ def _step(
     prior = None
     if s.coefficients.get("routing_prior", 0.0) > 0 and out.operator_scores is not None:
         prior = model.expert_prior(out.operator_scores)
-    batch = LossBatch(mb.actions, mb.old_logp, mb.old_values, mb.advantages, mb.returns, prior)
+    batch = LossBatch(mb.actions, mb.old_logp, mb.old_values, mb.advantages, mb.returns, prior,
+                      mb.teacher_actions)  # fmt: skip
     loss, terms = ppo_loss(
         out, batch, s.coefficients, s.clip_coef, s.vf_coef, s.clip_vloss, s.norm_adv
     )
