@@ -185,3 +185,51 @@ def test_coefficients_scale_their_own_term_only():
     for k, s in sign.items():
         _, t = ppo_loss(out, batch, {k: 2.0}, CLIP, VF, True, False)
         assert float(t["total"]) == pytest.approx(float(base["total"]) + s * 2.0 * float(base[k]))
+
+
+def _one_action_batch(v, v_old, ret, adv, prior=None):
+    """Rows with one action of probability 1 (ratio 1, no entropy) and one expert."""
+    m = len(v)
+    t = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
+    out = SimpleNamespace(
+        logits=torch.zeros(m, 1, dtype=torch.float64),
+        value=t(v),
+        alpha=torch.ones(m, 1, dtype=torch.float64),
+        expert_logits=torch.zeros(m, 1, 1, dtype=torch.float64),
+    )
+    batch = LossBatch(torch.zeros(m, dtype=torch.long), torch.zeros(m, dtype=torch.float64),
+                      t(v_old), t(adv), t(ret), prior)  # fmt: skip
+    return out, batch
+
+
+def test_value_term_clips_below_and_squares():
+    # row 0: V - V_old = -1 -> clamped to -0.2: V_clip = 0.8, (V_clip - R)^2 = 0.64 > (V - R)^2 = 0
+    # row 1: V - V_old = +0.5 -> +0.2: V_clip = 2.7, (V_clip - R)^2 = 2.89 < (V - R)^2 = 4
+    out, batch = _one_action_batch(v=[0.0, 3.0], v_old=[1.0, 2.5], ret=[0.0, 1.0], adv=[0.0, 0.0])
+    _, clipped = ppo_loss(out, batch, {}, CLIP, VF, True, False)
+    assert float(clipped["value"]) == pytest.approx(0.5 * (0.64 + 4.0) / 2)
+    _, plain = ppo_loss(out, batch, {}, CLIP, VF, False, False)
+    assert float(plain["value"]) == pytest.approx(0.5 * (0.0 + 4.0) / 2)
+
+
+def test_advantages_are_normalised_from_two_rows_on():
+    # ratio 1 everywhere, so policy = -mean(A): one row is left as it is (its std is undefined);
+    # two rows [1, 3] normalise to [-1/sqrt 2, 1/sqrt 2] (unbiased std sqrt 2): mean 0
+    out, batch = _one_action_batch(v=[0.0], v_old=[0.0], ret=[0.0], adv=[2.0])
+    assert float(ppo_loss(out, batch, {}, CLIP, VF, True, True)[1]["policy"]) == pytest.approx(-2.0)
+    out, batch = _one_action_batch(v=[0.0, 0.0], v_old=[0.0, 0.0], ret=[0.0, 0.0], adv=[1.0, 3.0])
+    assert float(ppo_loss(out, batch, {}, CLIP, VF, True, True)[1]["policy"]) == pytest.approx(0.0)
+    assert float(ppo_loss(out, batch, {}, CLIP, VF, True, False)[1]["policy"]) == pytest.approx(
+        -2.0
+    )
+
+
+def test_diversity_over_every_pair_of_three_experts_and_none_for_one():
+    from nethack_moe.ppo.loss import expert_diversity
+
+    # 3 experts over 2 actions (E != A): pairs (0,1) and (1,2) differ by the same JS, (0,2) agree
+    p = [[0.5, 0.5], [0.75, 0.25], [0.5, 0.5]]
+    logits = torch.tensor([p], dtype=torch.float64).log()
+    assert float(expert_diversity(logits)) == pytest.approx(2 * _js(p[0], p[1]) / 3)
+    one = expert_diversity(torch.zeros(4, 1, 3))
+    assert one.shape == () and float(one) == 0.0

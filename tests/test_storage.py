@@ -130,3 +130,12 @@ def test_compute_returns_writes_gae_per_env():
     assert st.advantages[:, 0].tolist() == [1.0, 0.0, 0.0]
     assert st.advantages[:, 3].tolist() == [0.5, 1.0, 2.0]
     assert torch.equal(st.returns, st.advantages + st.values)
+
+
+def test_array_dtypes():
+    """Crop ids are int16, atoms bool, actions int64 (they index the logits), the rest float32."""
+    st = _storage()
+    assert st.crop.dtype == torch.int16 and st.atoms.dtype == torch.bool
+    assert st.actions.dtype == torch.long
+    for name in ("state", "logp", "values", "alpha", "rewards", "dones", "advantages", "returns"):
+        assert getattr(st, name).dtype == torch.float32, name
