@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 from pathlib import Path
@@ -231,14 +232,31 @@ def test_analyze_writes_its_files_and_the_scenario_table_covers_every_state(ckpt
         assert k in data["figures"], k
     md = (out / "analysis.md").read_text()
     assert verdict_of(data) in md and "| combat |" in md
-    # the specialization figures, each next to its baseline, under the keys report/compare read
+    # the routing figures against their definitions (PROTOCOL.md), recomputed from the usage
+    fig = data["figures"]
+    h_use = -sum(x * math.log(x) for x in fig["usage"] if x > 0)
+    assert sum(fig["usage"]) == pytest.approx(1) and sum(fig["argmax_share"]) == pytest.approx(1)
+    assert fig["usage_entropy"] == pytest.approx(h_use)
+    assert fig["mi"] == pytest.approx(max(0.0, h_use - fig["alpha_entropy"]), abs=1e-9)
+    assert fig["effective_experts"] == pytest.approx(math.exp(h_use))
+    rb = data["routing_balance"]  # routing MI is reported as usage balance, with its own numbers
+    assert rb["usage_balance_routing_mi"] == fig["mi"]
+    assert rb["per_state_sharpness_alpha_entropy"] == fig["alpha_entropy"]
+    assert rb["effective_experts"] == fig["effective_experts"]
+    # the specialization figures, each next to its baseline, under the keys report/compare read;
+    # H(scenario) recomputed from the scenario table's counts
     sp = data["specialization"]
-    assert sp["scenario_mi"] >= 0 and sp["permutations"] >= 100
-    assert sp["scenario_mi_shuffled_p95"] >= 0 and 0 < sp["scenario_mi_p_value"] <= 1
-    for k in ("graph_mean", "graph_zero", "state_mean", "state_zero"):
-        f = data["reliance"][k]
-        assert 0 <= f["argmax_change"] <= 1 and f["policy_kl"] >= 0
-        assert f["episodes"] == 2 and f["mean_score"] is not None
+    n = sum(table["counts"])
+    h_scen = -sum(c / n * math.log(c / n) for c in table["counts"] if c)
+    assert sp["n_states"] == n and sp["scenario_entropy"] == pytest.approx(h_scen)
+    assert 0 <= sp["scenario_mi"] <= h_scen + 1e-9  # I(expert; scenario) <= H(scenario)
+    if h_scen > 0:
+        assert sp["scenario_mi_normalized"] == pytest.approx(sp["scenario_mi"] / h_scen)
+    # p = (1 + #permutations at or above the figure) / (1 + permutations)
+    perms = sp["permutations"]
+    k = sp["scenario_mi_p_value"] * (perms + 1)
+    assert perms >= 100 and k == pytest.approx(round(k)) and 1 <= round(k) <= perms + 1
+    assert sp["scenario_mi_shuffled_p95"] >= 0
     names = data["figures"]["expert_names"]
     assert set(data["interventions"]) == {"router", *names}
     for p in data["interventions"].values():
@@ -246,8 +264,22 @@ def test_analyze_writes_its_files_and_the_scenario_table_covers_every_state(ckpt
         assert {"hp_lost_per_step", "kills_per_combat_state", "new_cells_per_step"} <= set(p)
     router = data["interventions"]["router"]
     assert router["mean_score"] == np.mean([x["score"] for x in data["records"][:2]])
+    for key in ("graph_mean", "graph_zero", "state_mean", "state_zero"):
+        f = data["reliance"][key]
+        changed = f["argmax_change"] * f["n_states"]  # a share of the states: k / n
+        assert changed == pytest.approx(round(changed)) and 0 <= changed <= f["n_states"]
+        # the smoke model reads every input: each replacement moves its router and its policy
+        assert f["policy_kl"] > 0 and f["alpha_change"] > 0
+        # played on the probe seeds against the unedited policy's score there
+        assert f["episodes"] == 2 and f["baseline_mean_score"] == router["mean_score"]
+        assert f["score_change"] == pytest.approx(f["mean_score"] - f["baseline_mean_score"])
+    rel = data["reliance"]  # the mean and the zero replacements are different edits
+    assert rel["graph_mean"]["alpha_change"] != rel["graph_zero"]["alpha_change"]
+    assert rel["state_mean"]["alpha_change"] != rel["state_zero"]["alpha_change"]
     h = data["hint"]
-    assert 0 <= h["follow_share"] <= 1 and h["zeroed_mean_score"] is not None
+    assert h["policy_mean_score"] == router["mean_score"] and h["zeroed_mean_score"] is not None
+    taken = h["follow_share"] * h["hinted_steps"]  # a share of the hinted steps
+    assert h["hinted_steps"] > 0 and taken == pytest.approx(round(taken))
     assert h["follower_mean_score"] is not None and h["follower_follow_share"] > 0.8
     # figures only: no stored sentence; the verdict is built from them
     assert not {"verdict", "verdict_text", "routing_verdict"} & set(data)
@@ -400,8 +432,13 @@ def test_evaluate_reports_greedy_beside_sampled_and_baselines_on_the_same_seeds(
     assert {"specialization", "reliance", "reliance_measured", "n_experts"} <= set(s)
     assert "verdict" not in s and s["reliance_measured"] is True
     assert s["specialization"]["scenario_mi_shuffled_p95"] is not None
-    assert 0 <= s["reliance"]["graph_mean"]["argmax_change"] <= 1
-    assert 0 <= s["reliance"]["state_mean"]["argmax_change"] <= 1
+    steps = sum(r["length"] for r in entry["episodes"])  # the sampled run's states
+    assert s["specialization"]["n_states"] == steps
+    for key in ("graph_mean", "state_mean"):
+        f = s["reliance"][key]
+        changed = f["argmax_change"] * f["n_states"]  # a share of the sampled run's states
+        assert f["n_states"] == steps and changed == pytest.approx(round(changed))
+        assert f["alpha_change"] > 0 and f["policy_kl"] > 0
     assert greedy["summary"]["reliance"] == {} and "specialization" in greedy["summary"]
     assert greedy["summary"]["reliance_measured"] is False
     ref = rollout(model, cfg, 2, num_envs=1, workers=0, greedy=True)

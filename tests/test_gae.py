@@ -1,4 +1,8 @@
-"""GAE against a hand-computed case with a truncation (bootstrapped) and a death."""
+"""GAE against a hand-computed case with a truncation (bootstrapped) and a death.
+
+Here the test adds ``gamma * V(final)`` to the reward itself; the trainer's own bootstrap
+(``_record_step``) is driven into GAE in ``test_record_step.py``.
+"""
 
 import torch
 

@@ -135,7 +135,7 @@ def test_paired_difference_on_the_same_seeds():
     rng = np.random.default_rng(1)
     b = a + rng.normal(1.0, 0.5, 50)
     d, ci = paired_diff_ci(a, b, n_resamples=500)
-    assert ci is not None and ci[0] < d < ci[1] and ci[0] > 0
+    assert d is not None and ci is not None and ci[0] < d < ci[1] and ci[0] > 0
     assert paired_diff_ci([], []) == (None, None)
     with pytest.raises(ValueError):
         paired_diff_ci([1, 2], [1])
@@ -158,3 +158,108 @@ def test_formatters():
     assert fmt.duration(3723) == "1h 02m 03s" and fmt.duration(None) == "–"
     assert fmt.file_size(100) == "100 B" and fmt.file_size(2048) == "2.0 KiB"
     assert fmt.markdown_table(["a", "b"], [["1", "2"]]) == "| a | b |\n|---|---|\n| 1 | 2 |"
+
+
+# --------------------------------------------------------------------- failures are loud
+def _raising(exc: Exception):
+    def boot(*args, **kwargs):
+        raise exc
+
+    return boot
+
+
+def test_failed_bootstrap_gives_no_interval_and_says_why(monkeypatch, caplog):
+    """SciPy < 1.15 rejects ``rng=`` with a TypeError: that must not read as a constant."""
+    from nethack_moe.analysis import stats
+
+    monkeypatch.setattr(stats.sps, "bootstrap", _raising(TypeError("unexpected keyword 'rng'")))
+    with caplog.at_level("WARNING", logger="nethack_moe.analysis.stats"):
+        ci, method = bootstrap_ci([1.0, 2.0, 5.0], "mean")
+    assert ci is None
+    assert method.startswith("failed (") and "TypeError" in method and "rng" in method
+    assert "BCa" in method and "percentile" in method  # both methods were tried
+    assert "failed" in caplog.text and "TypeError" in caplog.text
+    s = summarize([1.0, 2.0, 5.0])
+    assert s["ci_mean"] is None and s["ci_iqm"] is None and s["ci_method"].startswith("failed")
+    assert s["mean"] == pytest.approx(8 / 3)  # the point figures stay
+    d, d_ci = stats.paired_diff_ci([0.0, 0.0, 0.0], [1.0, 2.0, 5.0])
+    assert d == pytest.approx(8 / 3) and d_ci is None
+
+
+def test_non_finite_intervals_are_a_failure_not_a_constant(monkeypatch):
+    from types import SimpleNamespace
+
+    from nethack_moe.analysis import stats
+
+    nan = SimpleNamespace(confidence_interval=SimpleNamespace(low=float("nan"), high=1.0))
+    monkeypatch.setattr(stats.sps, "bootstrap", lambda *a, **k: nan)
+    ci, method = bootstrap_ci([1.0, 2.0, 5.0], "iqm")
+    assert (
+        ci is None
+        and method == "failed (BCa: non-finite interval; percentile: non-finite interval)"
+    )
+
+
+def test_bca_failure_falls_back_to_percentile(monkeypatch):
+    from types import SimpleNamespace
+
+    from nethack_moe.analysis import stats
+
+    seen = []
+
+    def boot(data, fn, **kw):
+        seen.append(kw["method"])
+        if kw["method"] == "BCa":
+            raise ValueError("degenerate")
+        return SimpleNamespace(confidence_interval=SimpleNamespace(low=1.5, high=3.5))
+
+    monkeypatch.setattr(stats.sps, "bootstrap", boot)
+    assert bootstrap_ci([1.0, 2.0, 5.0]) == ([1.5, 3.5], "percentile")
+    assert seen == ["BCa", "percentile"]
+
+
+def test_constant_data_is_labelled_constant_without_resampling(monkeypatch):
+    from nethack_moe.analysis import stats
+
+    monkeypatch.setattr(stats.sps, "bootstrap", _raising(AssertionError("must not resample")))
+    assert bootstrap_ci([4.0, 4.0, 4.0], "iqm") == ([4.0, 4.0], "constant")
+    assert bootstrap_ci([7.0]) == ([7.0, 7.0], "constant")
+    assert bootstrap_ci([float("nan")]) == (None, "none")
+
+
+def test_bootstrap_is_seeded_through_rng_on_the_required_scipy():
+    """``rng=`` reaches scipy (no failure on real data) and pyproject requires a SciPy that has it."""
+    import re
+    from pathlib import Path
+
+    import scipy
+
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    m = re.search(r'"scipy>=(\d+)\.(\d+)', text)
+    assert m is not None and (int(m[1]), int(m[2])) >= (1, 15), "pyproject must require scipy>=1.15"
+    assert tuple(int(v) for v in scipy.__version__.split(".")[:2]) >= (1, 15)
+    x = np.random.default_rng(5).geometric(0.2, 60)
+    for stat in ("mean", "iqm"):
+        ci, method = bootstrap_ci(x, stat, n_resamples=500, seed=1)
+        assert method in ("BCa", "percentile") and ci is not None and ci[0] < ci[1]
+        assert bootstrap_ci(x, stat, n_resamples=500, seed=1) == (ci, method)
+
+
+@pytest.mark.parametrize("missing", [float("nan"), float("inf"), None])
+def test_paired_difference_with_a_missing_value_gives_none(missing):
+    from nethack_moe.analysis.stats import paired_diff_ci
+
+    assert paired_diff_ci([1.0, 2.0, 3.0], [2.0, missing, 5.0]) == (None, None)
+    assert paired_diff_ci([1.0, missing, 3.0], [2.0, 4.0, 5.0]) == (None, None)
+
+
+def test_paired_difference_is_b_minus_a_over_pairs():
+    from nethack_moe.analysis.stats import paired_diff_ci
+
+    # differences 1, 3, -1, 5: mean 2 (mean(b) - mean(a) alone would be the same; the CI is
+    # over the per-pair differences, which a constant shift shows)
+    a, b = [10.0, 0.0, 4.0, 2.0], [11.0, 3.0, 3.0, 7.0]
+    d, ci = paired_diff_ci(a, b, n_resamples=500)
+    assert d == pytest.approx(2.0)
+    assert ci is not None and ci[0] < 2.0 < ci[1] and -1.0 <= ci[0] and ci[1] <= 5.0
+    assert paired_diff_ci([1.0], [4.0]) == (3.0, [3.0, 3.0])  # one pair: constant

@@ -6,8 +6,11 @@ Confidence intervals are bootstrap intervals from :func:`scipy.stats.bootstrap`.
 is **BCa** (bias-corrected and accelerated); where BCa is undefined (few distinct values, a statistic
 that does not move under the jackknife, scipy warnings that end in ``nan``) the **percentile**
 interval of the same resamples is used instead, and the method actually used is reported under
-``ci_method``. Constant data (or a single value) gives the interval ``[v, v]``. The resampling is
-seeded, so the same data and seed always give the same interval.
+``ci_method``. Constant data (or a single value) gives the interval ``[v, v]`` with the method
+``"constant"``. A bootstrap that fails (every method raises or ends in a non-finite interval)
+gives no interval: ``None`` with the method ``"failed (<reason>)"`` and a logged warning, never a
+zero-width interval. The resampling is seeded (``rng=``, SciPy >= 1.15), so the same data and
+seed always give the same interval.
 
 The IQM (interquartile mean) is :func:`scipy.stats.trim_mean` with 25 % cut from each end (for a
 size that is not a multiple of 4, ``int(0.25 n)`` values are cut from each end).
@@ -63,7 +66,8 @@ def bootstrap_ci(
     """Bootstrap confidence interval of ``statistic`` (``"mean"`` or ``"iqm"``) of ``x``.
 
     Returns ``([lo, hi], method_used)``; ``(None, "none")`` for empty data, ``([v, v], "constant")``
-    for constant data. BCa falls back to percentile when it is undefined.
+    for constant data, ``(None, "failed (<reason>)")`` when no method gives a finite interval.
+    BCa falls back to percentile when it is undefined.
     """
     a = _as_float_array(x)
     a = a[np.isfinite(a)]
@@ -74,6 +78,7 @@ def bootstrap_ci(
         v = float(fn(a))
         return [v, v], "constant"
     methods = [method] if method.lower() == "percentile" else [method, "percentile"]
+    errors: list[str] = []
     for m in methods:
         try:
             with warnings.catch_warnings():
@@ -88,13 +93,17 @@ def bootstrap_ci(
                     rng=np.random.default_rng(seed),
                 )
         except Exception as exc:  # noqa: BLE001 - scipy raises various errors on degenerate data
-            log.debug("bootstrap %s failed (%s); falling back", m, exc)
+            errors.append(f"{m}: {exc!r:.200}")
             continue
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if math.isfinite(lo) and math.isfinite(hi):
             return [lo, hi], m
-    v = float(fn(a))
-    return [v, v], "constant"
+        errors.append(f"{m}: non-finite interval")
+    reason = "; ".join(errors)
+    log.warning(
+        "bootstrap CI of the %s of %d values failed, no interval: %s", statistic, a.size, reason
+    )
+    return None, f"failed ({reason})"
 
 
 def diff_ci(
@@ -251,14 +260,18 @@ def paired_diff_ci(
     confidence: float = 0.95,
 ) -> tuple[float | None, list[float] | None]:
     """``mean(b - a)`` of paired samples (the same seeds, in the same order) and its bootstrap CI
-    (:func:`bootstrap_ci` of the differences); ``(None, None)`` when a pair is missing a value or
-    there are none."""
+    (:func:`bootstrap_ci` of the differences).
+
+    ``(None, None)`` when there are no pairs or any pair is missing a value (``None``, NaN or
+    infinite on either side): the caller pairs the seeds both sides played, so a missing value is
+    a caller's error that must not shrink the sample silently. ``(d, None)`` when the bootstrap
+    fails. One pair gives the zero-width interval ``[d, d]`` (constant data).
+    """
     x, y = _as_float_array(a), _as_float_array(b)
     if x.shape != y.shape:
         raise ValueError(f"paired samples differ in size: {x.size} and {y.size}")
     d = y - x
-    d = d[np.isfinite(d)]
-    if d.size == 0:
+    if d.size == 0 or not np.isfinite(d).all():
         return None, None
     lo_hi, _ = bootstrap_ci(d, "mean", n_resamples=n_resamples, seed=seed, confidence=confidence)
     return float(d.mean()), lo_hi

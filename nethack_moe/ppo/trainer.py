@@ -507,7 +507,8 @@ class Trainer:
         if p.reward_norm:
             r = self.rnorm.scale(r, done, lo, hi)
         r_t = torch.as_tensor(r, dtype=torch.float32)
-        trunc = np.flatnonzero(buf.truncated[lo:hi]) + lo
+        # only a truncated episode has a future; a death flagged truncated too stays a death
+        trunc = np.flatnonzero(buf.truncated[lo:hi] & ~buf.terminated[lo:hi]) + lo
         if trunc.size:
             final = Obs(
                 *(
