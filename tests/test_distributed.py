@@ -193,3 +193,19 @@ def test_envs_are_split_over_the_ranks_or_refused():
     with pytest.raises(ConfigError, match="divisible"):
         DistContext(world_size=3).local_ppo(ppo)
     assert DistContext(rank=1, world_size=2).rank_seed(5) != 5
+
+
+def test_kickstart_under_torchrun_keeps_the_ranks_identical(tmp_path):
+    """The teacher term on 2 ranks: each rank's workers advise on its own envs, the gradients
+    (teacher term included) are averaged, the parameters agree after every update."""
+    phases = (
+        "curriculum.phases=[{name: warmup, start_episode: 0, lr: 1.0e-3, teacher: [1.0, 0.5]},"
+        "{name: transition, start_episode: 6, routing: sparsemax, lr: 5.0e-4, teacher: [0.5, 0.0]}]"
+    )
+    sets = _sets(tmp_path, "ks", "env.teacher=true", phases, "model.variant=mlp_moe")
+    _torchrun([str(WORKER), str(tmp_path), *sets])
+    d = [json.loads((tmp_path / f"digests_rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(d[0]["digests"]) >= 5 and d[0]["digests"] == d[1]["digests"]
+    ups = _records(tmp_path / "ks", ("update",))
+    assert all(u["loss/teacher"] > 0 and 0 <= u["teacher/agree"] <= 1 for u in ups)
+    assert ups[0]["teacher/coef"] == 1.0 and ups[-1]["teacher/coef"] < 0.5
