@@ -229,7 +229,8 @@ def encode_episode(frames: Sequence[Frame], meta: EpisodeMeta) -> dict[str, Any]
             "score": last.score if last else 0,
             "died": bool(last and last.died),
             "key_every": KEY_EVERY,
-        },  # fmt: skip
+            "has_teacher": any(f.teacher >= 0 for f in frames),
+        },
         "steps": steps,
         "keys": keys,
         "deltas": deltas,

@@ -78,6 +78,11 @@ def test_replay_page_in_chromium(replay, browser, tmp_path):
         )
         assert top == [[a, pytest.approx(p, abs=1e-9)] for a, p in s["top"]]
         assert int(page.get_attribute("#taken", "data-action")) == s["a"] == frames[k].action
+        assert page.is_visible("#teacher")  # the diver's advice beside the policy's
+        assert (
+            int(page.get_attribute("#teacher", "data-action")) == s["teacher"] == frames[k].teacher
+        )
+        assert page.inner_text("#branch") == f"({frames[k].branch})" and frames[k].branch
         shown = [ln.rstrip() for ln in page.inner_text("#screen").split("\n")]
         assert shown == _screen_lines(frames[k].chars)  # key frames and deltas rebuild the screen
 
