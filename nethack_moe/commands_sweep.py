@@ -31,13 +31,12 @@ def _load(path: str) -> sw.SweepSpec:
 def _pending(run: sw.RunSpec) -> list[str]:
     """The stages of ``run`` that are not finished."""
     st = sw.status_of(run)
-    if st is not None and st.state == "done":
+    missing = sw.missing_outputs(run)
+    if st is not None and st.state == "done" and not missing:
         return []
-    todo = [] if run.final_checkpoint.is_file() else ["train"]
-    for stage, f in (("evaluate", "eval_E200.json"), ("analyze", "analysis.json")):
-        if stage in run.spec.after and not (run.out_dir / f).is_file():
-            todo.append(stage)
-    return todo + ["collect"]
+    needs_ckpt = bool(missing) or not run.spec.after
+    todo = ["train"] if needs_ckpt and not run.final_checkpoint.is_file() else []
+    return todo + missing + ["collect"]
 
 
 def _dry_run(spec: sw.SweepSpec, only: list[str]) -> None:

@@ -452,12 +452,19 @@ def _last_error_line(log: Path) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
+#: The output file of each stage that may follow training.
+STAGE_OUTPUTS = {"evaluate": "eval_E200.json", "analyze": "analysis.json"}
+
+
+def missing_outputs(run: RunSpec) -> list[str]:
+    """The spec's after-training stages whose output ``run`` lacks (a run finished under a spec
+    with fewer stages is not finished under one with more)."""
+    return [s for s in run.spec.after if not (run.out_dir / STAGE_OUTPUTS[s]).is_file()]
+
+
 def _needs_checkpoint(run: RunSpec) -> bool:
     """Whether a later stage still needs the trained checkpoint."""
-    outputs = {"evaluate": "eval_E200.json", "analyze": "analysis.json"}
-    return not run.spec.after or any(
-        not (run.out_dir / outputs[s]).is_file() for s in run.spec.after
-    )
+    return not run.spec.after or bool(missing_outputs(run))
 
 
 def _stage_train(run: RunSpec, runner: Runner, say: Callable[[str], None]) -> bool:
@@ -630,7 +637,8 @@ def run_sweep(
         say(f"baselines failed: {e} (log {e.log}); the runs go on")
     for i, run in enumerate(runs, 1):
         st = status_of(run)
-        if st is not None and (st.state == "done" or (skip_failed and st.state == "failed")):
+        finished = st is not None and st.state == "done" and not missing_outputs(run)
+        if finished or (st is not None and skip_failed and st.state == "failed"):
             res.skipped.append(run.name)
             continue
         say(f"[{i}/{len(runs)}] {run.name}")

@@ -321,3 +321,16 @@ def test_table_only_rebuilds_the_table_from_finished_runs(tmp_path, capsys):
     table = json.loads((tmp_path / "out" / "table.json").read_text())
     assert [r["missing_seeds"] for r in table["rows"]] == [[2], [1]]
     assert table["rows"][0]["seeds"][0]["sampled_mean"] == 1.0
+
+
+def test_a_run_done_under_fewer_stages_gets_the_missing_ones_only(tmp_path, capsys):
+    from nethack_moe.cli import main
+
+    quick = sw.load_spec(_spec(tmp_path, seeds=[1], after=["evaluate"]))
+    sw.run_sweep(quick, only=["a_s1"], runner=FakeRunner())
+    p = _spec(tmp_path, seeds=[1], after=["evaluate", "analyze"])
+    assert main(["sweep", str(p), "--dry-run", "--only", "a_s1"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "# a_s1: to do analyze, collect"
+    fake = FakeRunner()
+    res = sw.run_sweep(sw.load_spec(p), only=["a_s1"], runner=fake)
+    assert res.done == ["a_s1"] and [s for _, s, _ in fake.calls] == ["analyze"]
