@@ -212,7 +212,7 @@ def table_markdown(table: dict[str, Any]) -> str:
         lines.append(
             f"| `{r['name']}` | {len(r['seeds'])}"
             f"{' (missing ' + ', '.join(map(str, r['missing_seeds'])) + ')' if r['missing_seeds'] else ''}"
-            f" | {_n(s.get('mean_over_runs'))} | {_n(s.get('iqm'))}{_ci(s.get('iqm_ci'), 1, ' (1 seed: no CI)')} | {per_seed}"
+            f" | {_n(s.get('mean_over_runs'))} | {_n(s.get('iqm'))}{_ci(s.get('iqm_ci'), 1, ' (1 seed: no CI)' if s.get('n_runs') == 1 else '')} | {per_seed}"
             f" | {_n(g.get('mean_over_runs'))} | {poi_s} | {_pct(m.get('died'))} | {_n(m.get('depth'), 2)}"
             f" | {mi} | {rel} | {_pct(m.get('hint_share'))} | {_n(m.get('train_sps'), 0)} |"
         )
