@@ -10,8 +10,9 @@ specialization figures next to their baselines (:mod:`nethack_moe.analysis.speci
   ``reliance`` (``graph_mean``, ``graph_zero``, ``state_mean``, ``state_zero``: argmax change,
   policy KL, score with the replacement), ``interventions`` (``router`` and each expert forced:
   score, depth, died, scenario outcomes) with ``interventions_reading``, ``hint`` (follow share,
-  score with the hint zeroed, hint follower and random on the same seeds), ``routing_balance``
-  and ``verdict`` (what the router routes on); the routing figures (labelled usage balance and
+  score with the hint zeroed, hint follower and random on the same seeds), ``routing_balance``,
+  ``teacher`` (the rollout is played with ``env.teacher``: branch information against its nulls,
+  per-branch forced experts, agreement; :mod:`nethack_moe.analysis.branches`); the routing figures (labelled usage balance and
   per-state sharpness), the per-scenario mean-α table with counts, each expert's action
   distribution, and the routing figures' own reading under ``routing_verdict``;
 * ``analysis.md``: the same as markdown tables, the verdict stated plainly;
@@ -21,6 +22,7 @@ specialization figures next to their baselines (:mod:`nethack_moe.analysis.speci
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -46,6 +48,7 @@ from nethack_moe.evaluation import (
     rollout,
     state_scenarios,
     summarize_episodes,
+    teacher_env,
 )
 
 log = logging.getLogger(__name__)
@@ -107,8 +110,11 @@ def analyze(
     ``probe_episodes`` seeds (0: none of them).
     """
     model, cfg, ck = load_policy(path, device, routing=routing, temperature=temperature)
+    # the teacher's advice and branch logged beside every state (it changes neither the game nor
+    # the policy's inputs); the played probes keep the checkpoint's env
+    taught = dataclasses.replace(cfg, env=teacher_env(cfg.env))
     res = rollout(
-        model, cfg, episodes, seed_start, num_envs, workers, greedy, policy_seed,
+        model, taught, episodes, seed_start, num_envs, workers, greedy, policy_seed,
         collect_states=True, keep_obs=True, progress=progress,
     )  # fmt: skip
     st = res.states
@@ -121,8 +127,9 @@ def analyze(
     fig = routing_figures(st.alpha, st.episode, names)
     table = scenario_table(st.alpha, labels, SCENARIOS, names)
     report, means = state_report(
-        model, st, labels, res.routing, res.temperature, permutations=permutations
-    )
+        model, st, labels, res.routing, res.temperature, permutations=permutations,
+        actions="greedy" if greedy else "sampled",
+    )  # fmt: skip
     if probe_episodes > 0:
         opts = ProbeOptions(probe_episodes, seed_start, num_envs, workers, policy_seed, greedy,
                             progress)  # fmt: skip
