@@ -231,8 +231,9 @@ def encode_all(model: ActorCritic, obs: Obs, batch: int = 512) -> Encoded:
             parts.append(model.encode(*o))
     h_state = torch.cat([p.h_state for p in parts])
     return Encoded(
-        h_state, _cat([p.h_graph for p in parts]), _cat([p.operator_scores for p in parts])
-    )
+        h_state, _cat([p.h_graph for p in parts]), _cat([p.operator_scores for p in parts]),
+        _cat([p.hint for p in parts]),
+    )  # fmt: skip
 
 
 def reliance_on_states(
