@@ -950,7 +950,13 @@ def branch_interventions_sentence(iv: Mapping[str, BranchIntervention] | None) -
     bests = {x.best for x in iv.values() if x.best is not None}
     n_det = sum(x.best is not None for x in iv.values())
     if len(bests) > 1:
-        tail = "different experts are the best in different branches"
+        where = {e: [b for b, x in iv.items() if x.best == e] for e in bests}
+        order = sorted(where, key=lambda e: (-len(where[e]), e))
+        tail = (
+            "different experts are the best in different branches ("
+            + "; ".join(f"{e} in {', '.join(where[e])}" for e in order)
+            + ")"
+        )
     elif len(bests) == 1 and n_det > 1:
         tail = (
             f"one expert ({next(iter(bests))}) is the best in every branch where a best is "
