@@ -12,9 +12,9 @@ specialization figures next to their baselines (:mod:`nethack_moe.analysis.speci
   score, depth, died, scenario outcomes) with ``interventions_reading``, ``hint`` (follow share,
   score with the hint zeroed, hint follower and random on the same seeds), ``routing_balance``,
   ``teacher`` (the rollout is played with ``env.teacher``: branch information against its nulls,
-  per-branch forced experts, agreement; :mod:`nethack_moe.analysis.branches`); the routing figures (labelled usage balance and
-  per-state sharpness), the per-scenario mean-α table with counts, each expert's action
-  distribution, and the routing figures' own reading under ``routing_verdict``;
+  per-branch forced experts, agreement; :mod:`nethack_moe.analysis.branches`); the routing
+  figures (labelled usage balance and per-state sharpness), the per-scenario mean-α table with
+  counts, and each expert's action distribution (no stored sentence: readers build the verdicts);
 * ``analysis.md``: the same as markdown tables, the verdict stated plainly;
 * ``alpha_heatmap.png`` (scenario × expert), ``usage.png``, ``alpha_entropy_hist.png``,
   ``alpha_episode.png`` (α over the steps of the longest episode).
