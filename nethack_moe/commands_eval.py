@@ -21,7 +21,13 @@ from nethack_moe.analysis.formatting import ci, num, pct
 from nethack_moe.analysis.probes import DEFAULT_PROBE_EPISODES
 from nethack_moe.analysis.routing import verdict as routing_verdict
 from nethack_moe.analysis.specialization import DEFAULT_PERMUTATIONS
-from nethack_moe.analysis.verdict import RelianceFigure, ScenarioInformation, verdict_of
+from nethack_moe.analysis.verdict import (
+    ALL_STATES,
+    RelianceFigure,
+    ScenarioInformation,
+    TeacherFigures,
+    verdict_of,
+)
 from nethack_moe.evaluation import ACTION_MODES, E200_EPISODES, E200_SEED_START
 from nethack_moe.players import BASELINES
 
@@ -96,7 +102,7 @@ def _eval_rows(entry: dict[str, Any]) -> list[tuple[str, str]]:
              f"depth {num(g['depth'])}, hinted move {pct((g.get('hint') or {}).get('follow_share'))}")
         )  # fmt: skip
     if not r:
-        return rows + _entry_notes(entry)
+        return rows + teacher_rows(s.get(mn.TEACHER)) + _entry_notes(entry)
     src = f" (from the {entry['routing_source']})" if entry.get("routing_source") else ""
     rows += [
         ("routing", f"{entry.get('routing')} T={num(entry.get('temperature'), 3)}{src}"),
@@ -155,8 +161,52 @@ def _specialization_rows(s: dict[str, Any], *, with_verdict: bool = True) -> lis
                 (label, f"argmax expert changes {pct(f.argmax_change)}, α moves "
                         f"{num(f.alpha_change, 3)}, policy KL {num(f.policy_kl, 4)}{score}")
             )  # fmt: skip
+    rows += teacher_rows(s.get(mn.TEACHER))
     if with_verdict and (info is not None or s.get("reliance") is not None):
         rows.append(("verdict", verdict_of(s)))
+    return rows
+
+
+def teacher_rows(block: Any) -> list[tuple[str, str]]:
+    """The figures against the teacher's branches (a ``teacher`` block), one row each: branch
+    information next to its nulls, agreement, and per branch the forced expert that most raises
+    π(teacher's action)."""
+    t = TeacherFigures.from_json(block)
+    if t is None:
+        return []
+    rows = []
+    info = t.information
+    if info is not None:
+        rows.append(
+            (
+                "teacher's branch information",
+                f"{num(info.mi, 4)} nats ({pct(info.normalized)} of H), permuted p95 "
+                f"{num(info.shuffled_p95, 4)}, episode-shift p95 {num(info.shifted_p95, 4)}; "
+                f"against the {info.null.name} null: p = {num(info.null.p_value, 3)}",
+            )
+        )
+    a = t.agreement.get(ALL_STATES)
+    if a is not None:
+        per = ", ".join(f"{b} {pct(x.taken)}" for b, x in t.agreement.items() if b != ALL_STATES)
+        am = f", π argmax {pct(a.argmax)}" if a.argmax is not None else ""
+        rows.append(
+            (
+                "teacher's action taken",
+                f"{pct(a.taken)} of {a.n_states} states ({t.actions}){am}; {per}",
+            )
+        )
+    for b, x in (t.interventions or {}).items():
+        pb = x.ranking.point_best
+        g = x.gain.get(pb) if pb is not None else None
+        best = x.best or (f"undetermined (point best {pb})" if pb else "–")
+        gain = f", {g.text(3)} over the router" if g is not None else ""
+        rows.append(
+            (
+                f"branch {b}",
+                f"{x.n_states} states, π(teacher's action) {num(x.router_prob, 3)} with the "
+                f"router; best forced expert {best}{gain}",
+            )
+        )
     return rows
 
 

@@ -45,7 +45,7 @@ from nethack_moe.analysis.stats import summarize
 from nethack_moe.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
 from nethack_moe.config import TrainConfig, config_from_dict
 from nethack_moe.envs.accounting import EpisodeRecord
-from nethack_moe.envs.factory import EnvConfig, make_env
+from nethack_moe.envs.factory import TEACHER_TASKS, EnvConfig, make_env
 from nethack_moe.envs.vector import SeedPlan, VectorEnv, WorkerError
 from nethack_moe.features import FeatureSpec
 from nethack_moe.models.policy import ActorCritic, build_model
@@ -200,6 +200,8 @@ def action_index(raw_actions: Sequence[Any], action: Any) -> int | None:
 # ------------------------------------------------------------------------------------------ results
 #: Integer columns logged per state (:class:`StateLog`), in this order.
 _INT_COLUMNS = ("x", "y", "depth", "action", "step", "hp", "exp", "visited", "hint")
+#: The teacher's columns (:class:`StateLog`; ``-1`` where the env ran without ``env.teacher``).
+_TEACHER_COLUMNS = ("teacher_action", "teacher_branch")
 
 
 @dataclass
@@ -211,7 +213,9 @@ class StateLog:
     points (blstats); ``visited``: cells of the current level the hero has stood on (the feature
     memory); ``hint``: the action the navigation hint advises (``-1``: none). ``state`` / ``crop``:
     the policy inputs, kept only with ``keep_obs`` (reliance figures). ``expert_probs_sum[e, a]``:
-    sum over the rows of expert e's softmax.
+    sum over the rows of expert e's softmax. ``teacher_action`` / ``teacher_branch``: the scripted
+    teacher's advice for the state and why (an index into :data:`nethack_moe.teacher.BRANCHES`),
+    ``-1`` where the env ran without ``env.teacher`` (``None``: not logged at all).
     """
 
     alpha: np.ndarray
@@ -230,6 +234,8 @@ class StateLog:
     policy_probs_sum: np.ndarray
     state: np.ndarray | None = None
     crop: np.ndarray | None = None
+    teacher_action: np.ndarray | None = None
+    teacher_branch: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -447,7 +453,7 @@ class _Pass:
         ints = np.stack(
             [bl[:, nh.NLE_BL_X], bl[:, nh.NLE_BL_Y], bl[:, nh.NLE_BL_DEPTH], choice.action,
              np.zeros(len(hint), np.int64), bl[:, nh.NLE_BL_HP], bl[:, nh.NLE_BL_EXP],
-             buf.mem_n_visited, hint],
+             buf.mem_n_visited, hint, buf.teacher_action, buf.teacher_branch],
             axis=1,
         ).astype(np.int64)  # fmt: skip
         for s in live:
@@ -483,7 +489,7 @@ def _state_log(
     S = sum(len(ep.ints) for ep in eps)
     ints = np.concatenate([np.stack(ep.ints) for ep in eps if ep.ints]) if S else None
     if ints is None:
-        ints = np.zeros((0, len(_INT_COLUMNS)), np.int64)
+        ints = np.zeros((0, len(_INT_COLUMNS) + len(_TEACHER_COLUMNS)), np.int64)
     seeds = np.concatenate([np.full(len(ep.ints), seed, np.int64) for seed, ep in episodes] or
                            [np.zeros(0, np.int64)])  # fmt: skip
     alpha_rows = [a for ep in eps for a in ep.alpha]
@@ -497,7 +503,7 @@ def _state_log(
             ex += ep.expert_sum
         if ep.policy_sum is not None:
             pol += ep.policy_sum
-    col = {c: ints[:, j] for j, c in enumerate(_INT_COLUMNS)}
+    col = {c: ints[:, j] for j, c in enumerate(_INT_COLUMNS + _TEACHER_COLUMNS)}
     state = crop = None
     if keep_obs and S:
         state = np.stack([a for ep in eps for a in ep.state])
@@ -744,14 +750,25 @@ def specialization_summary(
 ) -> SpecializationReport:
     """The specialization figures that need no extra play (PROTOCOL.md): scenario information
     with its permutation baselines, reliance on the logged states (when the rollout kept the
-    observations and ``model`` is given) and the hint follow share; the verdict is built from
-    them when read (:func:`nethack_moe.analysis.verdict.verdict_of`)."""
+    observations and ``model`` is given), the hint follow share and, when the env ran with
+    ``env.teacher``, the figures against the teacher's branches; the verdict is built from them
+    when read (:func:`nethack_moe.analysis.verdict.verdict_of`)."""
     st = res.states
     if st is None:
         raise ValueError("the rollout did not collect states (collect_states=False)")
     labels = state_scenarios(res)
-    report, _ = state_report(model, st, labels, res.routing, res.temperature)
+    report, _ = state_report(model, st, labels, res.routing, res.temperature,
+                             actions="greedy" if res.greedy else "sampled")  # fmt: skip
     return report
+
+
+def teacher_env(env_cfg: EnvConfig) -> EnvConfig:
+    """``env_cfg`` with the scripted teacher computed in the env workers (``env.teacher``), where
+    the task has the teacher's 23 actions; unchanged otherwise. The teacher changes neither the
+    game nor the policy's inputs: it only adds its advice and branch to the state log."""
+    if env_cfg.task not in TEACHER_TASKS:
+        return env_cfg
+    return dataclasses.replace(env_cfg, teacher=True)
 
 
 def run_entry(res: RolloutResult, model: ActorCritic | None = None) -> dict[str, Any]:
@@ -762,7 +779,8 @@ def run_entry(res: RolloutResult, model: ActorCritic | None = None) -> dict[str,
     and for a mixture of experts ``routing`` (usage balance, sharpness, scenario table),
     ``specialization`` (scenario information and its baselines), ``reliance`` (on the logged
     states; needs ``model`` and kept observations; ``{}`` with ``reliance_measured`` false
-    otherwise) and ``n_experts``, keyed as in ``analysis.json``. Figures only: no verdict sentence
+    otherwise) and ``n_experts``, and, when the env ran with ``env.teacher``, ``teacher`` (branch
+    information, per-branch interventions, agreement), keyed as in ``analysis.json``. Figures only: no verdict sentence
     is stored (readers build it, :func:`nethack_moe.analysis.verdict.verdict_of`).
     """
     summary = summarize_episodes(res.records)
@@ -775,6 +793,8 @@ def run_entry(res: RolloutResult, model: ActorCritic | None = None) -> dict[str,
         if res.expert_names:
             for key in (mn.N_EXPERTS, mn.SPECIALIZATION, mn.RELIANCE, mn.RELIANCE_MEASURED):
                 summary[key] = blocks[key]
+        if blocks[mn.TEACHER] is not None:
+            summary[mn.TEACHER] = blocks[mn.TEACHER]
     return {
         mn.GREEDY: bool(res.greedy),
         mn.SUMMARY: summary,
@@ -828,10 +848,10 @@ def checkpoint_entry(
         raise ValueError(f"actions={actions!r}; choose from {', '.join(ACTION_MODES)}")
     model, cfg, ck = loaded
     first_greedy = actions == "greedy"
+    env = teacher_env(cfg.env)  # the teacher's advice logged beside every state
     res = opts.play(
-        ModelPlayer(model, greedy=first_greedy, policy_seed=opts.policy_seed), cfg.env,
-        keep_obs=True,
-    )  # fmt: skip
+        ModelPlayer(model, greedy=first_greedy, policy_seed=opts.policy_seed), env, keep_obs=True
+    )
     entry: dict[str, Any] = {
         mn.PLAYER: mn.POLICY,
         "path": str(path),
@@ -842,7 +862,7 @@ def checkpoint_entry(
         **run_entry(res, model),
     }
     if actions == "both":
-        greedy = opts.play(ModelPlayer(model, greedy=True, policy_seed=opts.policy_seed), cfg.env)
+        greedy = opts.play(ModelPlayer(model, greedy=True, policy_seed=opts.policy_seed), env)
         entry[mn.GREEDY_RESULT] = run_entry(greedy)
     return entry
 

@@ -289,6 +289,19 @@ def test_analyze_writes_its_files_and_the_scenario_table_covers_every_state(ckpt
     assert set(rd["own_scenario"]) == set(names) and rd["own_scenario_source"] == "router"
     assert all(len(p["scores"]) == 2 for p in data["interventions"].values())
     assert "Specialization, each figure next to its baseline" in md
+    # against the teacher's branches: the rollout was played with env.teacher
+    t = data["teacher"]
+    assert t["n_states"] == data["n_states"] and t["actions"] == "sampled"
+    assert t["branch_mi"] >= 0 and t["branch_mi_shuffled_p95"] >= 0 and t["permutations"] >= 100
+    assert t["branch_mi_shifted_p95"] is not None
+    assert sum(t["branch_counts"].values()) == data["n_states"]
+    assert 0 <= t["agreement"]["all"]["taken"] <= 1 and t["agreement"]["all"]["argmax"] is not None
+    assert set(t["interventions"]) == set(t["branch_counts"])
+    for x in t["interventions"].values():
+        assert set(x["expert_prob"]) == set(names) and 0 <= x["router_prob"] <= 1
+    assert "Against the scripted teacher's branches" in md and "teacher's branch" in verdict_of(
+        data
+    )
 
 
 def test_forced_expert_and_edited_players_act_through_the_rollout_loop(policy):
@@ -442,7 +455,14 @@ def test_evaluate_reports_greedy_beside_sampled_and_baselines_on_the_same_seeds(
     assert greedy["summary"]["reliance"] == {} and "specialization" in greedy["summary"]
     assert greedy["summary"]["reliance_measured"] is False
     ref = rollout(model, cfg, 2, num_envs=1, workers=0, greedy=True)
-    assert _plain(greedy["episodes"]) == _plain(ref.records)
+    assert _plain(greedy["episodes"]) == _plain(ref.records)  # played with env.teacher: same games
+    # the teacher block: sampled with the forced experts on its states, greedy with its agreement
+    t, tg = s["teacher"], greedy["summary"]["teacher"]
+    assert t["actions"] == "sampled" and tg["actions"] == "greedy"
+    assert t["branch_mi_shuffled_p95"] is not None and t["interventions"]
+    assert tg["interventions"] is None and tg["branch_mi"] is not None
+    assert tg["agreement"]["all"]["n_states"] == sum(e["length"] for e in greedy["episodes"])
+    assert "teacher" not in follower["summary"]
     names = [g.name for g in groups_from_eval(res, "x", Path("e.json"))]
     assert names == ["x:final", "x:final (greedy)", "x:hint-follower"]
     only = evaluate([ckpt], episodes=1, num_envs=1, workers=0, actions="sampled",

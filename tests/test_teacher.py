@@ -258,3 +258,7 @@ def test_evaluate_baseline_diver(tmp_path):
     assert d["player"] == "diver"
     assert [e["seed"] for e in d["episodes"]] == [100000, 100001]
     assert d["summary"]["mean"] > 0
+    # the diver plays the teacher's action: its agreement with the logged advice is exact
+    agree = d["summary"]["teacher"]["agreement"]
+    assert all(a["taken"] == 1.0 for a in agree.values()) and len(agree) > 2
+    assert "teacher" not in data["checkpoints"]["hint-follower"]["summary"]

@@ -10,10 +10,11 @@ specialization figures next to their baselines (:mod:`nethack_moe.analysis.speci
   ``reliance`` (``graph_mean``, ``graph_zero``, ``state_mean``, ``state_zero``: argmax change,
   policy KL, score with the replacement), ``interventions`` (``router`` and each expert forced:
   score, depth, died, scenario outcomes) with ``interventions_reading``, ``hint`` (follow share,
-  score with the hint zeroed, hint follower and random on the same seeds), ``routing_balance``
-  and ``verdict`` (what the router routes on); the routing figures (labelled usage balance and
-  per-state sharpness), the per-scenario mean-α table with counts, each expert's action
-  distribution, and the routing figures' own reading under ``routing_verdict``;
+  score with the hint zeroed, hint follower and random on the same seeds), ``routing_balance``,
+  ``teacher`` (the rollout is played with ``env.teacher``: branch information against its nulls,
+  per-branch forced experts, agreement; :mod:`nethack_moe.analysis.branches`); the routing
+  figures (labelled usage balance and per-state sharpness), the per-scenario mean-α table with
+  counts, and each expert's action distribution (no stored sentence: readers build the verdicts);
 * ``analysis.md``: the same as markdown tables, the verdict stated plainly;
 * ``alpha_heatmap.png`` (scenario × expert), ``usage.png``, ``alpha_entropy_hist.png``,
   ``alpha_episode.png`` (α over the steps of the longest episode).
@@ -21,6 +22,7 @@ specialization figures next to their baselines (:mod:`nethack_moe.analysis.speci
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -37,7 +39,14 @@ from nethack_moe.analysis.probes import DEFAULT_PROBE_EPISODES, ProbeOptions, ru
 from nethack_moe.analysis.routing import entropy, routing_figures, scenario_table, verdict
 from nethack_moe.analysis.scenarios import SCENARIOS
 from nethack_moe.analysis.specialization import DEFAULT_PERMUTATIONS, state_report
-from nethack_moe.analysis.verdict import InterventionReading, PairedDiff, verdict_of
+from nethack_moe.analysis.verdict import (
+    ALL_STATES,
+    MIN_TEACHER_MARGIN,
+    InterventionReading,
+    PairedDiff,
+    TeacherFigures,
+    verdict_of,
+)
 from nethack_moe.checkpoint import atomic_write_bytes
 from nethack_moe.evaluation import (
     E200_SEED_START,
@@ -46,6 +55,7 @@ from nethack_moe.evaluation import (
     rollout,
     state_scenarios,
     summarize_episodes,
+    teacher_env,
 )
 
 log = logging.getLogger(__name__)
@@ -107,8 +117,11 @@ def analyze(
     ``probe_episodes`` seeds (0: none of them).
     """
     model, cfg, ck = load_policy(path, device, routing=routing, temperature=temperature)
+    # the teacher's advice and branch logged beside every state (it changes neither the game nor
+    # the policy's inputs); the played probes keep the checkpoint's env
+    taught = dataclasses.replace(cfg, env=teacher_env(cfg.env))
     res = rollout(
-        model, cfg, episodes, seed_start, num_envs, workers, greedy, policy_seed,
+        model, taught, episodes, seed_start, num_envs, workers, greedy, policy_seed,
         collect_states=True, keep_obs=True, progress=progress,
     )  # fmt: skip
     st = res.states
@@ -121,8 +134,9 @@ def analyze(
     fig = routing_figures(st.alpha, st.episode, names)
     table = scenario_table(st.alpha, labels, SCENARIOS, names)
     report, means = state_report(
-        model, st, labels, res.routing, res.temperature, permutations=permutations
-    )
+        model, st, labels, res.routing, res.temperature, permutations=permutations,
+        actions="greedy" if greedy else "sampled",
+    )  # fmt: skip
     if probe_episodes > 0:
         opts = ProbeOptions(probe_episodes, seed_start, num_envs, workers, policy_seed, greedy,
                             progress)  # fmt: skip
@@ -262,6 +276,60 @@ def _intervention_rows(iv: dict[str, Any]) -> list[str]:
     return lines
 
 
+def teacher_markdown(block: Any) -> list[str]:
+    """The teacher's-branches part of ``analysis.md`` (a ``teacher`` block; nothing without it):
+    branch information next to its nulls, and per branch the agreement and the forced experts."""
+    t = TeacherFigures.from_json(block)
+    if t is None:
+        return []
+    md = [
+        "Against the scripted teacher's branches (the rollout played with `env.teacher`: the "
+        "branch is why the diver would act in the state; it changes neither the game nor the "
+        "policy's inputs).\n"
+    ]
+    info = t.information
+    if info is not None:
+        md += [
+            "| branch information I(argmax expert; branch) | share of H(branch) | permuted: mean / "
+            "p95 | p-value | within-episode shifts: p95 / p-value | states |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {num(info.mi, 4)} nats | {pct(info.normalized)} | {num(info.shuffled_mean, 4)} / "
+            f"{num(info.shuffled_p95, 4)} | {num(info.p_value, 3)} | {num(info.shifted_p95, 4)} / "
+            f"{num(info.shifted_p_value, 3)} | {info.n_states} |\n",
+        ]
+    iv = t.interventions or {}
+    experts = list(next(iter(iv.values())).expert_prob) if iv else []
+    md.append(
+        f"Per branch: the share of states whose action ({t.actions}) is the teacher's, and whose "
+        "argmax of π is; π(teacher's action) with the learned router and with the router forced to "
+        f"each expert (one-hot α) on {t.intervention_states} of these states, each a mean over "
+        "episodes of per-episode means; the forced expert with the highest is *the* best only "
+        "when its paired CI over episodes against every other expert lies above 0 and it leads "
+        f"each by at least {100 * MIN_TEACHER_MARGIN:.0f} pp.\n"
+    )
+    md.append(
+        "| branch | states | share | action is the teacher's | argmax is | π router | "
+        + "".join(f"π {e} | " for e in experts)
+        + "best forced expert | its gain over the router [95 % CI] |"
+    )
+    md.append("|---|---:|---:|---:|---:|---:|" + "---:|" * len(experts) + "---|---:|")
+    total = max(t.n_states, 1)
+    for b, a in t.agreement.items():
+        x = iv.get(b)
+        cells = [num(x.expert_prob.get(e), 3) if x else "–" for e in experts]
+        pb = x.ranking.point_best if x else None
+        g = x.gain.get(pb) if x is not None and pb is not None else None
+        best = (x.best or (f"undetermined (point best {pb})" if pb else "–")) if x else "–"
+        label = "**all**" if b == ALL_STATES else b
+        md.append(
+            f"| {label} | {a.n_states} | {pct(a.n_states / total)} | {pct(a.taken)} | "
+            f"{pct(a.argmax)} | {num(x.router_prob, 3) if x else '–'} | "
+            + "".join(f"{c} | " for c in cells)
+            + f"{best if b != ALL_STATES else ''} | {g.text(3) if g else ''} |"
+        )
+    return md + [""]
+
+
 def specialization_markdown(r: dict[str, Any]) -> str:
     """The specialization section of ``analysis.md``: each figure next to its baseline."""
     md = ["## Specialization, each figure next to its baseline\n"]
@@ -312,6 +380,7 @@ def specialization_markdown(r: dict[str, Any]) -> str:
             )  # fmt: skip
         else:
             md.append("No per-seed figures for the forced experts: the ranking is undetermined.\n")
+    md += teacher_markdown(r.get(mn.TEACHER))
     h = r.get("hint")
     if h:
         md.append(

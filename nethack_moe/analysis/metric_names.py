@@ -140,3 +140,22 @@ ARGMAX_CHANGE = "argmax_change"
 SCORE_CHANGE_CI = "score_change_ci"
 #: Figure of the ``hint`` block.
 FOLLOW_SHARE = "follow_share"
+#: Block of the scripted teacher's figures (issue 18: specialization against the teacher's
+#: branches), in an evaluation summary and in ``analysis.json``; its information figures are
+#: those of the ``specialization`` block with ``branch`` for ``scenario``
+#: (:meth:`nethack_moe.analysis.verdict.ScenarioInformation.to_json`).
+TEACHER = "teacher"
+BRANCH_MI = "branch_mi"
+"""I(argmax expert; teacher branch), nats."""
+BRANCH_MI_NORMALIZED = "branch_mi_normalized"
+"""``branch_mi`` as a share of H(branch)."""
+BRANCH_MI_SHUFFLED_P95 = "branch_mi_shuffled_p95"
+BRANCH_MI_P_VALUE = "branch_mi_p_value"
+BRANCH_MI_SHIFTED_P95 = "branch_mi_shifted_p95"
+BRANCH_MI_SHIFTED_P_VALUE = "branch_mi_shifted_p_value"
+BRANCH_MI_NULL_P95 = "branch_mi_null_p95"
+#: Per-branch blocks of the ``teacher`` block.
+AGREEMENT = "agreement"
+"""Share of states whose action is the teacher's, ``all`` and per branch."""
+BRANCH_INTERVENTIONS = "interventions"
+"""Per branch: π(teacher's action) with each expert forced, against the learned router."""

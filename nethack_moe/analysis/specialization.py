@@ -39,7 +39,7 @@ The last step of an episode has no successor: it counts only for the HP lost at 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +58,7 @@ from nethack_moe.analysis.verdict import (
     RelianceFigure,
     ScenarioInformation,
     ScenarioRanking,
+    TeacherFigures,
     VerdictFigures,
     specialization_verdict,
 )
@@ -230,8 +231,9 @@ def encode_all(model: ActorCritic, obs: Obs, batch: int = 512) -> Encoded:
             parts.append(model.encode(*o))
     h_state = torch.cat([p.h_state for p in parts])
     return Encoded(
-        h_state, _cat([p.h_graph for p in parts]), _cat([p.operator_scores for p in parts])
-    )
+        h_state, _cat([p.h_graph for p in parts]), _cat([p.operator_scores for p in parts]),
+        _cat([p.hint for p in parts]),
+    )  # fmt: skip
 
 
 def reliance_on_states(
@@ -462,34 +464,51 @@ def _outcome(p: PlayerResult, key: str) -> float | None:
     return None if p.outcomes is None else getattr(p.outcomes, key)
 
 
-def rank_scenario(
-    scenario: str, results: dict[str, PlayerResult], expert_names: Sequence[str], *,
-    n_resamples: int = 2000, seed: int = 0,
-) -> ScenarioRanking:  # fmt: skip
-    """The forced experts ranked by ``scenario``'s outcome: the point best (over all its states;
-    ties: none) and, against every other expert, how much better it is, paired over the seeds
-    both have a value for, with its bootstrap CI."""
-    key, higher = SCENARIO_OUTCOME[scenario]
-    vals = {
-        e: v for e in expert_names if e in results and (v := _outcome(results[e], key)) is not None
-    }
+def rank_by_seed(
+    name: str,
+    outcome: str,
+    higher: bool,
+    point: Mapping[str, float | None],
+    by_seed: Mapping[str, Mapping[int, float | None]],
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> ScenarioRanking:
+    """Rank players by one outcome: the point best by ``point`` (ties: none) and, against every
+    other player with a value, how much better it is, paired over the seeds of ``by_seed`` both
+    have a value for, with its bootstrap CI (positive = the best is better)."""
+    vals = {e: v for e, v in point.items() if v is not None}
     if not vals:
-        return ScenarioRanking(scenario, key, higher, None)
+        return ScenarioRanking(name, outcome, higher, None)
     top = max(vals.values()) if higher else min(vals.values())
     winners = [e for e, v in vals.items() if math.isclose(v, top, rel_tol=1e-9, abs_tol=1e-12)]
     if len(winners) != 1:
-        return ScenarioRanking(scenario, key, higher, None)
+        return ScenarioRanking(name, outcome, higher, None)
     best = winners[0]
-    b = results[best].by_seed(key)
+    b = by_seed.get(best, {})
     margins = {}
     for e in vals:
         if e == best:
             continue
-        o = results[e].by_seed(key)
-        # paired_diff_ci(a, b) is mean(b - a): oriented so that positive = the best is better
+        o = by_seed.get(e, {})
+        # PairedDiff.of(a, b) is mean(b - a): oriented so that positive = the best is better
         margins[e] = (PairedDiff.of(o, b, n_resamples=n_resamples, seed=seed) if higher
                       else PairedDiff.of(b, o, n_resamples=n_resamples, seed=seed))  # fmt: skip
-    return ScenarioRanking(scenario, key, higher, best, margins)
+    return ScenarioRanking(name, outcome, higher, best, margins)
+
+
+def rank_scenario(
+    scenario: str, results: dict[str, PlayerResult], expert_names: Sequence[str], *,
+    n_resamples: int = 2000, seed: int = 0,
+) -> ScenarioRanking:  # fmt: skip
+    """The forced experts ranked by ``scenario``'s outcome (:func:`rank_by_seed`): the point best
+    over all its states, its margins paired over the seeds."""
+    key, higher = SCENARIO_OUTCOME[scenario]
+    present = [e for e in expert_names if e in results]
+    return rank_by_seed(
+        scenario, key, higher, {e: _outcome(results[e], key) for e in present},
+        {e: results[e].by_seed(key) for e in present}, n_resamples=n_resamples, seed=seed,
+    )  # fmt: skip
 
 
 def read_interventions(
@@ -532,6 +551,8 @@ class SpecializationReport:
     n_experts: int
     interventions: dict[str, PlayerResult] = field(default_factory=dict)
     reading: InterventionReading | None = None
+    teacher: TeacherFigures | None = None
+    """Against the scripted teacher's branches (``None``: the run had no teacher)."""
 
     def verdict(self) -> str:
         """The verdict of these figures, read back the way a file's are."""
@@ -540,7 +561,8 @@ class SpecializationReport:
     def to_json(self) -> dict[str, Any]:
         """The blocks of ``analysis.json`` (and of an evaluation summary): ``n_experts``,
         ``specialization``, ``reliance`` with ``reliance_measured``, ``interventions``,
-        ``interventions_reading``, ``hint`` and ``routing_balance``. Figures only: no verdict."""
+        ``interventions_reading``, ``hint``, ``routing_balance`` and ``teacher`` (``None``: the run
+        had no teacher). Figures only: no verdict."""
         return {
             mn.N_EXPERTS: self.n_experts,
             mn.SPECIALIZATION: self.scenario.to_json() if self.scenario else None,
@@ -554,6 +576,7 @@ class SpecializationReport:
                 "per_state_sharpness_alpha_entropy": self.per_state_sharpness,
                 "effective_experts": self.effective_experts,
             },
+            mn.TEACHER: self.teacher.to_json() if self.teacher else None,
         }
 
 
@@ -568,11 +591,15 @@ def state_report(
     permutations: int = DEFAULT_PERMUTATIONS,
     reliance_states: int = DEFAULT_RELIANCE_STATES,
     seed: int = 0,
+    actions: str = "sampled",
 ) -> tuple[SpecializationReport, dict[str, Tensor]]:
     """The figures that need only the logged states: scenario information, reliance on the
     states (when the rollout kept the observations and ``model`` is given), hint follow share,
-    usage balance and sharpness. Returns the report and the means of ``h_state`` / ``h_graph``
-    (for playing with the same replacements)."""
+    usage balance and sharpness, and the figures against the teacher's branches when the run had
+    the teacher (:func:`nethack_moe.analysis.branches.teacher_figures`; ``actions``: how the run
+    chose its actions). Returns the report and the means of ``h_state`` / ``h_graph`` (for
+    playing with the same replacements)."""
+    from nethack_moe.analysis.branches import teacher_figures
     from nethack_moe.analysis.routing import routing_figures
 
     E = int(st.alpha.shape[1])
@@ -596,5 +623,8 @@ def state_report(
         per_state_sharpness=fig.get(mn.ALPHA_ENTROPY),
         effective_experts=fig.get(mn.EFFECTIVE_EXPERTS),
         n_experts=E,
+        teacher=teacher_figures(
+            model, st, routing, temperature, actions, permutations=permutations, seed=seed
+        ),  # fmt: skip
     )
     return report, rel.means

@@ -176,12 +176,13 @@ def stricter_null(
 
 @dataclass(frozen=True)
 class ScenarioInformation:
-    """I(argmax expert; scenario label) next to its permutation baselines."""
+    """I(argmax expert; a state label) next to its permutation baselines: the scenario label, or
+    the teacher's branch (:class:`TeacherFigures`)."""
 
     mi: float
     """Nats."""
     scenario_entropy: float
-    """H(scenario) of the same states, nats."""
+    """H(label) of the same states, nats."""
     shuffled_mean: float
     shuffled_p95: float
     p_value: float
@@ -214,51 +215,55 @@ class ScenarioInformation:
         """Above the p95 of every baseline that was computed."""
         return self.mi > self.baseline_p95
 
-    def to_json(self) -> dict[str, Any]:
-        """The ``specialization`` block of ``analysis.json`` (and of an evaluation summary)."""
+    def to_json(self, label: str = "scenario") -> dict[str, Any]:
+        """The ``specialization`` block of ``analysis.json`` (and of an evaluation summary), keyed
+        ``scenario_mi``, ``scenario_mi_shuffled_p95`` ...; with ``label="branch"`` the same figures
+        of the ``teacher`` block (``branch_mi``, ``branch_mi_shuffled_p95`` ...)."""
         null = self.null
+        mi = f"{label}_mi"
         return {
-            mn.SCENARIO_MI: self.mi,
-            mn.SCENARIO_MI_NORMALIZED: self.normalized,
-            "scenario_entropy": self.scenario_entropy,
-            "scenario_mi_shuffled_mean": self.shuffled_mean,
-            mn.SCENARIO_MI_SHUFFLED_P95: self.shuffled_p95,
-            mn.SCENARIO_MI_P_VALUE: self.p_value,
-            mn.SCENARIO_MI_SHIFTED_P95: self.shifted_p95,
-            mn.SCENARIO_MI_SHIFTED_P_VALUE: self.shifted_p_value,
-            mn.SCENARIO_MI_NULL: null.name,
-            mn.SCENARIO_MI_NULL_P95: null.p95,
-            mn.SCENARIO_MI_NULL_P_VALUE: null.p_value,
+            mi: self.mi,
+            f"{mi}_normalized": self.normalized,
+            f"{label}_entropy": self.scenario_entropy,
+            f"{mi}_shuffled_mean": self.shuffled_mean,
+            f"{mi}_shuffled_p95": self.shuffled_p95,
+            f"{mi}_p_value": self.p_value,
+            f"{mi}_shifted_p95": self.shifted_p95,
+            f"{mi}_shifted_p_value": self.shifted_p_value,
+            f"{mi}_null": null.name,
+            f"{mi}_null_p95": null.p95,
+            f"{mi}_null_p_value": null.p_value,
             "permutations": self.permutations,
             "n_states": self.n_states,
             "above_baseline": self.above_baseline,
         }
 
     @classmethod
-    def from_json(cls, d: Any) -> ScenarioInformation | None:
-        """The figures of a ``specialization`` block (``None`` without the figure and its
-        permutation baseline). The stored decision keys (``above_baseline``, ``scenario_mi_null*``)
-        are not read: they are recomputed."""
+    def from_json(cls, d: Any, label: str = "scenario") -> ScenarioInformation | None:
+        """The figures of a ``specialization`` block (or, ``label="branch"``, of a ``teacher``
+        block); ``None`` without the figure and its permutation baseline. The stored decision keys
+        (``above_baseline``, ``*_mi_null*``) are not read: they are recomputed."""
         if not isinstance(d, Mapping):
             return None
-        mi, p95 = _float(d.get(mn.SCENARIO_MI)), _float(d.get(mn.SCENARIO_MI_SHUFFLED_P95))
+        k = f"{label}_mi"
+        mi, p95 = _float(d.get(k)), _float(d.get(f"{k}_shuffled_p95"))
         if mi is None or p95 is None:
             return None
-        h = _float(d.get("scenario_entropy"))
-        share = _float(d.get(mn.SCENARIO_MI_NORMALIZED))
+        h = _float(d.get(f"{label}_entropy"))
+        share = _float(d.get(f"{k}_normalized"))
         if h is None:
             h = mi / share if share else 0.0
-        p = _float(d.get(mn.SCENARIO_MI_P_VALUE))
+        p = _float(d.get(f"{k}_p_value"))
         return cls(
             mi=mi,
             scenario_entropy=h,
-            shuffled_mean=_float(d.get("scenario_mi_shuffled_mean")) or 0.0,
+            shuffled_mean=_float(d.get(f"{k}_shuffled_mean")) or 0.0,
             shuffled_p95=p95,
             p_value=math.nan if p is None else p,
             permutations=int(d.get("permutations") or 0),
             n_states=int(d.get("n_states") or 0),
-            shifted_p95=_float(d.get(mn.SCENARIO_MI_SHIFTED_P95)),
-            shifted_p_value=_float(d.get(mn.SCENARIO_MI_SHIFTED_P_VALUE)),
+            shifted_p95=_float(d.get(f"{k}_shifted_p95")),
+            shifted_p_value=_float(d.get(f"{k}_shifted_p_value")),
         )
 
 
@@ -575,6 +580,166 @@ def own_scenarios(
     return out, (OWN_FROM_NAMES if prior_on else OWN_FROM_ROUTER)
 
 
+# ------------------------------------------------------------------------------ teacher's branches
+#: Outcome name of the per-branch rankings: π(the teacher's action) on the branch's states.
+TEACHER_PROB = "teacher_action_prob"
+#: Key of the overall agreement in the ``agreement`` block (the others are branch names).
+ALL_STATES = "all"
+#: A forced expert is *the* best in a branch when its paired CI against every other expert lies
+#: above 0 (as for the scenario rankings) and every margin is at least this much π(teacher's
+#: action), one percentage point: smaller gaps are ties in practice (an untrained policy's
+#: experts differ by 1e-5, consistently enough for a CI to exclude 0).
+MIN_TEACHER_MARGIN = 0.01
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How often the student's action is the teacher's on a set of states."""
+
+    n_states: int
+    taken: float | None
+    """Share of the states whose action taken in the run (sampled or greedy, as played) is the
+    teacher's (``None``: no state)."""
+    argmax: float | None = None
+    """Share of the sampled states (:attr:`argmax_states`) whose argmax of π is the teacher's
+    action: greedy choice on the states the run visited (``None``: not measured)."""
+    argmax_states: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n_states": self.n_states, "taken": self.taken, "argmax": self.argmax,
+                "argmax_states": self.argmax_states}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, d: Any) -> Agreement | None:
+        if not isinstance(d, Mapping):
+            return None
+        return cls(int(d.get("n_states") or 0), _float(d.get("taken")), _float(d.get("argmax")),
+                   int(d.get("argmax_states") or 0))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BranchIntervention:
+    """On the states of one teacher branch: π(teacher's action) with the learned router and with
+    the router forced to each expert (one-hot α), each a mean over seeds of per-seed means."""
+
+    branch: str
+    n_states: int
+    router_prob: float | None
+    expert_prob: dict[str, float | None]
+    gain: dict[str, PairedDiff]
+    """Expert -> forced minus learned router, paired over the seeds, with its CI."""
+    ranking: ScenarioRanking
+    """The expert with the highest π(teacher's action) and its paired margin over each other; it
+    is *the* best only when every margin's CI lies above 0 (:attr:`ScenarioRanking.best`)."""
+
+    @property
+    def best(self) -> str | None:
+        """The point best when its CIs against every other expert lie above 0 and every margin
+        is at least :data:`MIN_TEACHER_MARGIN`; else ``None`` (undetermined)."""
+        b = self.ranking.best
+        if b is None or not self.wide:
+            return None
+        return b
+
+    @property
+    def wide(self) -> bool:
+        """Every margin of the point best is at least :data:`MIN_TEACHER_MARGIN`."""
+        return all(
+            m.diff is not None and m.diff >= MIN_TEACHER_MARGIN
+            for m in self.ranking.margins.values()
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n_states": self.n_states,
+            "router_prob": self.router_prob,
+            "expert_prob": dict(self.expert_prob),
+            "gain": {e: g.to_json() for e, g in self.gain.items()},
+            "point_best": self.ranking.point_best,
+            "margins": {e: m.to_json() for e, m in self.ranking.margins.items()},
+            "best": self.best,
+        }
+
+    @classmethod
+    def from_json(cls, branch: str, d: Any) -> BranchIntervention | None:
+        """A stored entry; ``best`` is recomputed from the margins."""
+        if not isinstance(d, Mapping):
+            return None
+        rk = ScenarioRanking.from_json(
+            branch, {"outcome": TEACHER_PROB, "higher_is_better": True,
+                     "point_best": d.get("point_best"), "margins": d.get("margins")},
+        )  # fmt: skip
+        assert rk is not None
+        gain = {
+            str(e): g for e, v in (d.get("gain") or {}).items()
+            if (g := PairedDiff.from_json(v)) is not None
+        }  # fmt: skip
+        probs = {str(e): _float(v) for e, v in (d.get("expert_prob") or {}).items()}
+        return cls(branch, int(d.get("n_states") or 0), _float(d.get("router_prob")), probs, gain,
+                   rk)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TeacherFigures:
+    """The figures against the scripted teacher's branches (issue 18; PROTOCOL.md, "branch
+    information"), on the states of one run played with ``env.teacher``: the ``teacher`` block."""
+
+    n_states: int
+    """States with the teacher's advice."""
+    actions: str
+    """``sampled`` or ``greedy``: how the run chose the actions that :class:`Agreement` reads."""
+    branch_counts: dict[str, int]
+    agreement: dict[str, Agreement]
+    """:data:`ALL_STATES` and each branch with states."""
+    information: ScenarioInformation | None = None
+    """I(argmax expert; branch) with its nulls (``None``: no routing, or not measured)."""
+    interventions: dict[str, BranchIntervention] | None = None
+    """Branch -> the forced experts on its states (``None``: not measured)."""
+    intervention_states: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {mn.BRANCH_MI: None, mn.BRANCH_MI_SHUFFLED_P95: None}
+        if self.information is not None:
+            out.update(self.information.to_json("branch"))
+        out.update({
+            "n_states": self.n_states,
+            "actions": self.actions,
+            "branch_counts": dict(self.branch_counts),
+            mn.AGREEMENT: {k: a.to_json() for k, a in self.agreement.items()},
+            mn.BRANCH_INTERVENTIONS: (
+                None if self.interventions is None
+                else {b: v.to_json() for b, v in self.interventions.items()}
+            ),
+            "intervention_states": self.intervention_states,
+        })  # fmt: skip
+        return out
+
+    @classmethod
+    def from_json(cls, d: Any) -> TeacherFigures | None:
+        if not isinstance(d, Mapping):
+            return None
+        agree = {
+            str(k): a for k, v in (d.get(mn.AGREEMENT) or {}).items()
+            if (a := Agreement.from_json(v)) is not None
+        }  # fmt: skip
+        raw = d.get(mn.BRANCH_INTERVENTIONS)
+        iv = None
+        if isinstance(raw, Mapping):
+            iv = {
+                str(b): x for b, v in raw.items()
+                if (x := BranchIntervention.from_json(str(b), v)) is not None
+            }  # fmt: skip
+        return cls(
+            n_states=int(d.get("n_states") or 0),
+            actions=str(d.get("actions") or "sampled"),
+            branch_counts={str(k): int(v) for k, v in (d.get("branch_counts") or {}).items()},
+            agreement=agree,
+            information=ScenarioInformation.from_json(d, "branch"),
+            interventions=iv,
+            intervention_states=int(d.get("intervention_states") or 0),
+        )
+
+
 # ------------------------------------------------------------------------------ the figures
 @dataclass(frozen=True)
 class VerdictFigures:
@@ -591,6 +756,8 @@ class VerdictFigures:
     usage_balance: float | None = None
     per_state_sharpness: float | None = None
     effective_experts: float | None = None
+    teacher: TeacherFigures | None = None
+    """``None``: the run had no teacher (not measured)."""
 
     @classmethod
     def from_json(cls, block: Mapping[str, Any]) -> VerdictFigures:
@@ -628,6 +795,7 @@ class VerdictFigures:
                 bal.get("per_state_sharpness_alpha_entropy", rfig.get(mn.ALPHA_ENTROPY))
             ),
             effective_experts=_float(bal.get("effective_experts", rfig.get(mn.EFFECTIVE_EXPERTS))),
+            teacher=TeacherFigures.from_json(block.get(mn.TEACHER)),
         )
 
 
@@ -739,6 +907,95 @@ def hint_sentence(h: HintReliance) -> str | None:
     return txt + "."
 
 
+def branch_information_sentence(info: ScenarioInformation | None) -> str:
+    """I(argmax expert; teacher branch) against the stricter of its nulls."""
+    if info is None:
+        return "The expert choice's information about the teacher's branch: not measured."
+    null = info.null
+    share = info.normalized
+    head = (
+        f"The expert choice carries {info.mi:.4f} nats of information about the teacher's branch "
+        f"({pct(share)} of H(branch)), {'above' if info.above_baseline else 'not above'} its "
+        f"stricter null's p95 {null.p95:.4f} ({null.name}, p = {num(null.p_value, 3)})"
+    )
+    if not info.above_baseline:
+        return head + ": the experts do not split by the teacher's branch."
+    if share is None or share < MIN_SCENARIO_SHARE:
+        return head + (
+            f": above chance but below {100 * MIN_SCENARIO_SHARE:.0f} % of H(branch), the experts "
+            "do not split by the teacher's branch."
+        )
+    return head + ": the expert choice depends on the teacher's branch."
+
+
+def branch_interventions_sentence(iv: Mapping[str, BranchIntervention] | None) -> str:
+    """Per branch, the forced expert that most raises π(teacher's action), when determined."""
+    if iv is None:
+        return "Per branch, forcing one expert on the teacher's action: not measured."
+    if not iv:
+        return "Per branch, forcing one expert on the teacher's action: no states."
+    parts = []
+    for b, x in iv.items():
+        pb = x.ranking.point_best
+        g = x.gain.get(pb) if pb is not None else None
+        gain = f", {g.text(3)} over the router" if g is not None else ""
+        if x.best is not None:
+            parts.append(f"{b}: {x.best}{gain}")
+        elif pb is not None:
+            why = "CIs overlap" if x.ranking.best is None else (
+                f"ahead by less than {100 * MIN_TEACHER_MARGIN:.0f} pp")  # fmt: skip
+            parts.append(f"{b}: undetermined (point best {pb}{gain}; {why})")
+        else:
+            parts.append(f"{b}: {MISSING}")
+    bests = {x.best for x in iv.values() if x.best is not None}
+    n_det = sum(x.best is not None for x in iv.values())
+    if len(bests) > 1:
+        where = {e: [b for b, x in iv.items() if x.best == e] for e in bests}
+        order = sorted(where, key=lambda e: (-len(where[e]), e))
+        tail = (
+            "different experts are the best in different branches ("
+            + "; ".join(f"{e} in {', '.join(where[e])}" for e in order)
+            + ")"
+        )
+    elif len(bests) == 1 and n_det > 1:
+        tail = (
+            f"one expert ({next(iter(bests))}) is the best in every branch where a best is "
+            "determined: a stronger imitator of the teacher, not a branch specialist"
+        )
+    elif n_det == 1:
+        tail = "a best is determined in one branch only"
+    else:
+        tail = "no expert is determined the best in any branch"
+    return (
+        "Forced to one expert on the same states, the expert that most raises the probability of "
+        f"the teacher's action (paired CIs over seeds) is {'; '.join(parts)}: {tail}."
+    )
+
+
+def agreement_sentence(t: TeacherFigures) -> str:
+    """How often the student takes the teacher's action, overall and per branch."""
+    a = t.agreement.get(ALL_STATES)
+    if a is None or a.taken is None:
+        return "Agreement with the teacher: not measured."
+    txt = f"The student takes the teacher's action in {pct(a.taken)} of its states ({t.actions})"
+    if a.argmax is not None:
+        txt += f", π's argmax on the same states in {pct(a.argmax)}"
+    per = [f"{b} {pct(x.taken)}" for b, x in t.agreement.items() if b != ALL_STATES]
+    return txt + (f"; per branch: {', '.join(per)}" if per else "") + "."
+
+
+def teacher_sentences(t: TeacherFigures | None, with_routing: bool = True) -> str:
+    """The verdict's lines about the teacher's branches (``not measured`` without a teacher)."""
+    if t is None:
+        return "Against the scripted teacher's branches: not measured (the run had no teacher)."
+    out = []
+    if with_routing:
+        out += [branch_information_sentence(t.information),
+                branch_interventions_sentence(t.interventions)]  # fmt: skip
+    out.append(agreement_sentence(t))
+    return " ".join(out)
+
+
 def specialization_verdict(f: VerdictFigures) -> str:
     """A plain paragraph built from the figures: what the router routes on, whether its experts
     split by scenario and are specialised, how much of the policy is the hint; routing MI and
@@ -748,8 +1005,10 @@ def specialization_verdict(f: VerdictFigures) -> str:
     else:
         rel_text, used = "", []
     if f.n_experts <= 1:
-        return "A single expert: there is no routing to read." + (
-            f" Policy reliance: {rel_text}." if rel_text else ""
+        return (
+            "A single expert: there is no routing to read."
+            + (f" Policy reliance: {rel_text}." if rel_text else "")
+            + (f" {teacher_sentences(f.teacher, with_routing=False)}" if f.teacher else "")
         )
     if f.reliance is None:
         out = ["What the router routes on was not measured on these states (no reliance figures)."]
@@ -776,6 +1035,7 @@ def specialization_verdict(f: VerdictFigures) -> str:
         hs = hint_sentence(f.hint)
         if hs:
             out.append(hs)
+    out.append(teacher_sentences(f.teacher))
     out.append(
         f"Usage balance (routing MI {num(f.usage_balance, 3)} nats, {num(f.effective_experts, 2)} "
         f"effective experts) and per-state sharpness (alpha entropy {num(f.per_state_sharpness, 3)}) "

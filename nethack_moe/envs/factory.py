@@ -19,6 +19,8 @@ OBS_KEYS: tuple[str, ...] = ("glyphs", "blstats", "message", "tty_chars")
 
 #: Tasks whose action set the hint bonus knows (NetHackScore's 23 actions).
 _HINT_TASKS = ("NetHackScore-v0", "NetHackStaircase-v0", "NetHackStaircasePet-v0")
+#: Tasks ``env.teacher`` can run on (the teacher's 23 actions).
+TEACHER_TASKS: tuple[str, ...] = _HINT_TASKS
 _ROLES = ("arc", "bar", "cav", "hea", "kni", "mon", "pri", "rog", "ran", "sam", "tou", "val", "wiz")
 _RACES = ("hum", "elf", "dwa", "gno", "orc")
 _ALIGNS = ("law", "neu", "cha")
