@@ -14,7 +14,9 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
+from nethack_moe import features as F
 from nethack_moe.analysis.specialization import (
     PlayerResult,
     ScenarioOutcomes,
@@ -22,6 +24,8 @@ from nethack_moe.analysis.specialization import (
     entropy_of_labels,
     mutual_information,
     rank_scenario,
+    reliance_on_states,
+    sample_rows,
     scenario_information,
 )
 from nethack_moe.analysis.stats import paired_diff_ci
@@ -45,6 +49,8 @@ from nethack_moe.analysis.verdict import (
     scenario_sentence,
     stricter_null,
 )
+from nethack_moe.models.policy import Encoded, PolicyOutput
+from nethack_moe.ppo.acting import Obs
 
 LN2 = math.log(2)
 
@@ -384,3 +390,106 @@ def test_scenario_sentence_each_branch_in_full():
     assert scenario_sentence(_info(0.02, 0.01, 0.005, h=0.0)).endswith(
         "the experts are not split by scenario"
     )
+
+
+# ------------------------------------------------------------------------------ reliance by hand
+class _HandModel(torch.nn.Module):
+    """Two experts, two actions, every figure computable by hand.
+
+    ``h_state = [s, 10 s]``; the router reads only ``s``: α = [p, 1 - p] with
+    ``p = clamp(0.5 + s / 4, 0, 1)``. ``h_graph = [g]``; the policy reads only ``g``:
+    logits ``[g, 0]``. It records the batch sizes it encodes and the routing arguments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))  # a device for encode_all
+        self.encoded: list[int] = []
+        self.head_args: list[tuple] = []
+
+    def encode(self, state, crop, atoms):
+        self.encoded.append(int(state.shape[0]))
+        s, g = state[:, :1], state[:, 1:2]
+        return Encoded(torch.cat([s, 10 * s], 1), g.clone(), None)
+
+    def head(self, enc, routing=None, temperature=None, alpha_override=None):
+        self.head_args.append((routing, temperature))
+        p = (0.5 + enc.h_state[:, 0] / 4).clamp(0.0, 1.0)
+        alpha = torch.stack([p, 1 - p], 1)
+        logits = torch.cat([enc.h_graph, torch.zeros_like(enc.h_graph)], 1)
+        return PolicyOutput(logits, logits[:, 0], alpha, alpha, logits[:, None], None)
+
+
+def _hand_obs(s: list[float], g: list[float]) -> Obs:
+    n = len(s)
+    state = torch.zeros(n, F.STATE_DIM)
+    state[:, 0], state[:, 1] = torch.tensor(s), torch.tensor(g)
+    return Obs(
+        state, torch.zeros(n, 9, 9, dtype=torch.int16), torch.zeros(n, F.N_ATOMS, dtype=torch.bool)
+    )
+
+
+def _kl2(p: float, q: float) -> float:
+    """KL of two-action policies [p, 1 - p] || [q, 1 - q]."""
+    return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+
+
+S4 = [1.0, -1.0, 1.0, 3.0]
+G4 = [math.log(3), 0.0, 0.0, math.log(3)]
+
+
+def test_reliance_figures_by_hand():
+    # s = 1 -1 1 3 (mean 1): p = .75 .25 .75 1, argmax expert 0 1 0 0.
+    #   state_mean (s -> 1, p -> .75): argmax 0 0 0 0, changes on 1 of 4 states; the weights
+    #   move by |Δp| = 0 .5 0 .25, mean .1875; the policy does not read s: KL 0
+    #   state_zero (s -> 0, p -> .5): argmax of a tie is expert 0, again 1 of 4; |Δp| = .25 .25
+    #   .25 .5, mean .3125
+    # g = ln3 0 0 ln3 (mean ln3 / 2): π(action 0) = 3/4 1/2 1/2 3/4; the router does not read g.
+    #   graph_mean: π -> √3 / (√3 + 1) on every state; graph_zero: π -> 1/2
+    model = _HandModel()
+    res = reliance_on_states(model, _hand_obs(S4, G4), "sparsemax", 0.7, batch=3)  # type: ignore[arg-type]
+    assert model.encoded == [3, 1]  # in batches of 3
+    assert set(model.head_args) == {("sparsemax", 0.7)} and len(model.head_args) == 5
+    f = res.figures
+    assert {k: v.replacement for k, v in f.items() if v} == {k: k for k in f}
+    sm, sz, gm, gz = f["state_mean"], f["state_zero"], f["graph_mean"], f["graph_zero"]
+    assert sm is not None and sz is not None and gm is not None and gz is not None
+    assert (sm.argmax_change, sm.alpha_change, sm.policy_kl, sm.n_states) == (
+        0.25, pytest.approx(0.1875), pytest.approx(0.0, abs=1e-7), 4)  # fmt: skip
+    assert (sz.argmax_change, sz.alpha_change) == (0.25, pytest.approx(0.3125))
+    assert sz.policy_kl == pytest.approx(0.0, abs=1e-7)
+    q = math.sqrt(3) / (math.sqrt(3) + 1)
+    assert gm.argmax_change == 0.0 and gm.alpha_change == 0.0
+    assert gm.policy_kl == pytest.approx((2 * _kl2(0.75, q) + 2 * _kl2(0.5, q)) / 4, rel=1e-5)
+    assert gz.argmax_change == 0.0
+    assert gz.policy_kl == pytest.approx(2 * _kl2(0.75, 0.5) / 4, rel=1e-5)
+    assert torch.allclose(res.means["h_state"], torch.tensor([1.0, 10.0]))
+    assert torch.allclose(res.means["h_graph"], torch.tensor([math.log(3) / 2]))
+
+
+def test_reliance_samples_its_states_with_the_seed():
+    # 2 of the 4 states: the mean replaces s by the mean of the two sampled s
+    for seed in (0, 1):  # rows 2, 3 (mean s 2) and rows 1, 2 (mean s 0)
+        rows = sample_rows(4, 2, seed)
+        res = reliance_on_states(_HandModel(), _hand_obs(S4, G4), max_states=2, seed=seed)  # type: ignore[arg-type]
+        want = float(np.mean([S4[i] for i in rows]))
+        assert res.means["h_state"][0].item() == pytest.approx(want)
+        assert res.figures["state_mean"].n_states == 2  # type: ignore[union-attr]
+    assert list(sample_rows(4, 2, 0)) != list(sample_rows(4, 2, 1))
+    dflt = reliance_on_states(_HandModel(), _hand_obs(S4, G4), max_states=2)  # type: ignore[arg-type]
+    assert dflt.means["h_state"][0].item() == pytest.approx(
+        np.mean([S4[i] for i in sample_rows(4, 2, 0)])
+    )
+    # default batch 512: 600 states in two batches
+    model = _HandModel()
+    reliance_on_states(model, _hand_obs(S4 * 150, G4 * 150))  # type: ignore[arg-type]
+    assert model.encoded == [512, 88]
+
+
+def test_reliance_of_one_state_and_of_none():
+    res = reliance_on_states(_HandModel(), _hand_obs([1.0], [0.0]))  # type: ignore[arg-type]
+    f = res.figures["state_zero"]
+    # one state s = 1: p = .75 -> .5 under zeros, argmax stays 0 (the tie goes to expert 0)
+    assert f is not None and f.n_states == 1 and f.alpha_change == pytest.approx(0.25)
+    empty = reliance_on_states(_HandModel(), _hand_obs([], []))  # type: ignore[arg-type]
+    assert empty.figures == dict.fromkeys(["graph_mean", "graph_zero", "state_mean", "state_zero"])
+    assert empty.means == {}

@@ -122,6 +122,10 @@ def test_compare_tails_with_samples_of_different_sizes():
     #   high: ref 10 %, other 19 %: p = (30 + 19) / 400 = .1225, se = .0379, d = .09 = 2.37 se
     out = compare_tails(np.repeat(REF, 3), _other(0.19, 0.25))
     assert out["high"] == "more" and out["low"] == "same"
+    # the pooled p weighs both samples: high 18 % vs 10 % at 100 each, p = .14,
+    # se = sqrt(.1204 * .02) = .0491, d = .08 = 1.63 se -> same (a p left near the reference's
+    # 10 % would give se = .0308 and call 2.6 se "more")
+    assert compare_tails(REF, _other(0.18, 0.27))["high"] == "same"
 
 
 def test_compare_tails_with_a_tail_that_holds_every_score_on_both_sides():
@@ -199,6 +203,10 @@ def _scipy_ci(x, stat, *, method, n_resamples=2000, seed=0, confidence=0.95):
 
 
 X = [3.0, 0.0, 7.0, 1.0, 12.0, 4.0, 4.0, 30.0, 2.0, 9.0, 5.0, 6.0]
+# 20 values with few ties: their bootstrap intervals move with the seed and the number of
+# resamples (those of X, small integers, land on the same few resampled means)
+D20 = [1.068, 3.719, 3.449, -0.021, 0.404, -0.055, 2.139, 0.888, 2.494, -2.695,
+       4.133, 0.807, 2.361, 0.727, 0.242, 1.926, 2.649, 0.595, 0.694, 2.371]  # fmt: skip
 
 
 @pytest.mark.parametrize("stat", ["mean", "iqm"])
@@ -276,19 +284,20 @@ def test_a_failed_bootstrap_logs_the_statistic_and_size(monkeypatch, caplog):
 
 # ------------------------------------------------------------------------------ summarize_scores
 def test_summarize_scores_passes_confidence_resamples_and_seed_to_the_bootstrap():
-    s = summarize_scores(X, n_resamples=300, seed=5, confidence=0.8)
+    s = summarize_scores(D20, n_resamples=300, seed=5, confidence=0.8)
     assert s.confidence == 0.8 and s.n_resamples == 300
     assert isinstance(s.confidence, float) and isinstance(s.n_resamples, int)
     assert s.ci_mean == pytest.approx(
-        _scipy_ci(X, "mean", method="BCa", n_resamples=300, seed=5, confidence=0.8), abs=1e-12
+        _scipy_ci(D20, "mean", method="BCa", n_resamples=300, seed=5, confidence=0.8), abs=1e-12
     )
     assert s.ci_iqm == pytest.approx(
-        _scipy_ci(X, "iqm", method="BCa", n_resamples=300, seed=5, confidence=0.8), abs=1e-12
+        _scipy_ci(D20, "iqm", method="BCa", n_resamples=300, seed=5, confidence=0.8), abs=1e-12
     )
     assert s.ci_method == "BCa"
-    d = summarize_scores(X)  # defaults: 2000 resamples, seed 0, 95 %
+    d = summarize_scores(D20)  # defaults: 2000 resamples, seed 0, 95 %
     assert d.confidence == 0.95 and d.n_resamples == 2000
-    assert d.ci_mean == pytest.approx(_scipy_ci(X, "mean", method="BCa"), abs=1e-12)
+    assert d.ci_mean == pytest.approx(_scipy_ci(D20, "mean", method="BCa"), abs=1e-12)
+    assert d.ci_iqm == pytest.approx(_scipy_ci(D20, "iqm", method="BCa"), abs=1e-12)
 
 
 def test_summarize_scores_names_both_methods_when_they_differ(monkeypatch):
@@ -310,6 +319,8 @@ def test_summarize_scores_without_ci_and_with_missing_values():
     assert s.q25 == pytest.approx(1.75) and s.q75 == pytest.approx(5.25)
     assert s.ci_mean is None and s.ci_iqm is None and s.ci_method == "none"
     assert s.died == 0.5 and s.length == 6.0 and s.depth is None
+    # two values 1 and 4: sample variance 4.5
+    assert summarize_scores([1.0, 4.0], ci=False).std == pytest.approx(np.sqrt(4.5))
     one = summarize_scores([7.0], ci=False)
     assert one.std == 0.0 and one.mean == 7.0 and one.q25 == 7.0
     empty = summarize_scores([NAN], died=[True], depth=[3, 5])
@@ -319,17 +330,18 @@ def test_summarize_scores_without_ci_and_with_missing_values():
 
 # ------------------------------------------------------------------------------ paired_diff_ci
 def test_paired_diff_ci_is_the_bootstrap_of_the_differences():
-    a = [10.0, 0.0, 4.0, 2.0, 6.0]
-    b = [11.0, 3.0, 3.0, 7.0, 6.5]
-    diffs = [1.0, 3.0, -1.0, 5.0, 0.5]  # b - a
-    d, ci = paired_diff_ci(a, b)
-    assert d == pytest.approx(1.7)
-    assert ci == pytest.approx(_scipy_ci(diffs, "mean", method="BCa"), abs=1e-12)
+    a = np.arange(20.0)
+    b = a + np.array(D20)
+    d, ci = paired_diff_ci(a, b)  # defaults: 2000 resamples, seed 0, 95 %, the mean
+    assert d == pytest.approx(np.mean(D20))
+    assert ci == pytest.approx(_scipy_ci(D20, "mean", method="BCa"), abs=1e-12)
     d, ci = paired_diff_ci(a, b, n_resamples=300, seed=3, confidence=0.8)
     assert ci == pytest.approx(
-        _scipy_ci(diffs, "mean", method="BCa", n_resamples=300, seed=3, confidence=0.8),
+        _scipy_ci(D20, "mean", method="BCa", n_resamples=300, seed=3, confidence=0.8),
         abs=1e-12,
     )
+    # 2-D input is read flat, on both sides alike
+    assert paired_diff_ci([[1.0, 2.0], [3.0, 4.0]], [2.0, 3.0, 4.0, 5.0]) == (1.0, [1.0, 1.0])
     with pytest.raises(ValueError, match="paired samples differ in size: 2 and 1"):
         paired_diff_ci([1, 2], [1])
 
