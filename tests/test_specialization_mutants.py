@@ -493,3 +493,74 @@ def test_reliance_of_one_state_and_of_none():
     empty = reliance_on_states(_HandModel(), _hand_obs([], []))  # type: ignore[arg-type]
     assert empty.figures == dict.fromkeys(["graph_mean", "graph_zero", "state_mean", "state_zero"])
     assert empty.means == {}
+
+
+# ------------------------------------------------------------------------------ defaults, edges
+# 20 per-seed differences with few ties: their bootstrap interval moves with the seed and the
+# number of resamples
+D20 = [1.068, 3.719, 3.449, -0.021, 0.404, -0.055, 2.139, 0.888, 2.494, -2.695,
+       4.133, 0.807, 2.361, 0.727, 0.242, 1.926, 2.649, 0.595, 0.694, 2.371]  # fmt: skip
+SEEDS20 = tuple(range(100, 120))
+
+
+def _player20(name: str, key: str, values: list[float]) -> PlayerResult:
+    m = float(np.mean(values))
+    o = ScenarioOutcomes(20, m if key == "hp_lost_per_step" else None, 20,
+                         m if key == "kills_per_combat_state" else None, None, 0, None)  # fmt: skip
+    return PlayerResult(name, 20, 0.0, 1.0, 0.0, o, SEEDS20, (0.0,) * 20, {key: tuple(values)})
+
+
+@pytest.mark.parametrize(("scenario", "key"), [("combat", "kills_per_combat_state"),
+                                               ("survival", "hp_lost_per_step")])  # fmt: skip
+def test_rank_scenario_passes_resamples_and_seed_to_every_margin(scenario, key):
+    # the best is 10 + D20 (higher is better) or 10 - D20 (lower is better) against 10: the
+    # margin is D20 either way, with paired_diff_ci's interval of D20
+    sign = 1.0 if scenario == "combat" else -1.0
+    res = {
+        "best": _player20("best", key, [10.0 + sign * d for d in D20]),
+        "flat": _player20("flat", key, [10.0] * 20),
+    }
+    zeros = [0.0] * 20
+    r = rank_scenario(scenario, res, ["flat", "best"])
+    assert r.point_best == "best" and r.margins["flat"].diff == pytest.approx(np.mean(D20))
+    assert r.margins["flat"].ci == pytest.approx(tuple(paired_diff_ci(zeros, D20)[1]), abs=1e-9)
+    r = rank_scenario(scenario, res, ["flat", "best"], n_resamples=300, seed=4)
+    want = paired_diff_ci(zeros, D20, n_resamples=300, seed=4)[1]
+    assert r.margins["flat"].ci == pytest.approx(tuple(want), abs=1e-9)
+
+
+def test_rank_scenario_a_tie_at_zero_and_the_full_record_of_a_tie():
+    # 0 and 1e-13 tie (within 1e-12 of each other; a relative tolerance alone would not tie 0)
+    res = {"a": _player("a", kills=(0.0, 0.0, 0.0)), "b": _player("b", kills=(1e-13, 0.0, 0.0))}
+    r = rank_scenario("combat", res, ["a", "b"])
+    assert r == ScenarioRanking("combat", "kills_per_combat_state", True, None)
+    tie = {"a": _player("a", hp=(1, 2, 3)), "b": _player("b", hp=(3, 2, 1))}
+    assert rank_scenario("survival", tie, ["a", "b"]) == ScenarioRanking(
+        "survival", "hp_lost_per_step", False, None
+    )
+
+
+def test_paired_diff_of_defaults_and_two_pairs():
+    a = dict(zip(SEEDS20, [0.0] * 20, strict=True))
+    b = dict(zip(SEEDS20, D20, strict=True))
+    pd = PairedDiff.of(a, b)  # 2000 resamples, seed 0
+    assert pd.ci == pytest.approx(tuple(paired_diff_ci([0.0] * 20, D20)[1]), abs=1e-12)
+    # two pairs are enough for an interval: differences 1 and 3
+    two = PairedDiff.of({1: 1.0, 2: 2.0}, {1: 2.0, 2: 5.0}, n_resamples=200)
+    want = paired_diff_ci([1.0, 2.0], [2.0, 5.0], n_resamples=200)[1]
+    assert two.diff == 2.0 and two.n == 2 and two.ci == pytest.approx(tuple(want))
+    assert two.ci is not None and two.ci[0] < two.ci[1]
+
+
+def test_own_scenarios_reads_the_tables_expert_order_and_short_tables():
+    # the table lists the experts in another order than the names asked about
+    table = {
+        "scenarios": ["survival", "combat"],
+        "experts": ["q", "p"],
+        "mean_alpha": [[0.9, 0.1], [0.2, 0.8]],  # q: survival; p: combat
+    }
+    assert own_scenarios(table, ["p", "q"], prior_on=False)[0] == {"p": "combat", "q": "survival"}
+    # fewer rows than scenarios: the rows there are read
+    short = {"scenarios": ["survival", "combat", "exploration"], "experts": ["p"],
+             "mean_alpha": [[0.1], [0.4]]}  # fmt: skip
+    assert own_scenarios(short, ["p"], prior_on=False)[0] == {"p": "combat"}
