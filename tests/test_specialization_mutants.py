@@ -564,3 +564,13 @@ def test_own_scenarios_reads_the_tables_expert_order_and_short_tables():
     short = {"scenarios": ["survival", "combat", "exploration"], "experts": ["p"],
              "mean_alpha": [[0.1], [0.4]]}  # fmt: skip
     assert own_scenarios(short, ["p"], prior_on=False)[0] == {"p": "combat"}
+
+
+def test_scenario_information_reads_float_labels_and_seeds_with_0_by_default():
+    # labels and argmax as floats (e.g. read back from a file) are the same labels
+    ints = scenario_information([0, 0, 1, 1], [0, 0, 1, 1], 2, 2, permutations=30, seed=0)
+    floats = scenario_information(
+        np.array([0.0, 0.0, 1.0, 1.0]), np.array([0.0, 0.0, 1.0, 1.0]), 2, 2, permutations=30
+    )
+    assert floats == ints  # and the default seed is 0
+    assert scenario_information([0, 0, 1, 1], [0, 0, 1, 1], 2, 2, permutations=30, seed=1) != ints
