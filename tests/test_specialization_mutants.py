@@ -61,6 +61,9 @@ def test_entropy_of_labels_by_hand():
     assert entropy_of_labels(np.array([0, 0, 1, 2]), 4) == pytest.approx(1.5 * LN2)
     assert entropy_of_labels(np.array([3, 3, 3]), 4) == 0.0
     assert entropy_of_labels(np.array([], np.int64), 4) == 0.0
+    assert entropy_of_labels(np.array([2]), 4) == 0.0  # one label: p = 1
+    # labels as floats are the same labels
+    assert entropy_of_labels(np.array([0.0, 0.0, 1.0, 2.0]), 4) == pytest.approx(1.5 * LN2)
 
 
 def test_mutual_information_by_hand():
@@ -80,6 +83,10 @@ def test_mutual_information_by_hand():
         pytest.approx(LN2)
     )
     assert mutual_information(np.array([], np.int64), np.array([], np.int64), 2, 2) == 0.0
+    # labels as floats are the same labels
+    fa, fb = np.array([0.0, 0.0, 1.0, 1.0]), np.array([0.0, 1.0, 1.0, 1.0])
+    assert mutual_information(fa, np.array([0, 1, 1, 1]), 2, 2) == pytest.approx(want)
+    assert mutual_information(np.array([0, 0, 1, 1]), fb, 2, 2) == pytest.approx(want)
 
 
 # ------------------------------------------------------------------------------ the nulls
