@@ -114,7 +114,7 @@ def test_the_permutation_null_of_four_states_by_hand():
     assert any(p != info.p_value for p in other)
 
 
-def test_the_permutation_p95_of_a_rare_match_is_zero():
+def test_the_permutation_p95_of_a_rare_match_is_far_below_the_figure():
     # one state of 30 is expert 1 and scenario 1: I = H(1/30). A permutation puts the 1 back
     # on that state with chance 1/30 (I again) and otherwise gives I = 1/30 * ln(...) < figure:
     # with 1 of 30 below 5 %, the 95th percentile is a mismatch value, below the figure
