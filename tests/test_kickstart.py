@@ -9,26 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_train import _records  # the records without wall-clock fields
 
 from nethack_moe.checkpoint import load_checkpoint
 from nethack_moe.config import ConfigError, make_config
 from nethack_moe.ppo.loss import LossBatch, ppo_loss, teacher_term
 from nethack_moe.ppo.trainer import Trainer, TrainingInterrupted
-
-VOLATILE = {"wall", "sps"}
-
-
-def _records(run: Path) -> list[dict]:
-    """Episode and update records without the wall-clock fields (as tests/test_train.py)."""
-    out = []
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        if r["type"] in ("episode", "update"):
-            out.append(
-                {k: v for k, v in r.items() if k not in VOLATILE and not k.startswith("time/")}
-            )
-    return out
-
 
 KS = ["env.teacher=true"]
 PHASES = (
