@@ -88,9 +88,9 @@ def check_resume_compat(old: TrainConfig, new: TrainConfig) -> None:
     old_d, new_d = old.to_dict(), new.to_dict()
     pairs = [(k, _get(old_d, k), _get(new_d, k)) for k in _COMPAT_KEYS]
     for section in _COMPAT_SECTIONS:
-        pairs += _leaves(section, old_d[section], new_d[section])
+        pairs += config_leaves(section, old_d[section], new_d[section])
     for key, was, now in pairs:
-        if _norm(was) != _norm(now):
+        if plain_value(was) != plain_value(now):
             raise ConfigError(
                 f"cannot resume: {key} differs (checkpoint {_show(was)}, now {_show(now)})"
             )
@@ -141,13 +141,13 @@ def _named_run_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.run.out_dir) / cfg.run.name
 
 
-def _leaves(prefix: str, a: Any, b: Any) -> list[tuple[str, Any, Any]]:
+def config_leaves(prefix: str, a: Any, b: Any) -> list[tuple[str, Any, Any]]:
     """(dotted key, a's value, b's value) for every leaf of two nested dicts."""
     if not (isinstance(a, dict) and isinstance(b, dict)):
         return [(prefix, a, b)]
     out: list[tuple[str, Any, Any]] = []
     for k in list(a) + [k for k in b if k not in a]:
-        out += _leaves(f"{prefix}.{k}", a.get(k), b.get(k))
+        out += config_leaves(f"{prefix}.{k}", a.get(k), b.get(k))
     return out
 
 
@@ -157,12 +157,12 @@ def _get(d: dict[str, Any], dotted: str) -> Any:
     return d[section].get(name)
 
 
-def _norm(v: Any) -> Any:
+def plain_value(v: Any) -> Any:
     """Lists and tuples compare equal (YAML and checkpoints store tuples as lists)."""
     if isinstance(v, (list, tuple)):
-        return [_norm(x) for x in v]
+        return [plain_value(x) for x in v]
     if isinstance(v, dict):
-        return {k: _norm(x) for k, x in v.items()}
+        return {k: plain_value(x) for k, x in v.items()}
     return v
 
 

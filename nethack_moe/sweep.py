@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from nethack_moe.config import ConfigError, TrainConfig, config_from_dict, make_config
+from nethack_moe.resume import RESUME_SETTABLE_KEYS, config_leaves, plain_value
 
 #: Stages that may follow training, in the order they run.
 AFTER_STAGES: tuple[str, ...] = ("evaluate", "analyze")
@@ -50,9 +51,7 @@ ANALYZE_KEYS = ("episodes", "probe_episodes", "workers")
 #: Run keys the sweep sets itself (a row may not): where the run goes and its seed.
 SWEEP_OWNED = ("run.seed", "run.name", "run.out_dir")
 #: Keys that change how a run executes, not what it computes (ignored when adopting a run).
-EXECUTION_KEYS = ("run.num_workers", "run.device", "run.progress", "run.tensorboard",
-                  "run.torch_threads", "run.max_env_steps", "run.checkpoint_every",
-                  "run.keep_checkpoints", "run.max_worker_restarts", "run.dist_timeout_s")  # fmt: skip
+EXECUTION_KEYS = RESUME_SETTABLE_KEYS
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -505,30 +504,14 @@ def _adopt(run: RunSpec) -> bool:
 
 
 def config_difference(a: TrainConfig, b: TrainConfig) -> str:
-    """The first dotted key whose value differs between two configs (execution keys ignored)."""
-    da, db = _flat(a.to_dict()), _flat(b.to_dict())
-    for k in sorted(set(da) | set(db)):
-        if k in EXECUTION_KEYS:
-            continue
-        if da.get(k) != db.get(k):
-            return k
+    """The first dotted key whose value differs between two configs (execution keys ignored);
+    the leaves and the list/tuple equality of :mod:`nethack_moe.resume`."""
+    da, db = a.to_dict(), b.to_dict()
+    for section in list(da) + [k for k in db if k not in da]:
+        for key, x, y in config_leaves(section, da.get(section), db.get(section)):
+            if key not in EXECUTION_KEYS and plain_value(x) != plain_value(y):
+                return key
     return ""
-
-
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    if isinstance(d, (list, tuple)):
-        if any(isinstance(v, (dict, list, tuple)) for v in d):
-            out = {}
-            for i, v in enumerate(d):
-                out.update(_flat(v, f"{prefix}[{i}]"))
-            return out
-        return {prefix: list(d)}
-    return {prefix: d}
 
 
 def _stage_evaluate(run: RunSpec, runner: Runner, say: Callable[[str], None]) -> bool:
