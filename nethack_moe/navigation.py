@@ -23,6 +23,30 @@ N_DIRS = 8
 BLOCKED, FREE, DOOR = 0, 1, 2
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def bfs_expand(walk, y, x, dirs, dist, parent, qy, qx, tail):  # pragma: no cover - jitted
+    """Queue the unvisited walkable neighbours of (y, x) (no diagonal moves into or out of
+    doors), with their distance and the move that reached them; returns the new queue tail.
+    Inlined into every breadth-first search of the walk map (hint, frontier, teacher)."""
+    R, C = walk.shape
+    here_door = walk[y, x] == DOOR
+    for k in range(8):
+        ny = y + dirs[k, 0]
+        nx = x + dirs[k, 1]
+        if ny < 0 or ny >= R or nx < 0 or nx >= C:
+            continue
+        if dist[ny, nx] >= 0 or walk[ny, nx] == BLOCKED:
+            continue
+        if k >= 4 and (here_door or walk[ny, nx] == DOOR):
+            continue  # no diagonal moves into or out of doors
+        dist[ny, nx] = dist[y, x] + 1
+        parent[ny, nx] = k
+        qy[tail] = ny
+        qx[tail] = nx
+        tail += 1
+    return tail
+
+
 @numba.njit(cache=True, nogil=True)
 def _bfs_first_step(walk, goal, y0, x0, dirs, qy, qx, parent, dist):  # pragma: no cover - jitted
     """BFS from (y0, x0); returns (first move index or -1, path length or -1)."""
@@ -49,21 +73,7 @@ def _bfs_first_step(walk, goal, y0, x0, dirs, qy, qx, parent, dist):  # pragma: 
                 y -= dirs[k, 0]
                 x -= dirs[k, 1]
             return parent[y, x], d
-        here_door = walk[y, x] == DOOR
-        for k in range(8):
-            ny = y + dirs[k, 0]
-            nx = x + dirs[k, 1]
-            if ny < 0 or ny >= R or nx < 0 or nx >= C:
-                continue
-            if dist[ny, nx] >= 0 or walk[ny, nx] == BLOCKED:
-                continue
-            if k >= 4 and (here_door or walk[ny, nx] == DOOR):
-                continue  # no diagonal moves into or out of doors
-            dist[ny, nx] = dist[y, x] + 1
-            parent[ny, nx] = k
-            qy[tail] = ny
-            qx[tail] = nx
-            tail += 1
+        tail = bfs_expand(walk, y, x, dirs, dist, parent, qy, qx, tail)
     return -1, -1
 
 
@@ -175,19 +185,5 @@ def bfs_step(
                     y -= DIRS[k, 0]
                     x -= DIRS[k, 1]
                 return parent[y, x], d
-        here_door = walk[y, x] == DOOR
-        for k in range(8):
-            ny = y + DIRS[k, 0]
-            nx = x + DIRS[k, 1]
-            if ny < 0 or ny >= R or nx < 0 or nx >= C:
-                continue
-            if dist[ny, nx] >= 0 or walk[ny, nx] == BLOCKED:
-                continue
-            if k >= 4 and (here_door or walk[ny, nx] == DOOR):
-                continue  # no diagonal moves into or out of doors
-            dist[ny, nx] = dist[y, x] + 1
-            parent[ny, nx] = k
-            qy[tail] = ny
-            qx[tail] = nx
-            tail += 1
+        tail = bfs_expand(walk, y, x, DIRS, dist, parent, qy, qx, tail)
     return -1, -1

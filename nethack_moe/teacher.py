@@ -43,7 +43,7 @@ from nle.nethack.actions import (
 )
 
 from nethack_moe import features as F
-from nethack_moe.navigation import BLOCKED, DIRS, DOOR, FREE
+from nethack_moe.navigation import BLOCKED, DIRS, DOOR, FREE, bfs_expand
 
 #: Why the teacher acted, in rule order (``teacher_branch`` indexes this tuple; -1 = no teacher).
 BRANCHES: tuple[str, ...] = (
@@ -352,21 +352,7 @@ def _bfs_all(walk, y0, x0, dirs, dist, parent, qy, qx):  # pragma: no cover - ji
         y = qy[head]
         x = qx[head]
         head += 1
-        here_door = walk[y, x] == DOOR
-        for k in range(8):
-            ny = y + dirs[k, 0]
-            nx = x + dirs[k, 1]
-            if ny < 0 or ny >= R or nx < 0 or nx >= C:
-                continue
-            if dist[ny, nx] >= 0 or walk[ny, nx] == BLOCKED:
-                continue
-            if k >= 4 and (here_door or walk[ny, nx] == DOOR):
-                continue
-            dist[ny, nx] = dist[y, x] + 1
-            parent[ny, nx] = k
-            qy[tail] = ny
-            qx[tail] = nx
-            tail += 1
+        tail = bfs_expand(walk, y, x, dirs, dist, parent, qy, qx, tail)
     return tail
 
 
