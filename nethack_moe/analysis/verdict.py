@@ -813,14 +813,26 @@ def scenario_sentence(s: ScenarioInformation) -> str:
         f"scenario information {s.mi:.4f} nats ({pct(share)} of H(scenario)) against its "
         f"{null.name} null (p95 {null.p95:.4f}, p = {num(null.p_value, 3)}{other})"
     )
-    if not s.above_baseline:
+    level = information_level(s)
+    if level == "chance":
         return head + ": the expert choice carries no more scenario information than chance"
-    if share is None or share < MIN_SCENARIO_SHARE:
+    if level == "small":
         return head + (
             f": above chance but below {100 * MIN_SCENARIO_SHARE:.0f} % of H(scenario), "
             "the experts are not split by scenario"
         )
     return head + ": the expert choice depends on the scenario"
+
+
+def information_level(info: ScenarioInformation) -> str:
+    """How an information figure reads against its stricter null: ``chance`` (not above its
+    p95), ``small`` (above, but below :data:`MIN_SCENARIO_SHARE` of the label's entropy) or
+    ``depends``. One decision for the scenario and the teacher-branch figures."""
+    if not info.above_baseline:
+        return "chance"
+    if info.normalized is None or info.normalized < MIN_SCENARIO_SHARE:
+        return "small"
+    return "depends"
 
 
 def reliance_verb(f: RelianceFigure) -> str:
@@ -918,9 +930,10 @@ def branch_information_sentence(info: ScenarioInformation | None) -> str:
         f"({pct(share)} of H(branch)), {'above' if info.above_baseline else 'not above'} its "
         f"stricter null's p95 {null.p95:.4f} ({null.name}, p = {num(null.p_value, 3)})"
     )
-    if not info.above_baseline:
+    level = information_level(info)
+    if level == "chance":
         return head + ": the experts do not split by the teacher's branch."
-    if share is None or share < MIN_SCENARIO_SHARE:
+    if level == "small":
         return head + (
             f": above chance but below {100 * MIN_SCENARIO_SHARE:.0f} % of H(branch), the experts "
             "do not split by the teacher's branch."
