@@ -53,10 +53,7 @@ def _dry_run(spec: sw.SweepSpec, only: list[str]) -> None:
         )
         _say(f"# {run.name}: to do {', '.join(todo)}{failed}")
         if todo[0] == "train":
-            has_ckpt = (run.run_dir / "checkpoints").is_dir() and any(
-                p.name != "best.pt" for p in (run.run_dir / "checkpoints").glob("*.pt")
-            )
-            cmd = sw.train_command(run, resume=has_ckpt)
+            cmd = sw.train_command(run, resume=sw.has_checkpoint(run))
         elif todo[0] == "evaluate":
             cmd = sw.evaluate_command(run, run.out_dir / "eval_E200.json")
         elif todo[0] == "analyze":

@@ -499,6 +499,11 @@ def _adopt(run: RunSpec) -> bool:
             f"{run.run_dir} holds another experiment ({key} differs); move it away",
             None,
         )
+    return has_checkpoint(run)
+
+
+def has_checkpoint(run: RunSpec) -> bool:
+    """Whether the run directory holds a checkpoint to resume from (``best.pt`` is not one)."""
     ck = run.run_dir / "checkpoints"
     return ck.is_dir() and any(p.name != "best.pt" for p in ck.glob("*.pt"))
 

@@ -339,6 +339,20 @@ def text_histogram(
     return "\n".join(lines)
 
 
+#: How the two tails of a score distribution moved: (high tail, low tail) -> reading.
+_TAIL_SHAPES: dict[tuple[str, str], str] = {
+    ("more", "fewer"): "the whole distribution moved up",
+    ("more", "same"): "the upper tail grew",
+    ("more", "more"): "the distribution spread out (both tails grew)",
+    ("same", "fewer"): "fewer low scores, the top unchanged",
+    ("same", "same"): "no clear change in either tail",
+    ("same", "more"): "more low scores, the top unchanged",
+    ("fewer", "fewer"): "the distribution concentrated (both tails shrank)",
+    ("fewer", "same"): "the upper tail shrank",
+    ("fewer", "more"): "the whole distribution moved down",
+}
+
+
 def compare_tails(
     reference: Sequence[float] | np.ndarray,
     other: Sequence[float] | np.ndarray,
@@ -373,17 +387,7 @@ def compare_tails(
     hi_ref, hi_oth = float((r >= t_hi).mean()), float((o >= t_hi).mean())
     lo_ref, lo_oth = float((r <= t_lo).mean()), float((o <= t_lo).mean())
     dh, dl = direction(hi_ref, hi_oth), direction(lo_ref, lo_oth)
-    shape = {
-        ("more", "fewer"): "the whole distribution moved up",
-        ("more", "same"): "the upper tail grew",
-        ("more", "more"): "the distribution spread out (both tails grew)",
-        ("same", "fewer"): "fewer low scores, the top unchanged",
-        ("same", "same"): "no clear change in either tail",
-        ("same", "more"): "more low scores, the top unchanged",
-        ("fewer", "fewer"): "the distribution concentrated (both tails shrank)",
-        ("fewer", "same"): "the upper tail shrank",
-        ("fewer", "more"): "the whole distribution moved down",
-    }[(dh, dl)]
+    shape = _TAIL_SHAPES[(dh, dl)]
     answer = (
         f"{dh} high scores ({100 * hi_oth:.1f} % ≥ {t_hi:g} vs {100 * hi_ref:.1f} %) and "
         f"{dl} low scores ({100 * lo_oth:.1f} % ≤ {t_lo:g} vs {100 * lo_ref:.1f} %): {shape}"
