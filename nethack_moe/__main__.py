@@ -2,7 +2,7 @@
 
 import sys
 
-from nethack_moe.cli import main
+from nethack_moe.cli.app import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,7 +22,7 @@ import numba
 import numpy as np
 from nle import nethack as nh
 
-from nethack_moe.navigation import BLOCKED, DOOR, FREE, bfs_step
+from nethack_moe.game.navigation import BLOCKED, DOOR, FREE, bfs_step, nav_batch
 
 # --------------------------------------------------------------------------------------------
 # Glyph lookup tables (built once from NLE's helpers)
@@ -383,7 +383,6 @@ def _padded(glyphs: np.ndarray, r: int) -> np.ndarray:
 def _navigation_hint(glyphs, P, r, ys, xs, d_y, d_x, down_vis, visited, locked, s, o) -> None:
     """Fill the nav features: first move toward the known down stairs, else the nearest frontier
     (a walkable cell next to blank map that the hero has not stood on yet)."""
-    from nethack_moe.navigation import nav_batch
 
     B = glyphs.shape[0]
     walk = WALK_CLASS[glyphs]  # [B, R, C]

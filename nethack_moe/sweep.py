@@ -37,8 +37,10 @@ from typing import Any
 
 import yaml
 
-from nethack_moe.config import ConfigError, TrainConfig, config_from_dict, make_config
-from nethack_moe.resume import RESUME_SETTABLE_KEYS, config_leaves, plain_value
+from nethack_moe.config.train import TrainConfig, config_from_dict, make_config
+from nethack_moe.core.errors import ConfigError
+from nethack_moe.evaluation.players import BASELINES
+from nethack_moe.runs.resume import RESUME_SETTABLE_KEYS, config_leaves, plain_value
 
 #: Stages that may follow training, in the order they run.
 AFTER_STAGES: tuple[str, ...] = ("evaluate", "analyze")
@@ -188,7 +190,6 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> SweepSpec:
                 f"{where}: after: unknown stage {stage!r}; known: {', '.join(AFTER_STAGES)}"
             )
     baselines = tuple(data.get("baselines") or ())
-    from nethack_moe.players import BASELINES
 
     for b in baselines:
         if b not in BASELINES:
@@ -510,7 +511,7 @@ def has_checkpoint(run: RunSpec) -> bool:
 
 def config_difference(a: TrainConfig, b: TrainConfig) -> str:
     """The first dotted key whose value differs between two configs (execution keys ignored);
-    the leaves and the list/tuple equality of :mod:`nethack_moe.resume`."""
+    the leaves and the list/tuple equality of :mod:`nethack_moe.runs.resume`."""
     da, db = a.to_dict(), b.to_dict()
     for section in list(da) + [k for k in db if k not in da]:
         for key, x, y in config_leaves(section, da.get(section), db.get(section)):

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from nethack_moe.config import make_config
+from nethack_moe.config.train import make_config
 from nethack_moe.ppo.trainer import Trainer, TrainingInterrupted
 from nethack_moe.ppo.update import UpdateStats
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nethack_moe.analysis.ablation_table import build_table, table_markdown, write_table
-from nethack_moe.analysis.compare import compare
+from nethack_moe.report.compare import compare
 
 N = 30  # episodes per evaluation
 

@@ -11,11 +11,10 @@ import torch
 
 from nethack_moe import cli
 from nethack_moe import features as F
-from nethack_moe.checkpoint import save_checkpoint
-from nethack_moe.config import make_config
-from nethack_moe.evaluation import checkpoint_routing, evaluate, load_policy
-from nethack_moe.models.policy import build_model
-from nethack_moe.players import (
+from nethack_moe.config.train import make_config
+from nethack_moe.evaluation.evaluate import evaluate
+from nethack_moe.evaluation.loading import checkpoint_routing, load_policy
+from nethack_moe.evaluation.players import (
     HINT_COLUMNS,
     MORE_ACTION,
     SEARCH_ACTION,
@@ -25,7 +24,9 @@ from nethack_moe.players import (
     hint_actions,
     zero_hint,
 )
-from nethack_moe.ppo.acting import Obs
+from nethack_moe.models.acting import Obs
+from nethack_moe.models.policy import build_model
+from nethack_moe.runs.checkpoint import save_checkpoint
 
 RECORD_KEYS = {"seed", "score", "reward", "length", "depth", "died"}
 

@@ -17,14 +17,21 @@ import pytest
 import torch
 
 from nethack_moe import features as F
-from nethack_moe.analysis import metric_names as mn
-from nethack_moe.analysis.branches import (
+from nethack_moe.config.train import make_config
+from nethack_moe.envs.teacher import BRANCHES
+from nethack_moe.evaluation.evaluate import run_entry, teacher_env
+from nethack_moe.evaluation.players import Choice, ModelPlayer
+from nethack_moe.evaluation.runner import play
+from nethack_moe.features import FeatureSpec
+from nethack_moe.metrics import names as mn
+from nethack_moe.metrics.branches import (
     agreement,
     branch_interventions,
     teacher_figures,
     teacher_probs,
 )
-from nethack_moe.analysis.verdict import (
+from nethack_moe.metrics.statelog import StateLog
+from nethack_moe.metrics.verdict import (
     ALL_STATES,
     MIN_SCENARIO_SHARE,
     ScenarioInformation,
@@ -33,13 +40,8 @@ from nethack_moe.analysis.verdict import (
     specialization_verdict,
     verdict_of,
 )
-from nethack_moe.config import make_config
-from nethack_moe.evaluation import StateLog, play, run_entry, teacher_env
-from nethack_moe.features import FeatureSpec
+from nethack_moe.models.acting import Obs, Teacher, act
 from nethack_moe.models.policy import PolicyOutput, build_model
-from nethack_moe.players import Choice, ModelPlayer
-from nethack_moe.ppo.acting import Obs, Teacher, act
-from nethack_moe.teacher import BRANCHES
 
 E = 4
 NAMES = ["e0", "e1", "e2", "e3"]

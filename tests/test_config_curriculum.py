@@ -2,8 +2,9 @@
 
 import pytest
 
-from nethack_moe.config import ConfigError, config_from_dict, dump_config, make_config, preset_names
-from nethack_moe.curriculum import CurriculumConfig, Phase
+from nethack_moe.config.curriculum import CurriculumConfig, Phase
+from nethack_moe.config.train import config_from_dict, dump_config, make_config, preset_names
+from nethack_moe.core.errors import ConfigError
 
 
 def test_presets_load_and_validate():

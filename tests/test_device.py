@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from nethack_moe.config import ConfigError, make_config
-from nethack_moe.ppo.trainer import resolve_device
+from nethack_moe.config.train import make_config
+from nethack_moe.core.device import resolve_device
+from nethack_moe.core.errors import ConfigError
 
 
 def test_auto_picks_cuda_only_when_available():

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from nethack_moe.checkpoint import CheckpointError, load_checkpoint
-from nethack_moe.config import ConfigError, make_config
+from nethack_moe.config.train import make_config
+from nethack_moe.core.errors import ConfigError
 from nethack_moe.envs.factory import train_seeds
 from nethack_moe.envs.vector import SeedPlan
 from nethack_moe.ppo.distributed import DistContext, init_distributed
-from nethack_moe.ppo.trainer import Trainer, find_resume_checkpoint
+from nethack_moe.ppo.trainer import Trainer
+from nethack_moe.runs.checkpoint import CheckpointError, load_checkpoint
+from nethack_moe.runs.rundir import find_resume_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("dist_worker.py")

@@ -13,9 +13,18 @@ import numpy as np
 import pytest
 from nle import nethack as nh
 
-from nethack_moe import cli
 from nethack_moe.analysis.analyze import analyze
-from nethack_moe.analysis.scenarios import (
+from nethack_moe.cli import app as cli
+from nethack_moe.config.train import make_config
+from nethack_moe.envs import vector as vector_mod
+from nethack_moe.envs.factory import EnvConfig, make_env, seed_env
+from nethack_moe.envs.vector import WorkerError
+from nethack_moe.evaluation.evaluate import checkpoint_names, evaluate
+from nethack_moe.evaluation.loading import load_policy
+from nethack_moe.evaluation.runner import rollout
+from nethack_moe.evaluation.watch import watch_frames
+from nethack_moe.features import ATOM_INDEX, FeatureSpec, compute_features, new_memory
+from nethack_moe.metrics.scenarios import (
     COMBAT,
     COMBAT_ATOMS,
     EXPLORATION,
@@ -24,19 +33,7 @@ from nethack_moe.analysis.scenarios import (
     label_scenarios,
     moved_from_trajectory,
 )
-from nethack_moe.analysis.verdict import verdict_of
-from nethack_moe.config import make_config
-from nethack_moe.envs import vector as vector_mod
-from nethack_moe.envs.factory import EnvConfig, make_env, seed_env
-from nethack_moe.envs.vector import WorkerError
-from nethack_moe.evaluation import (
-    checkpoint_names,
-    evaluate,
-    load_policy,
-    rollout,
-    watch_frames,
-)
-from nethack_moe.features import ATOM_INDEX, FeatureSpec, compute_features, new_memory
+from nethack_moe.metrics.verdict import verdict_of
 from nethack_moe.ppo.trainer import Trainer
 from nethack_moe.report import write_report
 
@@ -73,7 +70,7 @@ def _plain(recs: list[dict]) -> list[dict]:
 @pytest.fixture
 def main(monkeypatch):
     """``cli.main`` with the evaluation subcommands registered (whether or not cli.py does it)."""
-    from nethack_moe.commands_eval import register
+    from nethack_moe.cli.commands_eval import register
 
     orig = cli.build_parser
 
@@ -305,8 +302,8 @@ def test_analyze_writes_its_files_and_the_scenario_table_covers_every_state(ckpt
 
 
 def test_forced_expert_and_edited_players_act_through_the_rollout_loop(policy):
-    from nethack_moe.evaluation import play
-    from nethack_moe.players import ModelPlayer, zero_hint
+    from nethack_moe.evaluation.players import ModelPlayer, zero_hint
+    from nethack_moe.evaluation.runner import play
 
     model, cfg = policy
     forced = play(ModelPlayer(model, expert=1), cfg.env, 2, num_envs=2, workers=0,
@@ -425,7 +422,7 @@ def test_cli_evaluate_compare_watch_and_bad_input(ckpt, run_dir, tmp_path, main,
 
 
 def test_evaluate_reports_greedy_beside_sampled_and_baselines_on_the_same_seeds(ckpt, policy):
-    from nethack_moe.analysis.compare import groups_from_eval
+    from nethack_moe.report.compare import groups_from_eval
 
     model, cfg = policy
     res = evaluate([ckpt], episodes=2, num_envs=2, workers=0, baselines=["hint-follower"],

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import nethack_moe.features as F
-from nethack_moe.config import ConfigError, make_config
+from nethack_moe.config.train import make_config
+from nethack_moe.core.errors import ConfigError
 from nethack_moe.features import FeatureSpec
 from nethack_moe.models.policy import build_model
 
@@ -54,7 +55,7 @@ def test_hint_skip_without_hint_inputs_is_refused():
 
 
 def test_a_checkpoint_written_before_the_field_existed_counts_as_its_default():
-    from nethack_moe.checkpoint import CheckpointError, check_model_compat
+    from nethack_moe.runs.checkpoint import CheckpointError, check_model_compat
 
     model = make_config("s500").model.to_dict()
     old = {"config": {"model": {k: v for k, v in model.items() if k != "hint_inputs"}}}

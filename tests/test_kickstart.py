@@ -11,10 +11,11 @@ import pytest
 import torch
 from test_train import _records  # the records without wall-clock fields
 
-from nethack_moe.checkpoint import load_checkpoint
-from nethack_moe.config import ConfigError, make_config
+from nethack_moe.config.train import make_config
+from nethack_moe.core.errors import ConfigError
 from nethack_moe.ppo.loss import LossBatch, ppo_loss, teacher_term
 from nethack_moe.ppo.trainer import Trainer, TrainingInterrupted
+from nethack_moe.runs.checkpoint import load_checkpoint
 
 KS = ["env.teacher=true"]
 PHASES = (

@@ -338,7 +338,9 @@ def test_bench_model_smoke() -> None:
     assert "cpu" in r["machine"] and "torch" in r["machine"]
 
 
-def test_hint_skip_adds_a_learned_gain_on_the_hinted_action(batch: tuple[torch.Tensor, ...]) -> None:
+def test_hint_skip_adds_a_learned_gain_on_the_hinted_action(
+    batch: tuple[torch.Tensor, ...],
+) -> None:
     """``hint_to_logits``: zero gain at init (the policy is unchanged); with a gain, each expert's
     logit of the hinted action rises by it and the other actions' logits stay; gradients reach it."""
     from nethack_moe.envs.shaping import HINT_ACTIONS

@@ -9,8 +9,8 @@ import struct
 
 import pytest
 
-from nethack_moe.cli import main
-from nethack_moe.replay import ttyrec3_to_ttyrec
+from nethack_moe.cli.app import main
+from nethack_moe.evaluation.replay import ttyrec3_to_ttyrec
 
 
 def _rec(sec: int, usec: int, data: bytes, channel: int | None) -> bytes:

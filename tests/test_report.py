@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import yaml
 
-from nethack_moe.analysis.compare import compare
-from nethack_moe.analysis.metrics_io import load_run, read_metrics
-from nethack_moe.analysis.routing import routing_figures, scenario_table
-from nethack_moe.analysis.scenarios import SCENARIOS
+from nethack_moe.metrics.routing import routing_figures, scenario_table
+from nethack_moe.metrics.scenarios import SCENARIOS
 from nethack_moe.report import check_expectation, write_report
+from nethack_moe.report.compare import compare
+from nethack_moe.runs.metrics_io import load_run, read_metrics
 
 PHASES = [
     {
@@ -494,15 +494,15 @@ def test_an_old_evaluation_file_is_read_through_the_legacy_names(tmp_path):
 def test_metric_names_one_schema_for_records_and_evaluation_files():
     import torch
 
-    from nethack_moe.analysis import metric_names as mn
-    from nethack_moe.analysis.metrics_io import SpecializationFigures
-    from nethack_moe.analysis.routing import routing_figures_torch
-    from nethack_moe.analysis.specialization import (
-        HintReliance,
+    from nethack_moe.metrics import names as mn
+    from nethack_moe.metrics.routing import routing_figures_torch
+    from nethack_moe.metrics.specialization import (
         RelianceFigure,
         ScenarioInformation,
-        SpecializationReport,
     )
+    from nethack_moe.metrics.state_report import SpecializationReport
+    from nethack_moe.metrics.verdict import HintReliance
+    from nethack_moe.runs.metrics_io import SpecializationFigures
 
     alpha = np.random.default_rng(0).dirichlet(np.ones(4), size=32)
     fig = routing_figures(alpha)

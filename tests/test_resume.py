@@ -10,9 +10,10 @@ import pytest
 
 import nethack_moe.ppo.trainer as trainer_mod
 from nethack_moe import cli
-from nethack_moe.checkpoint import save_checkpoint
-from nethack_moe.config import ConfigError, TrainConfig, make_config
-from nethack_moe.resume import RESUME_SETTABLE_KEYS, check_resume_compat, resume_config
+from nethack_moe.config.train import TrainConfig, make_config
+from nethack_moe.core.errors import ConfigError
+from nethack_moe.runs.checkpoint import save_checkpoint
+from nethack_moe.runs.resume import RESUME_SETTABLE_KEYS, check_resume_compat, resume_config
 
 ALLOWED_SETS = {
     "run.num_workers": ("0", 0),

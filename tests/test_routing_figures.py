@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from nethack_moe.analysis import plots
-from nethack_moe.analysis.routing import (
+from nethack_moe.features import ATOM_INDEX, N_ATOMS
+from nethack_moe.metrics.routing import (
     entropy,
     routing_figures,
     routing_figures_torch,
@@ -18,7 +19,7 @@ from nethack_moe.analysis.routing import (
     switch_rate,
     verdict,
 )
-from nethack_moe.analysis.scenarios import (
+from nethack_moe.metrics.scenarios import (
     COMBAT,
     EXPLORATION,
     GENERAL,
@@ -27,7 +28,6 @@ from nethack_moe.analysis.scenarios import (
     label_scenarios,
     moved_from_trajectory,
 )
-from nethack_moe.features import ATOM_INDEX, N_ATOMS
 
 E = 4
 

@@ -20,7 +20,7 @@ from nethack_moe.envs.shaping import (
     hint_action,
 )
 from nethack_moe.envs.vector import SeedPlan, VectorEnv
-from nethack_moe.navigation import DIRS
+from nethack_moe.game.navigation import DIRS
 
 
 def test_hint_actions_are_the_tasks_compass_moves_then_down():

@@ -17,26 +17,26 @@ import torch
 from torch import nn
 
 from nethack_moe import features as F
-from nethack_moe.analysis.routing import routing_figures
-from nethack_moe.analysis.scenarios import COMBAT, EXPLORATION, GENERAL, SCENARIOS, SURVIVAL
-from nethack_moe.analysis.specialization import (
+from nethack_moe.metrics.routing import routing_figures
+from nethack_moe.metrics.scenarios import COMBAT, EXPLORATION, GENERAL, SCENARIOS, SURVIVAL
+from nethack_moe.metrics.specialization import (
     MIN_SCENARIO_SHARE,
     REPLACEMENTS,
     SCENARIO_OUTCOME,
     PlayerResult,
     ScenarioOutcomes,
-    SpecializationReport,
     mutual_information,
     read_interventions,
     reliance_on_states,
     scenario_information,
     scenario_outcomes,
 )
-from nethack_moe.evaluation import StateLog
+from nethack_moe.metrics.state_report import SpecializationReport
+from nethack_moe.metrics.statelog import StateLog
+from nethack_moe.models.acting import Obs
 from nethack_moe.models.config import ModelConfig
 from nethack_moe.models.policy import Encoded, PolicyOutput, build_model
 from nethack_moe.models.routing import route
-from nethack_moe.ppo.acting import Obs
 
 E, K = 4, 4
 SCENARIO_P = [0.1, 0.2, 0.4, 0.3]  # survival, combat, exploration, general: unbalanced, like play

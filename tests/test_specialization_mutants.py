@@ -5,7 +5,7 @@ figures (``analysis/specialization.py``: MI, entropy, the permutation and within
 nulls, the forced-expert ranking) and the decisions built from them (``analysis/verdict.py``: the
 stricter null, paired differences, the reliance verb, beaten / specialised, an expert's own
 scenario, the scenario sentence). Every expected value is derived by hand in a comment or taken
-from :func:`nethack_moe.analysis.stats.paired_diff_ci` called directly.
+from :func:`nethack_moe.metrics.stats.paired_diff_ci` called directly.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from nethack_moe import features as F
-from nethack_moe.analysis.specialization import (
+from nethack_moe.metrics.specialization import (
     PlayerResult,
     ScenarioOutcomes,
     _episode_shift_index,
@@ -28,8 +28,8 @@ from nethack_moe.analysis.specialization import (
     sample_rows,
     scenario_information,
 )
-from nethack_moe.analysis.stats import paired_diff_ci
-from nethack_moe.analysis.verdict import (
+from nethack_moe.metrics.stats import paired_diff_ci
+from nethack_moe.metrics.verdict import (
     MIN_RELIANCE,
     NOT_SPECIALISED,
     OWN_FROM_NAMES,
@@ -49,8 +49,8 @@ from nethack_moe.analysis.verdict import (
     scenario_sentence,
     stricter_null,
 )
+from nethack_moe.models.acting import Obs
 from nethack_moe.models.policy import Encoded, PolicyOutput
-from nethack_moe.ppo.acting import Obs
 
 LN2 = math.log(2)
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from nethack_moe.analysis.stats import (
+from nethack_moe.metrics.stats import (
     best_window,
     bootstrap_ci,
     compare_tails,
@@ -116,7 +116,7 @@ def test_tails_moving_average_best_window():
 
 
 def test_summary_record_round_trips_through_the_json_dict():
-    from nethack_moe.analysis.stats import Summary, summarize_scores
+    from nethack_moe.metrics.stats import Summary, summarize_scores
 
     s = summarize_scores(X, died=[True] + [False] * 7, depth=[1] * 8, seed=3)
     d = summarize(X, died=[True] + [False] * 7, depth=[1] * 8, seed=3)
@@ -127,7 +127,7 @@ def test_summary_record_round_trips_through_the_json_dict():
 
 
 def test_paired_difference_on_the_same_seeds():
-    from nethack_moe.analysis.stats import paired_diff_ci
+    from nethack_moe.metrics.stats import paired_diff_ci
 
     a = np.arange(50, dtype=float)
     d, ci = paired_diff_ci(a, a + 2.5, n_resamples=200)
@@ -142,7 +142,7 @@ def test_paired_difference_on_the_same_seeds():
 
 
 def test_formatters():
-    from nethack_moe.analysis import formatting as fmt
+    from nethack_moe.core import formatting as fmt
 
     assert fmt.num(None) == "–" and fmt.num(1.005, 1) == "1.0" and fmt.num(3) == "3.00"
     assert fmt.num(-0.001) == "0.00" and fmt.num(-0.01) == "-0.01"  # no "-0.00"
@@ -170,10 +170,10 @@ def _raising(exc: Exception):
 
 def test_failed_bootstrap_gives_no_interval_and_says_why(monkeypatch, caplog):
     """SciPy < 1.15 rejects ``rng=`` with a TypeError: that must not read as a constant."""
-    from nethack_moe.analysis import stats
+    from nethack_moe.metrics import stats
 
     monkeypatch.setattr(stats.sps, "bootstrap", _raising(TypeError("unexpected keyword 'rng'")))
-    with caplog.at_level("WARNING", logger="nethack_moe.analysis.stats"):
+    with caplog.at_level("WARNING", logger="nethack_moe.metrics.stats"):
         ci, method = bootstrap_ci([1.0, 2.0, 5.0], "mean")
     assert ci is None
     assert method.startswith("failed (") and "TypeError" in method and "rng" in method
@@ -189,7 +189,7 @@ def test_failed_bootstrap_gives_no_interval_and_says_why(monkeypatch, caplog):
 def test_non_finite_intervals_are_a_failure_not_a_constant(monkeypatch):
     from types import SimpleNamespace
 
-    from nethack_moe.analysis import stats
+    from nethack_moe.metrics import stats
 
     nan = SimpleNamespace(confidence_interval=SimpleNamespace(low=float("nan"), high=1.0))
     monkeypatch.setattr(stats.sps, "bootstrap", lambda *a, **k: nan)
@@ -203,7 +203,7 @@ def test_non_finite_intervals_are_a_failure_not_a_constant(monkeypatch):
 def test_bca_failure_falls_back_to_percentile(monkeypatch):
     from types import SimpleNamespace
 
-    from nethack_moe.analysis import stats
+    from nethack_moe.metrics import stats
 
     seen = []
 
@@ -219,7 +219,7 @@ def test_bca_failure_falls_back_to_percentile(monkeypatch):
 
 
 def test_constant_data_is_labelled_constant_without_resampling(monkeypatch):
-    from nethack_moe.analysis import stats
+    from nethack_moe.metrics import stats
 
     monkeypatch.setattr(stats.sps, "bootstrap", _raising(AssertionError("must not resample")))
     assert bootstrap_ci([4.0, 4.0, 4.0], "iqm") == ([4.0, 4.0], "constant")
@@ -247,14 +247,14 @@ def test_bootstrap_is_seeded_through_rng_on_the_required_scipy():
 
 @pytest.mark.parametrize("missing", [float("nan"), float("inf"), None])
 def test_paired_difference_with_a_missing_value_gives_none(missing):
-    from nethack_moe.analysis.stats import paired_diff_ci
+    from nethack_moe.metrics.stats import paired_diff_ci
 
     assert paired_diff_ci([1.0, 2.0, 3.0], [2.0, missing, 5.0]) == (None, None)
     assert paired_diff_ci([1.0, missing, 3.0], [2.0, 4.0, 5.0]) == (None, None)
 
 
 def test_paired_difference_is_b_minus_a_over_pairs():
-    from nethack_moe.analysis.stats import paired_diff_ci
+    from nethack_moe.metrics.stats import paired_diff_ci
 
     # differences 1, 3, -1, 5: mean 2 (mean(b) - mean(a) alone would be the same; the CI is
     # over the per-pair differences, which a constant shift shows)

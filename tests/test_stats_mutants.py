@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from nethack_moe.analysis import stats
-from nethack_moe.analysis.stats import (
+from nethack_moe.metrics import stats
+from nethack_moe.metrics.stats import (
     best_window,
     bootstrap_ci,
     compare_tails,
@@ -272,7 +272,7 @@ def _fail_then_record(seen):
 
 def test_a_failed_bootstrap_logs_the_statistic_and_size(monkeypatch, caplog):
     monkeypatch.setattr(stats.sps, "bootstrap", _fail_then_record([]))
-    with caplog.at_level("WARNING", logger="nethack_moe.analysis.stats"):
+    with caplog.at_level("WARNING", logger="nethack_moe.metrics.stats"):
         ci, method = bootstrap_ci([1.0, 2.0, 4.0], "iqm")
     assert ci is None
     assert method == "failed (BCa: ValueError('no'); percentile: ValueError('no'))"

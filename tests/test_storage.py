@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nethack_moe.features import FeatureSpec
-from nethack_moe.ppo.acting import Obs
+from nethack_moe.models.acting import Obs
 from nethack_moe.ppo.storage import RolloutStorage
 
 T, N, E = 3, 4, 2

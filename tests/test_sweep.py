@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from nethack_moe import sweep as sw
-from nethack_moe.config import dump_config
+from nethack_moe.config.train import dump_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ class FakeRunner:
             run_dir = Path(cmd[cmd.index("--resume") + 1])
         else:
             sets = dict(s.split("=", 1) for s in cmd[cmd.index("--config") + 3 :: 2])
-            from nethack_moe.config import make_config
+            from nethack_moe.config.train import make_config
 
             run_dir = Path(sets["run.out_dir"]) / sets["run.name"]
             cfg = make_config(cmd[cmd.index("--config") + 1], [f"{k}={v}" for k, v in sets.items()])
@@ -135,7 +135,7 @@ def test_bad_spec_is_refused_in_one_line_before_anything_runs(tmp_path, over, me
 
 
 def test_bad_spec_through_the_cli_exits_2_with_one_line(tmp_path):
-    from nethack_moe.cli import main
+    from nethack_moe.cli.app import main
 
     p = _spec(tmp_path, rows=[{"name": "a"}, {"name": "a"}])
     assert main(["sweep", str(p)]) == 2
@@ -228,7 +228,7 @@ def test_execution_keys_do_not_make_another_experiment(tmp_path):
 
 
 def test_dry_run_prints_the_next_command_of_each_run(tmp_path, capsys):
-    from nethack_moe.cli import main
+    from nethack_moe.cli.app import main
 
     p = _spec(tmp_path, seeds=[1], after=["evaluate"])
     spec = sw.load_spec(p)
@@ -247,7 +247,7 @@ def test_dry_run_prints_the_next_command_of_each_run(tmp_path, capsys):
 
 
 def test_dry_run_of_a_fresh_run_gives_its_full_train_command(tmp_path, capsys):
-    from nethack_moe.cli import main
+    from nethack_moe.cli.app import main
 
     p = _spec(tmp_path, seeds=[3])
     assert main(["sweep", str(p), "--dry-run", "--only", "b_s3"]) == 0
@@ -311,7 +311,7 @@ def test_real_sweep_through_the_cli_resumes_after_a_lost_final_checkpoint(tmp_pa
 
 
 def test_table_only_rebuilds_the_table_from_finished_runs(tmp_path, capsys):
-    from nethack_moe.cli import main
+    from nethack_moe.cli.app import main
 
     p = _spec(tmp_path, seeds=[1, 2], after=["evaluate"])
     spec = sw.load_spec(p)
@@ -324,7 +324,7 @@ def test_table_only_rebuilds_the_table_from_finished_runs(tmp_path, capsys):
 
 
 def test_a_run_done_under_fewer_stages_gets_the_missing_ones_only(tmp_path, capsys):
-    from nethack_moe.cli import main
+    from nethack_moe.cli.app import main
 
     quick = sw.load_spec(_spec(tmp_path, seeds=[1], after=["evaluate"]))
     sw.run_sweep(quick, only=["a_s1"], runner=FakeRunner())

@@ -13,12 +13,12 @@ from nle import nethack as nh
 from nle.env.tasks import TASK_ACTIONS
 
 from nethack_moe import features as F
-from nethack_moe import teacher as T
+from nethack_moe.envs import teacher as T
 from nethack_moe.envs.factory import EnvConfig
 from nethack_moe.envs.vector import SeedPlan, VectorEnv
-from nethack_moe.evaluation import evaluate
-from nethack_moe.players import BASELINES, DiverPlayer, make_baseline
-from nethack_moe.ppo.acting import Obs, Teacher
+from nethack_moe.evaluation.evaluate import evaluate
+from nethack_moe.evaluation.players import BASELINES, DiverPlayer, make_baseline
+from nethack_moe.models.acting import Obs, Teacher
 
 STEPS = 300
 #: Seeds whose first 300 steps show every common branch between them (checked below).

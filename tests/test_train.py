@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from nethack_moe.checkpoint import load_checkpoint
-from nethack_moe.config import make_config
-from nethack_moe.ppo.trainer import RunDirExists, Trainer, TrainingInterrupted
+from nethack_moe.config.train import make_config
+from nethack_moe.ppo.trainer import Trainer, TrainingInterrupted
+from nethack_moe.runs.checkpoint import load_checkpoint
+from nethack_moe.runs.rundir import RunDirExists
 
 VOLATILE = ("wall", "sps")
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nethack_moe.analysis import metric_names as mn
-from nethack_moe.analysis import stats
-from nethack_moe.analysis.specialization import (
+from nethack_moe.metrics import names as mn
+from nethack_moe.metrics import stats
+from nethack_moe.metrics.specialization import (
     PlayerResult,
     ScenarioOutcomes,
-    SpecializationReport,
     read_interventions,
     scenario_information,
 )
-from nethack_moe.analysis.verdict import (
+from nethack_moe.metrics.state_report import SpecializationReport
+from nethack_moe.metrics.verdict import (
     MIN_RELIANCE,
     NOT_SPECIALISED,
     OWN_FROM_NAMES,
@@ -339,7 +339,7 @@ def test_an_old_reading_without_rankings_is_undetermined():
 
 
 def test_evaluate_prints_the_verdict_built_from_the_numbers():
-    from nethack_moe.commands_eval import _eval_rows
+    from nethack_moe.cli.commands_eval import _eval_rows
 
     summary = {
         "n": 2, "mean": 1.0, "std": 0.0, "ci_mean": None, "median": 1.0, "iqm": 1.0,

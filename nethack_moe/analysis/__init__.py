@@ -1,0 +1,1 @@
+"""Explaining a checkpoint: probes and interventions, ``analyze``, plots, tables over training runs."""

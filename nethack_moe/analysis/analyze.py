@@ -3,7 +3,7 @@
 Rolls the policy out on evaluation seeds with every visited state logged, labels each state with
 its scenario (DESIGN.md, "Scenarios": ``moved`` = the step into the state changed the position or
 depth, or was a search / descend, indices taken from the env's own action list), measures the
-specialization figures next to their baselines (:mod:`nethack_moe.analysis.specialization`,
+specialization figures next to their baselines (:mod:`nethack_moe.metrics.specialization`,
 :mod:`nethack_moe.analysis.probes`), and writes to ``out_dir`` (default ``RUN/analysis/<stem>/``):
 
 * ``analysis.json``: ``specialization`` (scenario information, its permutation p95 and p-value),
@@ -12,7 +12,7 @@ specialization figures next to their baselines (:mod:`nethack_moe.analysis.speci
   score, depth, died, scenario outcomes) with ``interventions_reading``, ``hint`` (follow share,
   score with the hint zeroed, hint follower and random on the same seeds), ``routing_balance``,
   ``teacher`` (the rollout is played with ``env.teacher``: branch information against its nulls,
-  per-branch forced experts, agreement; :mod:`nethack_moe.analysis.branches`); the routing
+  per-branch forced experts, agreement; :mod:`nethack_moe.metrics.branches`); the routing
   figures (labelled usage balance and per-state sharpness), the per-scenario mean-α table with
   counts, and each expert's action distribution (no stored sentence: readers build the verdicts);
 * ``analysis.md``: the same as markdown tables, the verdict stated plainly;
@@ -32,30 +32,25 @@ from typing import Any
 
 import numpy as np
 
-from nethack_moe.analysis import metric_names as mn
 from nethack_moe.analysis import plots
-from nethack_moe.analysis.formatting import num, pct
 from nethack_moe.analysis.probes import DEFAULT_PROBE_EPISODES, ProbeOptions, run_probes
-from nethack_moe.analysis.routing import entropy, routing_figures, scenario_table, verdict
-from nethack_moe.analysis.scenarios import SCENARIOS
-from nethack_moe.analysis.specialization import DEFAULT_PERMUTATIONS, state_report
-from nethack_moe.analysis.verdict import (
+from nethack_moe.core.formatting import num, pct
+from nethack_moe.core.io import atomic_write_bytes
+from nethack_moe.evaluation.evaluate import summarize_episodes, teacher_env
+from nethack_moe.evaluation.loading import checkpoint_episode, load_policy
+from nethack_moe.evaluation.runner import E200_SEED_START, rollout, state_scenarios
+from nethack_moe.metrics import names as mn
+from nethack_moe.metrics.routing import entropy, routing_figures, scenario_table, verdict
+from nethack_moe.metrics.scenarios import SCENARIOS
+from nethack_moe.metrics.specialization import DEFAULT_PERMUTATIONS
+from nethack_moe.metrics.state_report import state_report
+from nethack_moe.metrics.verdict import (
     ALL_STATES,
     MIN_TEACHER_MARGIN,
     InterventionReading,
     PairedDiff,
     TeacherFigures,
     verdict_of,
-)
-from nethack_moe.checkpoint import atomic_write_bytes
-from nethack_moe.evaluation import (
-    E200_SEED_START,
-    checkpoint_episode,
-    load_policy,
-    rollout,
-    state_scenarios,
-    summarize_episodes,
-    teacher_env,
 )
 
 log = logging.getLogger(__name__)
@@ -69,7 +64,7 @@ def default_out_dir(path: str | Path) -> Path:
 
 
 def plain_verdict(v: str) -> str:
-    """The verdict of :func:`nethack_moe.analysis.routing.verdict` as a sentence."""
+    """The verdict of :func:`nethack_moe.metrics.routing.verdict` as a sentence."""
     if v.startswith(("collapsed", "never")):
         s = "Routing has " + v
     elif v.startswith(("not specialized", "specialized", "weakly")):
@@ -82,7 +77,7 @@ def plain_verdict(v: str) -> str:
 
 
 def routing_verdict_text(r: dict[str, Any]) -> str:
-    """The routing figures' own reading (:func:`nethack_moe.analysis.routing.verdict`) of an
+    """The routing figures' own reading (:func:`nethack_moe.metrics.routing.verdict`) of an
     ``analysis.json`` object, built from its figures."""
     fig = r["figures"]
     return plain_verdict(verdict(fig, len(fig.get("expert_names") or [])))

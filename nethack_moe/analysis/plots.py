@@ -17,8 +17,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nethack_moe.analysis import metric_names as mn  # noqa: E402
-from nethack_moe.analysis.stats import moving_average  # noqa: E402
+from nethack_moe.metrics import names as mn  # noqa: E402
+from nethack_moe.metrics.routing import _expert_names
+from nethack_moe.metrics.stats import (
+    bootstrap_ci,
+    moving_average,  # noqa: E402
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,6 @@ def _save(fig: Any, path: str | Path) -> Path:
 def _names(n: int, names: Sequence[str] | None) -> list[str]:
     if names is not None and len(names) == n:
         return list(names)
-    from nethack_moe.analysis.routing import _expert_names
 
     return _expert_names(n, None)
 
@@ -331,8 +334,6 @@ def plot_compare(
             mean = float(vals.mean()) if vals.size else None
             ci = None
             if vals.size > 1:
-                from nethack_moe.analysis.stats import bootstrap_ci
-
                 ci, _ = bootstrap_ci(vals, "mean", n_resamples=2000, seed=0)
         if vals.size:
             all_vals.extend(vals.tolist())

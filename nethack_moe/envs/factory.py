@@ -78,7 +78,7 @@ class EnvConfig:
     (a potential difference: going back costs what going forward earned)."""
     teacher: bool = False
     """Compute the scripted teacher's action and branch for every observation in the env workers
-    (``nethack_moe.teacher``; the vector env's ``teacher_action``/``teacher_branch``). Never a
+    (``nethack_moe.envs.teacher``; the vector env's ``teacher_action``/``teacher_branch``). Never a
     policy input; off, nothing changes."""
 
     def validate(self) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 from nle import nethack as nh
 
 from nethack_moe import features as F
-from nethack_moe import teacher as T
+from nethack_moe.envs import teacher as T
 from nethack_moe.envs.accounting import (
     EP,
     EPISODE_FIELDS,

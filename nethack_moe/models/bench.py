@@ -11,6 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from nethack_moe.core.machine import machine_info as _machine_info
+from nethack_moe.envs.factory import EnvConfig
+from nethack_moe.envs.shaping import hint_action
+from nethack_moe.envs.vector import SeedPlan, VectorEnv
 from nethack_moe.features import FeatureSpec, compute_features
 from nethack_moe.models.config import ModelConfig
 from nethack_moe.models.policy import build_model
@@ -56,7 +60,9 @@ def collect_observations(
 
 
 #: Shipped sample of visited states (see :func:`visited_states`).
-VISITED_SAMPLE = Path(__file__).resolve().parents[2] / "benchmarks" / "visited_states_hint_follower.npz"
+VISITED_SAMPLE = (
+    Path(__file__).resolve().parents[2] / "benchmarks" / "visited_states_hint_follower.npz"
+)
 
 
 def collect_visited_states(
@@ -71,9 +77,6 @@ def collect_visited_states(
     have ~143 per 256, close to the ~146 of the trained S500 agent's evaluation play (it takes the
     hinted move in ~30 % of its steps), which is what the update's graph cost depends on.
     """
-    from nethack_moe.envs.factory import EnvConfig
-    from nethack_moe.envs.shaping import hint_action
-    from nethack_moe.envs.vector import SeedPlan, VectorEnv
 
     rng = np.random.default_rng(seed)
     more = FeatureSpec().atom_names.index("more_prompt")
@@ -84,7 +87,9 @@ def collect_visited_states(
         while len(out) * num_envs < n:
             hint = hint_action(buf.state)
             act = np.where(hint >= 0, hint, rng.integers(1, 9, num_envs))
-            act = np.where(rng.random(num_envs) < random_share, rng.integers(0, N_ACTIONS, num_envs), act)
+            act = np.where(
+                rng.random(num_envs) < random_share, rng.integers(0, N_ACTIONS, num_envs), act
+            )
             act = np.where(buf.atoms[:, more], 0, act)  # 0: Enter (MiscAction.MORE)
             out.append((buf.state.copy(), buf.crop.copy(), buf.atoms.copy()))
             venv.step(act)
@@ -105,7 +110,6 @@ def visited_states(n: int = 8192) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, load, torch / Python / nle versions, GPU (see :func:`nethack_moe.bench.machine_info`)."""
-    from nethack_moe.bench import machine_info as _machine_info
 
     return _machine_info()
 
@@ -154,9 +158,15 @@ def bench_model(
         raise ValueError(f"states: expected 'visited' or 'random', got {states!r}")
     if states == "visited":
         state, crop, atoms = visited_states()
-        state, crop, atoms = state[: n_states or None], crop[: n_states or None], atoms[: n_states or None]
+        state, crop, atoms = (
+            state[: n_states or None],
+            crop[: n_states or None],
+            atoms[: n_states or None],
+        )
     else:
-        state, crop, atoms = collect_observations(n_states or max(batch_sizes), seed=seed, spec=spec)
+        state, crop, atoms = collect_observations(
+            n_states or max(batch_sizes), seed=seed, spec=spec
+        )
     fwd: dict[int, float] = {}
     fwd_bwd: dict[int, float] = {}
     fwd_bwd_min: dict[int, float] = {}

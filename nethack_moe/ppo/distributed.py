@@ -56,8 +56,10 @@ import torch
 import torch.distributed as tdist
 from torch import Tensor, nn
 
-from nethack_moe.checkpoint import CheckpointError
-from nethack_moe.config import ConfigError, PPOConfig
+from nethack_moe.config.train import PPOConfig
+from nethack_moe.core.errors import ConfigError
+from nethack_moe.metrics.routing import routing_figures_torch
+from nethack_moe.runs.checkpoint import CheckpointError
 
 if TYPE_CHECKING:
     from nethack_moe.envs.accounting import EpisodeRecord
@@ -305,7 +307,6 @@ class DistContext:
         own figures are then those of the whole rollout)."""
         if not self.distributed:
             return {}
-        from nethack_moe.analysis.routing import routing_figures_torch
 
         E = storage.alpha.shape[-1]
         mine = torch.cat(

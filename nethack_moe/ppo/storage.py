@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from nethack_moe.envs.teacher import BRANCHES
 from nethack_moe.features import FeatureSpec
-from nethack_moe.ppo.acting import ActResult, Obs
+from nethack_moe.models.acting import ActResult, Obs
 from nethack_moe.ppo.gae import compute_gae
 
 
@@ -141,7 +142,6 @@ class RolloutStorage:
 
     def teacher_agreement(self) -> dict[str, float]:
         """Share of rows whose action is the teacher's, overall and per branch (rows with advice)."""
-        from nethack_moe.teacher import BRANCHES
 
         ta, tb = self.teacher_actions.flatten(), self.teacher_branches.flatten()
         valid = ta >= 0

@@ -26,19 +26,15 @@ import numpy as np
 import torch
 
 from nethack_moe import __version__
-from nethack_moe.analysis.routing import routing_figures_torch
-from nethack_moe.checkpoint import (
-    CheckpointError,
-    check_model_compat,
-    load_checkpoint,
-    save_checkpoint,
-)
-from nethack_moe.config import ConfigError, TrainConfig, config_from_dict, dump_config
-from nethack_moe.curriculum import Phase
+from nethack_moe.config.curriculum import Phase
+from nethack_moe.config.train import TrainConfig, config_from_dict, dump_config
+from nethack_moe.core.device import resolve_device
+from nethack_moe.core.errors import ConfigError
 from nethack_moe.envs.accounting import EpisodeRecord
 from nethack_moe.envs.vector import SeedPlan, VectorEnv, WorkerError
+from nethack_moe.metrics.routing import routing_figures_torch
+from nethack_moe.models.acting import Obs, Teacher, act, gumbel_noise
 from nethack_moe.models.policy import ActorCritic, build_model
-from nethack_moe.ppo.acting import Obs, Teacher, act, gumbel_noise
 from nethack_moe.ppo.distributed import (
     DistContext,
     DistRunLog,
@@ -52,6 +48,14 @@ from nethack_moe.ppo.distributed import (
 from nethack_moe.ppo.hooks import RunLog, SignalGuard, Timing
 from nethack_moe.ppo.storage import RolloutStorage
 from nethack_moe.ppo.update import LOSS_TERMS, PPOSettings, UpdateStats, ppo_update
+from nethack_moe.runs.checkpoint import (
+    CheckpointError,
+    check_model_compat,
+    load_checkpoint,
+    save_checkpoint,
+)
+from nethack_moe.runs.resume import check_resume_compat
+from nethack_moe.runs.rundir import RunDirExists, find_resume_checkpoint, repair_metrics
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +71,6 @@ class TrainingInterrupted(RuntimeError):
 
 class NonFiniteError(RuntimeError):
     """Too many consecutive updates with NaN/Inf; a checkpoint was written."""
-
-
-class RunDirExists(FileExistsError):
-    """The run directory exists and neither --resume nor --overwrite was given."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"run.device={name!r} but CUDA is not available on this machine")
-    return torch.device(name)
 
 
 class RunningMeanStd:
@@ -134,51 +125,6 @@ class Counters:
     nonfinite_total: int = 0
     dropped_episodes: int = 0
     worker_restarts: int = 0
-
-
-def repair_metrics(path: Path, offset: int | None) -> None:
-    """Truncate ``metrics.jsonl`` to a checkpoint's offset (drops a torn line and any records
-    written after the checkpoint, so nothing is counted twice on resume)."""
-    if not path.exists():
-        return
-    size = path.stat().st_size
-    if offset is None:
-        # no offset known: drop only a torn last line
-        data = path.read_bytes()
-        cut = data.rfind(b"\n") + 1
-        offset = cut
-    if offset < size:
-        with open(path, "r+b") as f:
-            f.truncate(offset)
-        log.info(
-            "metrics.jsonl truncated from %d to %d bytes (records after the checkpoint dropped)",
-            size,
-            offset,
-        )
-
-
-def find_resume_checkpoint(target: Path) -> Path:
-    """A checkpoint file, or the newest *loadable* checkpoint of a run directory."""
-    if target.is_file():
-        return target
-    ck = target / "checkpoints"
-    if not ck.is_dir():
-        raise CheckpointError(
-            f"{str(target)!r} is neither a checkpoint file nor a run directory with checkpoints/"
-        )
-    cands = []
-    for p in ck.glob("*.pt"):
-        if p.name == "best.pt":
-            continue
-        try:
-            data = load_checkpoint(p)
-        except CheckpointError as e:
-            log.warning("skipping unusable checkpoint %s: %s", p, e)
-            continue
-        cands.append((int(data["counters"]["episodes"]), int(data["counters"]["updates"]), p))
-    if not cands:
-        raise CheckpointError(f"no complete checkpoint in {str(ck)!r}")
-    return max(cands)[2]
 
 
 @dataclass
@@ -270,7 +216,6 @@ class Trainer:
         return self.resume_ckpt, self.resume_path
 
     def _open_resume(self, target: Path) -> None:
-        from nethack_moe.resume import check_resume_compat
 
         self.resume_path = find_resume_checkpoint(target)
         self.resume_ckpt = load_checkpoint(self.resume_path)

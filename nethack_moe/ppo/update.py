@@ -1,6 +1,6 @@
 """One PPO update: minibatch epochs over a rollout, with NaN/Inf skips and an optional target KL.
 
-Every forward pass is :func:`nethack_moe.ppo.acting.act` with the stored actions: the same
+Every forward pass is :func:`nethack_moe.models.acting.act` with the stored actions: the same
 function, inputs, atoms and graph as when acting.
 """
 
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from nethack_moe.models.acting import act
 from nethack_moe.models.policy import ActorCritic
-from nethack_moe.ppo.acting import act
 from nethack_moe.ppo.loss import LossBatch, ppo_loss
 from nethack_moe.ppo.storage import Minibatch, RolloutStorage
 

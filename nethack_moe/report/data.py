@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from nethack_moe.analysis import metric_names as mn
-from nethack_moe.analysis.compare import Group, groups_of_file, summarize_groups
-from nethack_moe.analysis.metrics_io import (
+from nethack_moe.metrics import names as mn
+from nethack_moe.metrics.routing import _expert_names as _default_expert_names
+from nethack_moe.metrics.stats import Summary, best_window, summarize_scores
+from nethack_moe.report.compare import Group, groups_of_file, summarize_groups
+from nethack_moe.runs.metrics_io import (
     EvalFile,
     EvalRun,
     Phase,
@@ -28,8 +30,6 @@ from nethack_moe.analysis.metrics_io import (
     load_evaluations,
     load_run,
 )
-from nethack_moe.analysis.routing import _expert_names as _default_expert_names
-from nethack_moe.analysis.stats import Summary, best_window, summarize_scores
 
 
 @dataclass(frozen=True)

@@ -16,20 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from nethack_moe.analysis import formatting as fmt
-from nethack_moe.analysis import metric_names as mn
 from nethack_moe.analysis import plots
-from nethack_moe.analysis.compare import same_seeds_table, specialization_table, summary_table
-from nethack_moe.analysis.formatting import markdown_table, num
-from nethack_moe.analysis.metrics_io import EvalFile, EvalRun
-from nethack_moe.analysis.routing import verdict
-from nethack_moe.analysis.stats import (
+from nethack_moe.core import formatting as fmt
+from nethack_moe.core.formatting import markdown_table, num
+from nethack_moe.metrics import names as mn
+from nethack_moe.metrics.routing import verdict
+from nethack_moe.metrics.stats import (
     best_window,
     compare_tails,
     diff_ci,
     score_quantiles,
     text_histogram,
 )
+from nethack_moe.report.compare import same_seeds_table, specialization_table, summary_table
 from nethack_moe.report.data import (
     PhaseStats,
     ReportData,
@@ -39,6 +38,7 @@ from nethack_moe.report.data import (
     score_key,
 )
 from nethack_moe.report.expectations import check_expectation, known_metrics_text
+from nethack_moe.runs.metrics_io import EvalFile, EvalRun
 
 log = logging.getLogger(__name__)
 

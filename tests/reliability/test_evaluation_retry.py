@@ -12,7 +12,8 @@ import signal
 
 import pytest
 
-evaluation = pytest.importorskip("nethack_moe.evaluation")
+evaluation = pytest.importorskip("nethack_moe.evaluation.runner")
+loading = pytest.importorskip("nethack_moe.evaluation.loading")
 
 EPISODES, N_ENVS, SEED0 = 4, 2, 100000
 
@@ -41,7 +42,7 @@ def _faulty_venv(sig: int, at_step: int, passes: str):
 
 @pytest.fixture(scope="module")
 def policy(finished_run):
-    model, cfg, _ = evaluation.load_policy(finished_run / "checkpoints" / "final.pt", "cpu")
+    model, cfg, _ = loading.load_policy(finished_run / "checkpoints" / "final.pt", "cpu")
     return model, cfg
 
 

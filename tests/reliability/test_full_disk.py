@@ -12,9 +12,9 @@ import os
 
 from rel_helpers import episodes, records, train_args
 
-import nethack_moe.checkpoint as ckpt_mod
+import nethack_moe.core.io as ckpt_mod
 from nethack_moe import cli
-from nethack_moe.checkpoint import load_checkpoint
+from nethack_moe.runs.checkpoint import load_checkpoint
 
 
 class _FullFile:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rel_helpers import Run, episodes, events, records, records_so_far, train_args, wait_for
 
-from nethack_moe.checkpoint import load_checkpoint
+from nethack_moe.runs.checkpoint import load_checkpoint
 
 KEYS = ("episode", "score", "length", "seed_core", "seed_disp", "env_index", "phase")
 

@@ -16,7 +16,7 @@ from rel_helpers import events, records, train_args
 import nethack_moe.ppo.storage as storage_mod
 import nethack_moe.ppo.update as update_mod
 from nethack_moe import cli
-from nethack_moe.checkpoint import load_checkpoint
+from nethack_moe.runs.checkpoint import load_checkpoint
 
 NAN, INF = float("nan"), float("inf")
 

@@ -9,7 +9,7 @@ import yaml
 from rel_helpers import Run, episodes, events, records, train_args
 from test_kill_resume import KEYS, _killed_after_a_checkpoint
 
-from nethack_moe.checkpoint import load_checkpoint
+from nethack_moe.runs.checkpoint import load_checkpoint
 
 
 def test_kill9_then_resume_with_the_run_alone_finishes_like_an_uninterrupted_run(

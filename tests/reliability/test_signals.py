@@ -10,7 +10,7 @@ import signal
 import pytest
 from rel_helpers import Run, episodes, events, records, records_so_far, train_args, wait_for
 
-from nethack_moe.checkpoint import load_checkpoint
+from nethack_moe.runs.checkpoint import load_checkpoint
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import torch
 from rel_helpers import Run, train_args
 
 from nethack_moe import cli
-from nethack_moe.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, load_checkpoint
+from nethack_moe.runs.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, load_checkpoint
 
 
 class _Touch:

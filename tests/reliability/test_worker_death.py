@@ -21,7 +21,7 @@ from rel_helpers import (
     worker_pids,
 )
 
-from nethack_moe.checkpoint import load_checkpoint
+from nethack_moe.runs.checkpoint import load_checkpoint
 
 N_ENVS = 4  # smoke preset: 4 envs on 1 worker
 

@@ -26,12 +26,13 @@ import numpy as np
 import torch
 from nle import nethack as nh
 
-from nethack_moe import teacher as T
+from nethack_moe.envs import teacher as T
 from nethack_moe.envs.factory import EnvConfig, make_env, seed_env
 from nethack_moe.envs.shaping import hint_action
+from nethack_moe.evaluation.loading import action_names, load_policy
+from nethack_moe.evaluation.players import ModelPlayer, Player, check_action_set, make_baseline
 from nethack_moe.features import FeatureSpec, compute_features, new_memory
-from nethack_moe.players import Player
-from nethack_moe.ppo.acting import Obs, Teacher
+from nethack_moe.models.acting import Obs, Teacher
 
 #: Steps between full screens in the HTML (the others are deltas against the previous step).
 KEY_EVERY = 50
@@ -436,8 +437,6 @@ def record_episode(
 ) -> tuple[list[Frame], EpisodeMeta]:
     """Play the episode of ``seed`` with a checkpoint's policy or a baseline; all its frames.
     ``teacher``: show the scripted teacher's advice at every step (it never changes the play)."""
-    from nethack_moe.evaluation import action_names, load_policy
-    from nethack_moe.players import ModelPlayer, check_action_set, make_baseline
 
     if checkpoint is not None:
         model, cfg, _ = load_policy(checkpoint, device)

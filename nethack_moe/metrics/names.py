@@ -6,10 +6,10 @@ JSON (and ``analysis.json``) and every reader of them (report, ``compare``, ``ev
 used
 
 * in an ``update`` record of ``metrics.jsonl`` under ``routing/<name>`` (:func:`record_key`),
-  written by :func:`nethack_moe.analysis.routing.routing_figures_torch` from the trainer's
+  written by :func:`nethack_moe.metrics.routing.routing_figures_torch` from the trainer's
   ``log_update``;
 * in an evaluation entry under ``summary.routing.<name>`` and in ``analysis.json`` under
-  ``figures.<name>``, written by :func:`nethack_moe.analysis.routing.routing_figures`.
+  ``figures.<name>``, written by :func:`nethack_moe.metrics.routing.routing_figures`.
 
 Files written before this schema called the routing MI ``routing_mi`` in the evaluation JSON and
 ``analysis.json`` (and ``routing/routing_mi`` in the first trainer's update records).
@@ -21,7 +21,7 @@ the routing figures by :data:`EXPECTATION_NAMES` (``finetune_routing_mi``), as t
 
 **Evaluation entries** (one per key of ``checkpoints`` in the evaluation JSON) and the blocks of
 their ``summary`` use the keys below; the specialization blocks are keyed as in ``analysis.json``
-(:mod:`nethack_moe.analysis.specialization`).
+(:mod:`nethack_moe.metrics.specialization`).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ RELIANCE = "reliance"
 HINT = "hint"
 VERDICT = "verdict"
 """Files written before issue 21 stored a verdict sentence here; it is never read back (the
-verdict is built from the figures: :mod:`nethack_moe.analysis.verdict`)."""
+verdict is built from the figures: :mod:`nethack_moe.metrics.verdict`)."""
 RELIANCE_MEASURED = "reliance_measured"
 """Whether the ``reliance`` block was measured (false: nothing is said about what the router
 routes on)."""
@@ -143,7 +143,7 @@ FOLLOW_SHARE = "follow_share"
 #: Block of the scripted teacher's figures (issue 18: specialization against the teacher's
 #: branches), in an evaluation summary and in ``analysis.json``; its information figures are
 #: those of the ``specialization`` block with ``branch`` for ``scenario``
-#: (:meth:`nethack_moe.analysis.verdict.ScenarioInformation.to_json`).
+#: (:meth:`nethack_moe.metrics.verdict.ScenarioInformation.to_json`).
 TEACHER = "teacher"
 BRANCH_MI = "branch_mi"
 """I(argmax expert; teacher branch), nats."""

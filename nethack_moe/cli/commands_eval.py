@@ -16,24 +16,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from nethack_moe.analysis import metric_names as mn
-from nethack_moe.analysis.formatting import ci, num, pct
 from nethack_moe.analysis.probes import DEFAULT_PROBE_EPISODES
-from nethack_moe.analysis.routing import verdict as routing_verdict
-from nethack_moe.analysis.specialization import DEFAULT_PERMUTATIONS
-from nethack_moe.analysis.verdict import (
+from nethack_moe.core.formatting import ci, num, pct
+from nethack_moe.evaluation.evaluate import ACTION_MODES
+from nethack_moe.evaluation.players import BASELINES
+from nethack_moe.evaluation.runner import E200_EPISODES, E200_SEED_START
+from nethack_moe.metrics import names as mn
+from nethack_moe.metrics.routing import verdict as routing_verdict
+from nethack_moe.metrics.specialization import DEFAULT_PERMUTATIONS
+from nethack_moe.metrics.verdict import (
     ALL_STATES,
     RelianceFigure,
     ScenarioInformation,
     TeacherFigures,
     verdict_of,
 )
-from nethack_moe.evaluation import ACTION_MODES, E200_EPISODES, E200_SEED_START
-from nethack_moe.players import BASELINES
 
 
 def _usage_error(msg: str) -> Exception:
-    from nethack_moe.cli import UsageError  # lazy: cli imports this module
+    from nethack_moe.cli.errors import UsageError  # lazy: cli imports this module
 
     return UsageError(msg)
 
@@ -294,7 +295,7 @@ def evaluation_text(res: dict[str, Any]) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from nethack_moe.evaluation import evaluate
+    from nethack_moe.evaluation.evaluate import evaluate
 
     if not args.checkpoints and not args.baseline:
         raise _usage_error("give a checkpoint to evaluate or --baseline random|hint-follower")
@@ -314,7 +315,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     _say(evaluation_text(res).rstrip("\n"))
     if args.replays:
-        from nethack_moe.replay import write_eval_replays
+        from nethack_moe.evaluation.replay import write_eval_replays
 
         where = Path(args.out).parent if args.out else Path(".")
         index = write_eval_replays(res, where / "replays", args.replays, args.ttyrec, args.device)
@@ -433,7 +434,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------ compare
 def cmd_compare(args: argparse.Namespace) -> int:
-    from nethack_moe.analysis.compare import compare
+    from nethack_moe.report.compare import compare
 
     for p in args.inputs:
         if not Path(p).exists():
@@ -477,7 +478,8 @@ def render_frame(fr: dict[str, Any]) -> str:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from nethack_moe.evaluation import load_policy, watch_frames
+    from nethack_moe.evaluation.loading import load_policy
+    from nethack_moe.evaluation.watch import watch_frames
 
     _check_files([args.checkpoint])
     model, cfg, _ = load_policy(args.checkpoint, args.device)
@@ -512,7 +514,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if to_file:
         _say(f"wrote {args.out}")
     if args.ttyrec:
-        from nethack_moe.replay import ttyrec3_to_ttyrec
+        from nethack_moe.evaluation.replay import ttyrec3_to_ttyrec
 
         for rec in sorted(Path(args.ttyrec).glob("*.ttyrec3.bz2")):
             plain = ttyrec3_to_ttyrec(

@@ -16,11 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_BAD_INPUT = 2
-
-
-class UsageError(Exception):
-    """Bad input: printed as one line, exit status 2."""
+from nethack_moe.cli.errors import EXIT_BAD_INPUT, UsageError
 
 
 def _write_json(path: str | None, data: Any) -> None:
@@ -49,7 +45,7 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_env(args: argparse.Namespace) -> int:
-    from nethack_moe.bench import bench_env
+    from nethack_moe.ppo.bench import bench_env
 
     r = bench_env(args.num_envs, args.workers, args.steps, args.task)
     m = r["machine"]
@@ -76,7 +72,7 @@ def cmd_bench_env(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    from nethack_moe.bench import bench_train
+    from nethack_moe.ppo.bench import bench_train
     from nethack_moe.ppo.distributed import env_rank
 
     r = bench_train(
@@ -160,7 +156,7 @@ def _train_sets(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nethack_moe.config import make_config
+    from nethack_moe.config.train import make_config
     from nethack_moe.envs.vector import WorkerError
     from nethack_moe.ppo.distributed import RankFailure, env_rank
     from nethack_moe.ppo.trainer import NonFiniteError, Trainer, TrainingInterrupted
@@ -169,7 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         if args.resume:  # the run's own config, or (--config given) continue into that config
-            from nethack_moe.resume import resume_config
+            from nethack_moe.runs.resume import resume_config
 
             plan = resume_config(Path(args.resume), args.config, _train_sets(args))
             trainer = Trainer(plan.cfg, resume=plan.checkpoint, run_dir=plan.run_dir)
@@ -282,13 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the result as JSON")
     p.set_defaults(fn=cmd_bench_model)
 
-    from nethack_moe.commands_eval import register as register_eval_commands
+    from nethack_moe.cli.commands_eval import register as register_eval_commands
 
     register_eval_commands(sub)
-    from nethack_moe.commands_sweep import register as register_sweep
+    from nethack_moe.cli.commands_sweep import register as register_sweep
 
     register_sweep(sub)
-    from nethack_moe.commands_replay import register as register_replay
+    from nethack_moe.cli.commands_replay import register as register_replay
 
     register_replay(sub)
     return ap
@@ -302,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from nethack_moe.checkpoint import CheckpointError
-    from nethack_moe.config import ConfigError
+    from nethack_moe.core.errors import ConfigError
+    from nethack_moe.runs.checkpoint import CheckpointError
 
     try:
         return int(args.fn(args) or 0)

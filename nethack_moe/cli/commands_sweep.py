@@ -20,7 +20,7 @@ def _say(text: str = "") -> None:
 
 
 def _load(path: str) -> sw.SweepSpec:
-    from nethack_moe.cli import UsageError  # lazy: cli imports this module
+    from nethack_moe.cli.errors import UsageError  # lazy: cli imports this module
 
     try:
         return sw.load_spec(path)
@@ -79,7 +79,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         try:
             spec.run_named(name)
         except sw.SpecError as e:
-            from nethack_moe.cli import UsageError
+            from nethack_moe.cli.errors import UsageError
 
             raise UsageError(str(e)) from e
     if args.dry_run:

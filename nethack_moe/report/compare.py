@@ -24,17 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nethack_moe.analysis import formatting as fmt
 from nethack_moe.analysis import over_runs
-from nethack_moe.analysis.metrics_io import (
+from nethack_moe.analysis.plots import plot_compare
+from nethack_moe.core import formatting as fmt
+from nethack_moe.metrics.stats import Summary, paired_diff_ci, summarize_scores
+from nethack_moe.runs.metrics_io import (
     EvalFile,
     EvalRun,
     SpecializationFigures,
     load_evaluations,
     load_run,
 )
-from nethack_moe.analysis.plots import plot_compare
-from nethack_moe.analysis.stats import Summary, paired_diff_ci, summarize_scores
 
 log = logging.getLogger(__name__)
 

@@ -5,14 +5,14 @@ maps a batch of observations to actions. The rollout loop of :mod:`nethack_moe.e
 any player on exactly the evaluation seeds, so a learned policy and the baselines are measured on
 the same games:
 
-* :class:`ModelPlayer`: a checkpoint's policy through :func:`nethack_moe.ppo.acting.act` (the acting
+* :class:`ModelPlayer`: a checkpoint's policy through :func:`nethack_moe.models.acting.act` (the acting
   function the trainer uses), sampled with one Gumbel generator per episode or greedy; optionally
   with the router forced to one expert (interventions), the encoding edited (reliance: ``h_graph``
   or ``h_state`` replaced while playing) or the observation edited (hint inputs zeroed);
 * :class:`RandomPlayer`: uniform over the actions (PROTOCOL.md, "Baselines");
 * :class:`HintFollower`: the navigation hint's move, ``>`` on the known stairs, prompts answered,
   5 % uniformly random moves (PROTOCOL.md, "Baselines");
-* :class:`DiverPlayer`: the scripted teacher (:mod:`nethack_moe.teacher`), whose action the env
+* :class:`DiverPlayer`: the scripted teacher (:mod:`nethack_moe.envs.teacher`), whose action the env
   workers compute beside the hint (``env.teacher``); players receive it as a :class:`Teacher`.
 
 Every random choice comes from a generator seeded by ``(policy_seed, episode seed)``, so an
@@ -32,8 +32,8 @@ from torch import Tensor
 
 from nethack_moe import features as F
 from nethack_moe.envs.shaping import HINT_ACTIONS, hint_action
+from nethack_moe.models.acting import Obs, Teacher, act, gumbel_noise_rows
 from nethack_moe.models.policy import ActorCritic, Encoded, PolicyOutput
-from nethack_moe.ppo.acting import Obs, Teacher, act, gumbel_noise_rows
 
 #: Names accepted by ``evaluate --baseline``.
 BASELINES: tuple[str, ...] = ("random", "hint-follower", "diver")
@@ -127,7 +127,7 @@ def _np_episode_generator(policy_seed: int, seed: int) -> np.random.Generator:
 
 @dataclass
 class ModelPlayer:
-    """A learned policy, acting through :func:`nethack_moe.ppo.acting.act`.
+    """A learned policy, acting through :func:`nethack_moe.models.acting.act`.
 
     ``greedy``: argmax actions, else Gumbel-max samples with one generator per episode seeded by
     ``(policy_seed, seed)``. ``expert``: the router forced to this one expert (one-hot α).
@@ -253,7 +253,7 @@ class HintFollower:
 
 @dataclass
 class DiverPlayer:
-    """The scripted stair-diver (:mod:`nethack_moe.teacher`): plays the teacher's action, which
+    """The scripted stair-diver (:mod:`nethack_moe.envs.teacher`): plays the teacher's action, which
     the env workers compute from each observation (``env.teacher``). Deterministic."""
 
     name: str = "diver"

@@ -15,15 +15,13 @@ from typing import Any
 
 import yaml
 
-from nethack_moe.curriculum import CurriculumConfig, Phase
+from nethack_moe.config.curriculum import CurriculumConfig, Phase
+from nethack_moe.core.errors import ConfigError
 from nethack_moe.envs.factory import EnvConfig
+from nethack_moe.knowledge.graph import GraphError, load_graph
 from nethack_moe.models.config import ModelConfig
 
-PRESET_DIR = Path(__file__).parent / "configs"
-
-
-class ConfigError(ValueError):
-    """A configuration key or value is wrong; the message names the key."""
+PRESET_DIR = Path(__file__).parent / "presets"
 
 
 @dataclass
@@ -145,8 +143,6 @@ class TrainConfig:
                 "curriculum: a phase has a teacher term (teacher > 0); it needs env.teacher=true"
             )
         if self.model.uses_graph:  # a bad graph file fails here, before any env or file
-            from nethack_moe.knowledge.graph import GraphError, load_graph
-
             m = self.model
             try:
                 load_graph(m.graph_path, expert_names=m.expert_names if m.is_moe else None)

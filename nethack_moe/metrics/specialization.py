@@ -17,7 +17,7 @@ and alpha-entropy terms produce them for any router. The figures here say what t
   of one player (the router forced to one expert, the learned router, a baseline);
 * :class:`HintReliance`: the share of steps that take the hinted move, the score with the hint
   inputs zeroed, and the hint-follower baseline on the same seeds;
-* the verdict is not here: :mod:`nethack_moe.analysis.verdict` builds it from the stored figures
+* the verdict is not here: :mod:`nethack_moe.metrics.verdict` builds it from the stored figures
   (and holds the figure records this module fills in).
 
 Scenario outcomes use what NLE's env buffer exposes (blstats and the feature memory); NLE's
@@ -47,26 +47,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nethack_moe.analysis import metric_names as mn
-from nethack_moe.analysis.scenarios import COMBAT, EXPLORATION, SCENARIOS, SURVIVAL
-from nethack_moe.analysis.verdict import MIN_RELIANCE as MIN_RELIANCE  # re-exported
-from nethack_moe.analysis.verdict import MIN_SCENARIO_SHARE as MIN_SCENARIO_SHARE  # re-exported
-from nethack_moe.analysis.verdict import (
-    HintReliance,
+from nethack_moe.metrics import names as mn
+from nethack_moe.metrics.scenarios import COMBAT, EXPLORATION, SCENARIOS, SURVIVAL
+from nethack_moe.metrics.verdict import MIN_RELIANCE as MIN_RELIANCE  # re-exported
+from nethack_moe.metrics.verdict import MIN_SCENARIO_SHARE as MIN_SCENARIO_SHARE  # re-exported
+from nethack_moe.metrics.verdict import (
     InterventionReading,
     PairedDiff,
     RelianceFigure,
     ScenarioInformation,
     ScenarioRanking,
-    TeacherFigures,
-    VerdictFigures,
-    specialization_verdict,
 )
+from nethack_moe.models.policy import Encoded
 
 if TYPE_CHECKING:
-    from nethack_moe.evaluation import StateLog
+    from nethack_moe.metrics.statelog import StateLog
+    from nethack_moe.models.acting import Obs
     from nethack_moe.models.policy import ActorCritic, Encoded
-    from nethack_moe.ppo.acting import Obs
 
 #: Permutations of the scenario-information baseline (PROTOCOL.md: at least 100).
 DEFAULT_PERMUTATIONS = 200
@@ -181,7 +178,7 @@ class Replacement:
         return enc._replace(**{self.field: new})
 
     def edit(self, means: dict[str, Tensor]) -> Callable[[Encoded], Encoded]:
-        """The replacement as an encoding edit for :class:`nethack_moe.players.ModelPlayer`."""
+        """The replacement as an encoding edit for :class:`nethack_moe.evaluation.players.ModelPlayer`."""
         return lambda enc: self.apply(enc, means)
 
 
@@ -221,7 +218,6 @@ def _cat(parts: list[Tensor | None]) -> Tensor | None:
 
 def encode_all(model: ActorCritic, obs: Obs, batch: int = 512) -> Encoded:
     """:meth:`ActorCritic.encode` of ``obs`` in batches (no autograd), on the model's device."""
-    from nethack_moe.models.policy import Encoded
 
     dev = next(model.parameters()).device
     parts = []
@@ -522,7 +518,7 @@ def read_interventions(
 ) -> InterventionReading:
     """Rank the forced experts (not the learned router) in every scenario of
     :data:`SCENARIO_OUTCOME` (:func:`rank_scenario`). ``own_scenario``: each expert's own
-    scenario (:func:`nethack_moe.analysis.verdict.own_scenarios`); without it, an expert named
+    scenario (:func:`nethack_moe.metrics.verdict.own_scenarios`); without it, an expert named
     after a scenario owns it (only right where the routing prior binds names)."""
     rankings = {
         s: rank_scenario(s, results, expert_names, n_resamples=n_resamples, seed=seed)
@@ -531,100 +527,3 @@ def read_interventions(
     if own_scenario is None:
         own_scenario = {e: (e if e in SCENARIO_OUTCOME else None) for e in expert_names}
     return InterventionReading(rankings, dict(own_scenario), own_source)
-
-
-# ------------------------------------------------------------------------------ the report
-@dataclass
-class SpecializationReport:
-    """Every specialization figure of one policy; the verdict is built from them
-    (:func:`nethack_moe.analysis.verdict.specialization_verdict`)."""
-
-    scenario: ScenarioInformation | None
-    reliance: dict[str, RelianceFigure | None]
-    """Empty: not measured (e.g. a greedy run without its observations)."""
-    hint: HintReliance | None
-    usage_balance: float | None
-    """Routing MI H(ᾱ) − mean H(α_s), nats: usage balance, not evidence of specialization."""
-    per_state_sharpness: float | None
-    """Mean alpha entropy H(α_s), nats: per-state sharpness, not evidence of specialization."""
-    effective_experts: float | None
-    n_experts: int
-    interventions: dict[str, PlayerResult] = field(default_factory=dict)
-    reading: InterventionReading | None = None
-    teacher: TeacherFigures | None = None
-    """Against the scripted teacher's branches (``None``: the run had no teacher)."""
-
-    def verdict(self) -> str:
-        """The verdict of these figures, read back the way a file's are."""
-        return specialization_verdict(VerdictFigures.from_json(self.to_json()))
-
-    def to_json(self) -> dict[str, Any]:
-        """The blocks of ``analysis.json`` (and of an evaluation summary): ``n_experts``,
-        ``specialization``, ``reliance`` with ``reliance_measured``, ``interventions``,
-        ``interventions_reading``, ``hint``, ``routing_balance`` and ``teacher`` (``None``: the run
-        had no teacher). Figures only: no verdict."""
-        return {
-            mn.N_EXPERTS: self.n_experts,
-            mn.SPECIALIZATION: self.scenario.to_json() if self.scenario else None,
-            mn.RELIANCE: {k: (v.to_json() if v else None) for k, v in self.reliance.items()},
-            mn.RELIANCE_MEASURED: bool(self.reliance),
-            "interventions": {k: v.to_json() for k, v in self.interventions.items()},
-            "interventions_reading": self.reading.to_json() if self.reading else None,
-            mn.HINT: self.hint.to_json() if self.hint else None,
-            "routing_balance": {
-                "usage_balance_routing_mi": self.usage_balance,
-                "per_state_sharpness_alpha_entropy": self.per_state_sharpness,
-                "effective_experts": self.effective_experts,
-            },
-            mn.TEACHER: self.teacher.to_json() if self.teacher else None,
-        }
-
-
-# ------------------------------------------------------------------------------ from logged states
-def state_report(
-    model: ActorCritic | None,
-    st: StateLog,
-    labels: np.ndarray,
-    routing: str | None = None,
-    temperature: float | None = None,
-    *,
-    permutations: int = DEFAULT_PERMUTATIONS,
-    reliance_states: int = DEFAULT_RELIANCE_STATES,
-    seed: int = 0,
-    actions: str = "sampled",
-) -> tuple[SpecializationReport, dict[str, Tensor]]:
-    """The figures that need only the logged states: scenario information, reliance on the
-    states (when the rollout kept the observations and ``model`` is given), hint follow share,
-    usage balance and sharpness, and the figures against the teacher's branches when the run had
-    the teacher (:func:`nethack_moe.analysis.branches.teacher_figures`; ``actions``: how the run
-    chose its actions). Returns the report and the means of ``h_state`` / ``h_graph`` (for
-    playing with the same replacements)."""
-    from nethack_moe.analysis.branches import teacher_figures
-    from nethack_moe.analysis.routing import routing_figures
-
-    E = int(st.alpha.shape[1])
-    scen = None
-    if E > 1 and st.n:
-        scen = scenario_information(
-            st.alpha.argmax(1), labels, E, permutations=permutations, seed=seed,
-            episode_ids=st.episode,
-        )  # fmt: skip
-    rel = RelianceResult({})
-    if model is not None and E and st.state is not None:
-        rel = reliance_on_states(model, st.obs(), routing, temperature, max_states=reliance_states,
-                                 seed=seed)  # fmt: skip
-    fig = routing_figures(st.alpha) if E else {}
-    hint = HintReliance(hint_follow_share(st), int((st.hint >= 0).sum()))
-    report = SpecializationReport(
-        scenario=scen,
-        reliance=rel.figures,
-        hint=hint,
-        usage_balance=fig.get(mn.MI),
-        per_state_sharpness=fig.get(mn.ALPHA_ENTROPY),
-        effective_experts=fig.get(mn.EFFECTIVE_EXPERTS),
-        n_experts=E,
-        teacher=teacher_figures(
-            model, st, routing, temperature, actions, permutations=permutations, seed=seed
-        ),  # fmt: skip
-    )
-    return report, rel.means

@@ -43,7 +43,7 @@ class Teacher(NamedTuple):
     action: Tensor
     """``[B]`` int64 action ids (-1: no advice)."""
     branch: Tensor
-    """``[B]`` int64 index into :data:`nethack_moe.teacher.BRANCHES`: why (-1: no advice)."""
+    """``[B]`` int64 index into :data:`nethack_moe.envs.teacher.BRANCHES`: why (-1: no advice)."""
 
     def to(self, device: torch.device, non_blocking: bool = False) -> Teacher:
         """The same batch on ``device``."""

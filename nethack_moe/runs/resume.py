@@ -18,15 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nethack_moe.checkpoint import load_checkpoint
-from nethack_moe.config import (
-    ConfigError,
-    TrainConfig,
-    config_from_dict,
-    make_config,
-    parse_overrides,
-)
-from nethack_moe.ppo.trainer import find_resume_checkpoint
+from nethack_moe.config.train import TrainConfig, config_from_dict, make_config, parse_overrides
+from nethack_moe.core.errors import ConfigError
+from nethack_moe.runs.checkpoint import load_checkpoint
+from nethack_moe.runs.rundir import find_resume_checkpoint
 
 #: The ``--set`` keys a resumed run may change: how it executes (workers, device, threads, output,
 #: checkpoint cadence, limits), never what it computes. Results do not depend on any of them.

@@ -32,8 +32,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nethack_moe.analysis import metric_names as mn
-from nethack_moe.analysis.formatting import MISSING, num, pct
+from nethack_moe.core.formatting import MISSING, num, pct
+from nethack_moe.metrics import names as mn
+from nethack_moe.metrics.stats import paired_diff_ci
 
 #: Share of H(scenario) that the scenario information must reach to count as routing by scenario.
 MIN_SCENARIO_SHARE = 0.05
@@ -69,7 +70,7 @@ def _float(v: Any) -> float | None:
 @dataclass(frozen=True)
 class PairedDiff:
     """``mean(b - a)`` over the seeds both sides played, with its bootstrap CI
-    (:func:`nethack_moe.analysis.stats.paired_diff_ci`)."""
+    (:func:`nethack_moe.metrics.stats.paired_diff_ci`)."""
 
     diff: float | None
     ci: tuple[float, float] | None
@@ -88,7 +89,6 @@ class PairedDiff:
     ) -> PairedDiff:
         """The difference of per-seed values ``b[s] - a[s]`` over the seeds where both have a
         finite value (in seed order)."""
-        from nethack_moe.analysis.stats import paired_diff_ci
 
         common = sorted(
             s for s in set(a) & set(b) if _float(a[s]) is not None and _float(b[s]) is not None
@@ -560,7 +560,7 @@ def own_scenarios(
     With the routing prior on, an expert named after a scenario owns it (the prior binds names);
     otherwise (and for the other names) its own scenario is the heatmap's column maximum: the
     scenario in which the learned router gives it the highest mean α (``table``: a
-    :func:`nethack_moe.analysis.routing.scenario_table`).
+    :func:`nethack_moe.metrics.routing.scenario_table`).
     """
     scen = [str(s) for s in table.get("scenarios") or []]
     rows = table.get("mean_alpha") or []

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from nethack_moe.core.io import atomic_write_bytes
+from nethack_moe.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -27,30 +28,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, unsafe, or does not fit the requested model."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -114,7 +91,6 @@ def check_model_compat(ckpt: dict, model_cfg: dict, path: str | Path) -> None:
 
     A key the checkpoint does not have (a field added since it was written) counts as its default.
     """
-    from nethack_moe.models.config import ModelConfig
 
     theirs = {**ModelConfig().to_dict(), **ckpt.get("config", {}).get("model", {})}
     diffs = [

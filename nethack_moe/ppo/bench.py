@@ -2,52 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import multiprocessing as mp
-import os
-import platform
 import time
 from typing import Any
 
 import numpy as np
-import torch
 
+from nethack_moe.config.train import make_config
+from nethack_moe.core.machine import machine_info
 from nethack_moe.envs.factory import EnvConfig, make_env, seed_env, train_seeds
 from nethack_moe.envs.vector import SeedPlan, VectorEnv
 from nethack_moe.ppo.distributed import env_rank
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, GPU, versions and date, for every benchmark record."""
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import nle
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    try:
-        with open("/proc/loadavg", encoding="utf-8") as f:
-            load = f.read().split()[0]
-    except OSError:
-        load = ""
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "loadavg_1min": load,
-        "torch_threads": torch.get_num_threads(),
-        "gpu": gpu,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "nle": getattr(nle, "__version__", "1.3.0"),
-        "host": platform.node(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+from nethack_moe.ppo.trainer import Trainer
 
 
 def _raw_env_worker(cfg: EnvConfig, steps: int, seed: int, q) -> None:
@@ -132,9 +98,6 @@ def bench_train(
     import json
     import tempfile
     from pathlib import Path
-
-    from nethack_moe.config import make_config
-    from nethack_moe.ppo.trainer import Trainer
 
     def run(learn: bool) -> tuple[dict, list[dict]]:
         with tempfile.TemporaryDirectory() as tmp:

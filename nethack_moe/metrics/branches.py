@@ -1,7 +1,7 @@
 """Specialization against the scripted teacher's branches (issue 18; PROTOCOL.md, "branch
 information").
 
-The teacher's branch (:data:`nethack_moe.teacher.BRANCHES`) is why the scripted diver would act in
+The teacher's branch (:data:`nethack_moe.envs.teacher.BRANCHES`) is why the scripted diver would act in
 a state (fight, descend, to_stairs, explore, search, ...): a ground-truth situation label that no
 heuristic guessed. It is computed in the env workers beside the hint (``env.teacher``), which
 changes neither the game nor the policy's inputs, and logged per state
@@ -10,7 +10,7 @@ changes neither the game nor the policy's inputs, and logged per state
 * **branch information**: I(argmax expert; branch) next to the permutation and within-episode-shift
   nulls, with the estimator of the scenario information (:func:`scenario_information`);
 * **per branch**: π(teacher's action) with the learned router and with the router forced to each
-  expert (one-hot α through :func:`nethack_moe.ppo.acting.act`'s ``alpha_override``, the
+  expert (one-hot α through :func:`nethack_moe.models.acting.act`'s ``alpha_override``, the
   intervention of ``ModelPlayer(expert=i)``), on the same states. Each figure is a per-episode
   mean over the branch's states, and a forced expert's gain over the router is paired over the
   episodes (seeds) with its bootstrap CI. The expert with the highest mean is *the* best only when
@@ -18,7 +18,7 @@ changes neither the game nor the policy's inputs, and logged per state
 * **agreement**: the share of states whose action taken in the run (sampled or greedy, as played)
   is the teacher's, and the share whose argmax of π is, per branch and overall.
 
-The figures are records of :mod:`nethack_moe.analysis.verdict` (:class:`TeacherFigures`), which
+The figures are records of :mod:`nethack_moe.metrics.verdict` (:class:`TeacherFigures`), which
 builds the verdict's lines from them at read time.
 """
 
@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from nethack_moe.analysis.specialization import (
+from nethack_moe.envs.teacher import BRANCHES
+from nethack_moe.metrics.specialization import (
     DEFAULT_PERMUTATIONS,
     _rows,
     encode_all,
@@ -38,7 +39,7 @@ from nethack_moe.analysis.specialization import (
     sample_rows,
     scenario_information,
 )
-from nethack_moe.analysis.verdict import (
+from nethack_moe.metrics.verdict import (
     ALL_STATES,
     TEACHER_PROB,
     Agreement,
@@ -46,12 +47,11 @@ from nethack_moe.analysis.verdict import (
     PairedDiff,
     TeacherFigures,
 )
-from nethack_moe.teacher import BRANCHES
 
 if TYPE_CHECKING:
-    from nethack_moe.evaluation import StateLog
+    from nethack_moe.metrics.statelog import StateLog
+    from nethack_moe.models.acting import Obs
     from nethack_moe.models.policy import ActorCritic
-    from nethack_moe.ppo.acting import Obs
 
 #: States the per-branch interventions and the argmax agreement are computed on (a seeded sample
 #: of the logged states with the teacher's advice).

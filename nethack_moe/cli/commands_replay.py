@@ -1,5 +1,5 @@
 """Subcommand ``replay`` of ``nethack-moe``: one seeded episode as a self-contained HTML page
-(:mod:`nethack_moe.replay`), optionally with NLE's ttyrec recording and the per-step JSON."""
+(:mod:`nethack_moe.evaluation.replay`), optionally with NLE's ttyrec recording and the per-step JSON."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nethack_moe.evaluation import E200_SEED_START
+from nethack_moe.evaluation.runner import E200_SEED_START
 
 
 def _say(text: str) -> None:
@@ -16,8 +16,8 @@ def _say(text: str) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from nethack_moe.cli import UsageError
-    from nethack_moe.replay import (
+    from nethack_moe.cli.errors import UsageError
+    from nethack_moe.evaluation.replay import (
         record_episode,
         ttyrec3_to_ttyrec,
         write_episode_json,
@@ -41,14 +41,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         _say(f"wrote {write_episode_json(frames, meta, args.json)}")
     if args.ttyrec:
         for rec in sorted(Path(args.ttyrec).glob("*.ttyrec3.bz2")):
-            plain = ttyrec3_to_ttyrec(rec, rec.with_name(rec.name.replace(".ttyrec3.bz2", ".ttyrec")))
+            plain = ttyrec3_to_ttyrec(
+                rec, rec.with_name(rec.name.replace(".ttyrec3.bz2", ".ttyrec"))
+            )
             _say(f"ttyrec: {rec} (NLE's, with actions) and {plain} (plain, for any ttyrec player)")
     return 0
 
 
 def register(sub: Any) -> None:
     """Add ``replay`` to the CLI's subparsers."""
-    from nethack_moe.players import BASELINES
+    from nethack_moe.evaluation.players import BASELINES
 
     p = sub.add_parser("replay", help="one seeded episode as a self-contained HTML replay")
     p.add_argument("checkpoint", nargs="?", metavar="CKPT")

@@ -43,7 +43,7 @@ from nle.nethack.actions import (
 )
 
 from nethack_moe import features as F
-from nethack_moe.navigation import BLOCKED, DIRS, DOOR, FREE, bfs_expand
+from nethack_moe.game.navigation import BLOCKED, DIRS, DOOR, FREE, bfs_expand
 
 #: Why the teacher acted, in rule order (``teacher_branch`` indexes this tuple; -1 = no teacher).
 BRANCHES: tuple[str, ...] = (

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from nethack_moe.analysis import metric_names as mn
+from nethack_moe.metrics import names as mn
 
 #: Default expert names (DESIGN.md, E = 4).
 DEFAULT_EXPERTS: tuple[str, ...] = ("survival", "combat", "exploration", "general")
@@ -168,7 +168,7 @@ def verdict(fig: dict[str, Any], n_experts: int) -> str:
     uniform (alpha entropy > 0.95 ln E); not specialized (routing MI < 0.05 nats: the same mixture
     in every state); otherwise "state-dependent routing", labelled as usage balance and per-state
     sharpness: whether it is *specialization* is for the figures of
-    :mod:`nethack_moe.analysis.specialization` to say.
+    :mod:`nethack_moe.metrics.specialization` to say.
     """
     h = _get(fig, mn.ALPHA_ENTROPY)
     mi = _get(fig, mn.MI)

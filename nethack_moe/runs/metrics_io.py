@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from nethack_moe.analysis import metric_names as mn
-from nethack_moe.analysis.verdict import (
+from nethack_moe.metrics import names as mn
+from nethack_moe.metrics.verdict import (
     NullChoice,
     VerdictFigures,
     specialization_verdict,
@@ -290,7 +290,7 @@ class SpecializationFigures:
 
     @classmethod
     def from_summary(cls, summary: dict[str, Any] | None) -> SpecializationFigures:
-        """The figures of an entry's summary (keys of :mod:`nethack_moe.analysis.metric_names`)."""
+        """The figures of an entry's summary (keys of :mod:`nethack_moe.metrics.names`)."""
         s = summary or {}
         sp = s.get(mn.SPECIALIZATION) or {}
         rel = s.get(mn.RELIANCE) or {}
@@ -341,7 +341,7 @@ class SpecializationFigures:
 
     @property
     def verdict(self) -> str | None:
-        """:func:`nethack_moe.analysis.verdict.specialization_verdict` of the figures."""
+        """:func:`nethack_moe.metrics.verdict.specialization_verdict` of the figures."""
         return None if self.figures is None else specialization_verdict(self.figures)
 
 

@@ -1,0 +1,1 @@
+"""The training config, the curriculum phases and the presets (``presets/*.yaml``)."""

@@ -1,0 +1,1 @@
+"""Leaf utilities: device choice, machine info, atomic writes, number formatting, the config error."""

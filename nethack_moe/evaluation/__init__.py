@@ -1,0 +1,1 @@
+"""Playing policies and baselines: players, the episode runner, E200 ``evaluate``, ``watch``, replays."""

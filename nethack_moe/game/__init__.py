@@ -1,0 +1,1 @@
+"""Facts about NetHack itself: the action space and map navigation (BFS); nothing learned."""

@@ -1,0 +1,1 @@
+"""A run on disk: the run directory, checkpoints, resume, and reading ``metrics.jsonl`` back."""
