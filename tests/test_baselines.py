@@ -16,14 +16,12 @@ from nethack_moe.evaluation.evaluate import evaluate
 from nethack_moe.evaluation.loading import checkpoint_routing, load_policy
 from nethack_moe.evaluation.players import (
     HINT_COLUMNS,
-    MORE_ACTION,
-    SEARCH_ACTION,
-    WAIT_ACTION,
     HintFollower,
     RandomPlayer,
     hint_actions,
     zero_hint,
 )
+from nethack_moe.game.actions import MORE_ACTION, SEARCH_ACTION, WAIT_ACTION
 from nethack_moe.models.acting import Obs
 from nethack_moe.models.policy import build_model
 from nethack_moe.runs.checkpoint import save_checkpoint

@@ -36,6 +36,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from nethack_moe.config.loss_terms import DIAGNOSTICS, LOSS_TERMS
 from nethack_moe.ppo.loss import LossBatch, ppo_loss
 
 CLIP = 0.2
@@ -161,6 +162,7 @@ def test_every_loss_term_matches_the_hand_computation(clip_vloss, norm_adv, with
     total, terms = ppo_loss(out, batch, COEFS, CLIP, VF, clip_vloss, norm_adv)
     want = _expected(clip_vloss, norm_adv, with_prior)
     assert set(terms) == set(want)
+    assert list(terms) == [*LOSS_TERMS, *DIAGNOSTICS]  # the one list of names, in its order
     got = {k: float(v) for k, v in terms.items()}
     for k, v in want.items():
         rel = 1e-6 if k == "clip_frac" else 1e-9  # clip_frac is a float32 share

@@ -343,8 +343,8 @@ def test_hint_skip_adds_a_learned_gain_on_the_hinted_action(
 ) -> None:
     """``hint_to_logits``: zero gain at init (the policy is unchanged); with a gain, each expert's
     logit of the hinted action rises by it and the other actions' logits stay; gradients reach it."""
-    from nethack_moe.envs.shaping import HINT_ACTIONS
     from nethack_moe.features import N_NAV, NAV_ONEHOT
+    from nethack_moe.game.actions import HINT_ACTIONS
 
     state, crop, atoms = batch
     torch.manual_seed(0)

@@ -12,14 +12,9 @@ from nle.nethack.actions import CompassDirection, MiscDirection
 from nethack_moe import features as F
 from nethack_moe.envs import vector
 from nethack_moe.envs.factory import EnvConfig
-from nethack_moe.envs.shaping import (
-    HINT_ACTIONS,
-    HINT_COMMANDS,
-    Shaper,
-    descend_reward,
-    hint_action,
-)
+from nethack_moe.envs.shaping import Shaper, descend_reward, hint_action
 from nethack_moe.envs.vector import SeedPlan, VectorEnv
+from nethack_moe.game.actions import HINT_ACTIONS, HINT_COMMANDS
 from nethack_moe.game.navigation import DIRS
 
 
@@ -31,7 +26,6 @@ def test_hint_actions_are_the_tasks_compass_moves_then_down():
     # the hint's move k is navigation.DIRS[k]: N is up (-1, 0), SE is (1, 1) ...
     moves = dict(zip(HINT_COMMANDS, DIRS.tolist(), strict=False))
     assert moves[CompassDirection.N] == [-1, 0] and moves[CompassDirection.SE] == [1, 1]
-    assert vector.HINT_ACTIONS is HINT_ACTIONS  # the old import path still works
 
 
 def _state_with_hint(k: int | None, dist: float = 0.0, stairs: bool = False) -> np.ndarray:

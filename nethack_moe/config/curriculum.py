@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ROUTING_KINDS = ("softmax", "sparsemax", "entmax15")
-#: Loss coefficients a phase may set (see ``ppo/loss.py`` for formulas and signs).
-COEFFICIENT_NAMES = ("entropy", "alpha_entropy", "load_balance", "diversity", "routing_prior")
+from nethack_moe.config.loss_terms import COEFFICIENT_NAMES
+from nethack_moe.models.routing import ROUTING_KINDS
 
 
 @dataclass

@@ -4,7 +4,7 @@ Four documented terms (:class:`~nethack_moe.envs.factory.EnvConfig`), none of wh
 in-game score that the evaluation reports:
 
 * ``descend_bonus`` per dungeon level deeper than the deepest reached so far this episode;
-* ``hint_bonus`` for taking the action the navigation hint advises (:data:`HINT_ACTIONS`);
+* ``hint_bonus`` for taking the action the navigation hint advises (:data:`~nethack_moe.game.actions.HINT_ACTIONS`);
 * ``explore_bonus`` per cell of the level the hero stands on for the first time;
 * ``stairs_bonus`` per step of shortest-path progress toward the known down stairs (a potential
   difference: going back costs what going forward earned).
@@ -18,26 +18,10 @@ exactly.
 from __future__ import annotations
 
 import numpy as np
-from nle.env.tasks import TASK_ACTIONS
-from nle.nethack.actions import CompassDirection, MiscDirection
 
 from nethack_moe import features as F
 from nethack_moe.envs.factory import EnvConfig
-
-#: The hint's entries (navigation.DIRS order, then "descend here") as NLE commands.
-HINT_COMMANDS: tuple[int, ...] = (
-    CompassDirection.N,
-    CompassDirection.E,
-    CompassDirection.S,
-    CompassDirection.W,
-    CompassDirection.NE,
-    CompassDirection.SE,
-    CompassDirection.SW,
-    CompassDirection.NW,
-    MiscDirection.DOWN,
-)
-#: NetHackScore-v0 action ids of the hint's entries (the tasks' action set, nle.env.tasks).
-HINT_ACTIONS: np.ndarray = np.array([TASK_ACTIONS.index(c) for c in HINT_COMMANDS], dtype=np.int64)
+from nethack_moe.game.actions import HINT_ACTIONS
 
 
 def hint_action(state: np.ndarray) -> np.ndarray:

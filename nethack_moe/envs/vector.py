@@ -38,12 +38,12 @@ from nethack_moe.envs.accounting import (
     record_from_row,
 )
 from nethack_moe.envs.factory import EnvConfig, eval_seeds, make_env, seed_env, train_seeds
-from nethack_moe.envs.shaping import HINT_ACTIONS, Shaper, descend_reward
+from nethack_moe.envs.shaping import Shaper, descend_reward
 from nethack_moe.envs.stepping import StepStatus, stepper
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HINT_ACTIONS", "EnvGroup", "SeedPlan", "SharedBuffers", "VectorEnv", "WorkerError"]
+__all__ = ["EnvGroup", "SeedPlan", "SharedBuffers", "VectorEnv", "WorkerError"]
 
 
 class WorkerError(RuntimeError):

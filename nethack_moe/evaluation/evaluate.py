@@ -47,7 +47,6 @@ from nethack_moe.evaluation.players import (
     BASELINES,
     ModelPlayer,
     Player,
-    check_action_set,
     make_baseline,
 )
 from nethack_moe.evaluation.runner import (
@@ -58,6 +57,7 @@ from nethack_moe.evaluation.runner import (
     routing_summary,
     state_scenarios,
 )
+from nethack_moe.game.actions import check_action_set
 from nethack_moe.metrics import names as mn
 from nethack_moe.metrics.state_report import SpecializationReport, state_report
 from nethack_moe.metrics.stats import summarize

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from nethack_moe.config.train import TrainConfig, config_from_dict
 from nethack_moe.core.device import resolve_device
 from nethack_moe.envs.factory import EnvConfig, make_env
 from nethack_moe.features import FeatureSpec
+from nethack_moe.game.actions import action_label
 from nethack_moe.models.policy import ActorCritic, build_model
 from nethack_moe.runs.checkpoint import CheckpointError, load_checkpoint
 
@@ -132,17 +132,4 @@ def action_names(env_cfg: EnvConfig) -> tuple[list[str], list[Any]]:
         raw = list(env.unwrapped.actions)  # type: ignore[attr-defined]
     finally:
         env.close()
-    names = []
-    for a in raw:
-        kind = type(a).__name__
-        name = getattr(a, "name", str(a))
-        names.append(f"far {name}" if kind == "CompassDirectionLonger" else name)
-    return names, raw
-
-
-def action_index(raw_actions: Sequence[Any], action: Any) -> int | None:
-    """Index of ``action`` (an ``nle.nethack.actions`` enum) in the env's list, ``None`` if absent."""
-    for i, a in enumerate(raw_actions):
-        if a == action and type(a) is type(action):
-            return i
-    return None
+    return [action_label(a) for a in raw], raw

@@ -22,7 +22,7 @@ play the evaluation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 
 from nethack_moe import features as F
-from nethack_moe.envs.shaping import HINT_ACTIONS, hint_action
+from nethack_moe.envs.shaping import hint_action
+from nethack_moe.game.actions import MORE_ACTION, SEARCH_ACTION, WAIT_ACTION
 from nethack_moe.models.acting import Obs, Teacher, act, gumbel_noise_rows
 from nethack_moe.models.policy import ActorCritic, Encoded, PolicyOutput
 
@@ -40,9 +41,6 @@ BASELINES: tuple[str, ...] = ("random", "hint-follower", "diver")
 
 #: Columns of the state vector that carry the navigation hint (the ``nav_*`` features).
 HINT_COLUMNS: np.ndarray = np.array(F.HINT_STATE_COLUMNS, dtype=np.int64)
-
-#: NetHackScore-v0 action ids the hint follower presses besides the hint's own.
-MORE_ACTION, WAIT_ACTION, SEARCH_ACTION = 0, 19, 22
 
 #: Share of the hint follower's steps that are uniformly random moves.
 FOLLOWER_RANDOM_SHARE = 0.05
@@ -273,26 +271,6 @@ class DiverPlayer:
         if (a < 0).any():
             raise ValueError("the teacher gave no action for some slot (is env.teacher on?)")
         return Choice(a)
-
-
-def check_action_set(raw_actions: Sequence[Any]) -> None:
-    """Raise ``ValueError`` unless ``raw_actions`` is NetHackScore-v0's action list (the ids the
-    rule players press)."""
-    from nle.nethack import actions as A
-
-    want = {
-        MORE_ACTION: A.MiscAction.MORE,
-        WAIT_ACTION: A.MiscDirection.WAIT,
-        SEARCH_ACTION: A.Command.SEARCH,
-        int(HINT_ACTIONS[-1]): A.MiscDirection.DOWN,
-    }
-    want.update({int(i): d for i, d in zip(HINT_ACTIONS[:8], A.CompassDirection, strict=True)})
-    for i, a in want.items():
-        if i >= len(raw_actions) or raw_actions[i] != a:
-            raise ValueError(
-                f"the baselines need NetHackScore-v0's 23 actions; action {i} of this task is "
-                f"{raw_actions[i] if i < len(raw_actions) else 'missing'}, not {a}"
-            )
 
 
 def make_baseline(name: str, n_actions: int, policy_seed: int = 0) -> Player:

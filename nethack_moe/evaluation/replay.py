@@ -30,8 +30,9 @@ from nethack_moe.envs import teacher as T
 from nethack_moe.envs.factory import EnvConfig, make_env, seed_env
 from nethack_moe.envs.shaping import hint_action
 from nethack_moe.evaluation.loading import action_names, load_policy
-from nethack_moe.evaluation.players import ModelPlayer, Player, check_action_set, make_baseline
+from nethack_moe.evaluation.players import ModelPlayer, Player, make_baseline
 from nethack_moe.features import FeatureSpec, compute_features, new_memory
+from nethack_moe.game.actions import check_action_set
 from nethack_moe.models.acting import Obs, Teacher
 
 #: Steps between full screens in the HTML (the others are deltas against the previous step).

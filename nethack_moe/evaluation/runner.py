@@ -17,8 +17,9 @@ from nethack_moe.config.train import TrainConfig
 from nethack_moe.envs.accounting import EpisodeRecord
 from nethack_moe.envs.factory import EnvConfig
 from nethack_moe.envs.vector import SeedPlan, VectorEnv, WorkerError
-from nethack_moe.evaluation.loading import action_index, action_names
+from nethack_moe.evaluation.loading import action_names
 from nethack_moe.evaluation.players import Choice, ModelPlayer, Player, hint_actions
+from nethack_moe.game.actions import action_index
 from nethack_moe.metrics.routing import routing_figures, scenario_table
 from nethack_moe.metrics.scenarios import SCENARIOS, label_scenarios, moved_from_trajectory
 from nethack_moe.metrics.statelog import _INT_COLUMNS, _TEACHER_COLUMNS, StateLog

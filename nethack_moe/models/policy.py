@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nethack_moe.envs.shaping import HINT_ACTIONS, TASK_ACTIONS
 from nethack_moe.features import HINT_STATE_COLUMNS, N_NAV, NAV_ONEHOT, FeatureSpec
+from nethack_moe.game.actions import HINT_ACTIONS, N_TASK_ACTIONS
 from nethack_moe.knowledge.graph import KnowledgeGraph, load_graph
 from nethack_moe.models.config import ModelConfig
 from nethack_moe.models.gat import GATEncoder
@@ -260,9 +260,9 @@ class ActorCritic(nn.Module):
         )
         self.hint_gain: nn.Parameter | None = None
         if cfg.hint_to_logits:
-            if n_actions != len(TASK_ACTIONS):
+            if n_actions != N_TASK_ACTIONS:
                 raise ValueError(
-                    f"hint_to_logits needs the {len(TASK_ACTIONS)}-action set, got {n_actions} actions"
+                    f"hint_to_logits needs the {N_TASK_ACTIONS}-action set, got {n_actions} actions"
                 )
             hint_map = torch.zeros(N_NAV, n_actions)  # nav entry -> the action it advises
             hint_map[torch.arange(N_NAV), torch.as_tensor(HINT_ACTIONS)] = 1.0

@@ -59,6 +59,7 @@ from torch import Tensor, nn
 from nethack_moe.config.train import PPOConfig
 from nethack_moe.core.errors import ConfigError
 from nethack_moe.metrics.routing import routing_figures_torch
+from nethack_moe.ppo.storage import explained_variance
 from nethack_moe.runs.checkpoint import CheckpointError
 
 if TYPE_CHECKING:
@@ -322,14 +323,6 @@ class DistContext:
         rec: dict[str, Any] = {"explained_var": explained_variance(every[:, E], every[:, E + 1])}
         rec.update(routing_figures_torch(every[:, :E]))
         return rec
-
-
-def explained_variance(returns: Tensor, values: Tensor) -> float | None:
-    """``1 - Var(R - V) / Var(R)`` (as :meth:`RolloutStorage.explained_variance`)."""
-    var_y = torch.var(returns)
-    if not var_y > 0:
-        return None
-    return float(1 - torch.var(returns - values) / var_y)
 
 
 # ---------------------------------------------------------------------- set-up and tear-down

@@ -158,9 +158,13 @@ class RolloutStorage:
         return out
 
     def explained_variance(self) -> float | None:
-        """``1 - Var(R - V) / Var(R)`` of the rollout (``None`` when the returns are constant)."""
-        y, v = self.returns.flatten(), self.values.flatten()
-        var_y = torch.var(y)
-        if not var_y > 0:
-            return None
-        return float(1 - torch.var(y - v) / var_y)
+        """:func:`explained_variance` of the rollout."""
+        return explained_variance(self.returns.flatten(), self.values.flatten())
+
+
+def explained_variance(returns: Tensor, values: Tensor) -> float | None:
+    """``1 - Var(R - V) / Var(R)`` (``None`` when the returns are constant)."""
+    var_y = torch.var(returns)
+    if not var_y > 0:
+        return None
+    return float(1 - torch.var(returns - values) / var_y)

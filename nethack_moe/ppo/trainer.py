@@ -27,6 +27,7 @@ import torch
 
 from nethack_moe import __version__
 from nethack_moe.config.curriculum import Phase
+from nethack_moe.config.loss_terms import LOSS_TERMS
 from nethack_moe.config.train import TrainConfig, config_from_dict, dump_config
 from nethack_moe.core.device import resolve_device
 from nethack_moe.core.errors import ConfigError
@@ -47,7 +48,7 @@ from nethack_moe.ppo.distributed import (
 )
 from nethack_moe.ppo.hooks import RunLog, SignalGuard, Timing
 from nethack_moe.ppo.storage import RolloutStorage
-from nethack_moe.ppo.update import LOSS_TERMS, PPOSettings, UpdateStats, ppo_update
+from nethack_moe.ppo.update import PPOSettings, UpdateStats, ppo_update
 from nethack_moe.runs.checkpoint import (
     CheckpointError,
     check_model_compat,

@@ -21,12 +21,6 @@ from nethack_moe.ppo.storage import Minibatch, RolloutStorage
 if TYPE_CHECKING:
     from nethack_moe.ppo.distributed import DistContext
 
-#: Loss terms logged per update (``loss/<name>``), in this order.
-LOSS_TERMS = (
-    "total", "policy", "value", "entropy", "alpha_entropy", "load_balance", "diversity",
-    "routing_prior", "teacher",
-)  # fmt: skip
-
 
 @dataclass
 class PPOSettings:
