@@ -22,6 +22,7 @@ from nle.env.base import NLE
 
 from nethack_moe import features as F
 from nethack_moe.envs.factory import OBS_KEYS, EnvConfig, make_env, seed_env
+from nethack_moe.features.glyphs import _WALKABLE
 
 #: A fixed character (in wizard mode NLE's character string is ignored: the hero is "wizard").
 OPTIONS = (*nh.NETHACKOPTIONS, "role:samurai", "race:human", "gender:male", "align:lawful")
@@ -168,7 +169,7 @@ def tour_game() -> Game:
     g = Game((1, 1))
     g.keys(CTRL_F)  # magic mapping
     glyphs = g.last["glyphs"]
-    walkable = F._WALKABLE[glyphs]
+    walkable = _WALKABLE[glyphs]
     # a corridor dead end: a corridor cell with at most one walkable cell around it
     dead_ends = [
         (y, x)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from nle import nethack as nh
 
 from nethack_moe import features as F
 from nethack_moe.envs.factory import OBS_KEYS, EnvConfig, make_env, seed_env
+from nethack_moe.features import reference as R
 
 TASKS = ("NetHackScore-v0",) * 4 + ("NetHackChallenge-v0",) * 2
 STEPS = 400
@@ -91,21 +93,21 @@ def test_fused_features_equal_the_reference_on_real_play():
         for t in range(STEPS):
             obs = play.obs()
             got = F.compute_features(*obs, spec, *out, memory=mem_f)
-            want = F.compute_features_reference(*obs, spec, memory=mem_r)
+            want = R.compute_features_reference(*obs, spec, memory=mem_r)
             _assert_same(got, want, f"step {t}")
             _assert_same_memory(mem_f, mem_r, f"step {t}")
             # without memory, without tty_chars, another crop, one row at a time
-            _assert_same(F.compute_features(*obs, spec), F.compute_features_reference(*obs, spec),
+            _assert_same(F.compute_features(*obs, spec), R.compute_features_reference(*obs, spec),
                          f"step {t}, no memory")  # fmt: skip
             _assert_same(F.compute_features(*obs[:3], None, spec5),
-                         F.compute_features_reference(*obs[:3], None, spec5), f"step {t}, no tty")  # fmt: skip
+                         R.compute_features_reference(*obs[:3], None, spec5), f"step {t}, no tty")  # fmt: skip
             j = t % B
             row = (obs[0][j : j + 1], obs[1][j : j + 1], obs[2][j : j + 1], obs[3][j : j + 1])
             _assert_same(F.compute_features(*row, spec, memory=mem_f.rows([j])),
-                         F.compute_features_reference(*row, spec, memory=mem_r.rows([j])),
+                         R.compute_features_reference(*row, spec, memory=mem_r.rows([j])),
                          f"step {t}, row {j}")  # fmt: skip
             state, _, atoms = got
-            d = obs[1][:, F.nh.NLE_BL_DEPTH]
+            d = obs[1][:, nh.NLE_BL_DEPTH]
             seen["depth_change"] += int(((d != depth) & (depth > 0)).sum())
             depth = d.copy()
             seen["question"] += int(atoms[:, A["question_prompt"]].sum())
@@ -156,5 +158,5 @@ def test_message_atoms_equal_the_reference(text, tail):
     tty[0, 6, 0:4] = np.frombuffer(b"re--", np.uint8)
     spec = F.FeatureSpec(crop_size=9)
     got = F.compute_features(glyphs, blstats, message, tty, spec, memory=F.new_memory(1))
-    want = F.compute_features_reference(glyphs, blstats, message, tty, spec, memory=F.new_memory(1))
+    want = R.compute_features_reference(glyphs, blstats, message, tty, spec, memory=F.new_memory(1))
     _assert_same(got, want, repr(text))

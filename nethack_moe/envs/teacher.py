@@ -43,6 +43,15 @@ from nle.nethack.actions import (
 )
 
 from nethack_moe import features as F
+from nethack_moe.features.glyphs import (
+    _B_CLOSED,
+    _B_DOOR,
+    _B_STONE,
+    _K_WALK_SHIFT,
+    _K_WALL,
+    _cmap_index,
+)
+from nethack_moe.features.kernel import _contains
 from nethack_moe.game.navigation import BLOCKED, DIRS, DOOR, FREE, bfs_expand
 
 #: Why the teacher acted, in rule order (``teacher_branch`` indexes this tuple; -1 = no teacher).
@@ -179,7 +188,7 @@ T_PASSIVE = 2  # a monster with a passive attack
 T_DEADLY = 4  # ... that paralyses, stones or slimes
 T_TRAPDOOR = 8  # a trap door or hole: a way down
 T_MON = 16  # any monster (pets included)
-_TRAPDOOR = F._cmap_index(lambda e: e in ("trap door", "hole"))
+_TRAPDOOR = _cmap_index(lambda e: e in ("trap door", "hole"))
 TEACHER_FLAGS = np.zeros(F.N_GLYPHS, dtype=np.int64)
 TEACHER_FLAGS[(F.IS_MONSTER & ~F.IS_PET) | F.IS_INVISIBLE | F.IS_SWALLOW] |= T_TARGET
 TEACHER_FLAGS[F.IS_MONSTER] |= T_MON
@@ -303,10 +312,6 @@ _A_MORE_IDX = F.ATOM_INDEX["more_prompt"]
 _A_QUESTION_IDX = F.ATOM_INDEX["question_prompt"]
 _BL_HUNGER = nh.NLE_BL_HUNGER
 _HUNGRY = F.HUNGER_HUNGRY
-_K_WALL = F._K_WALL
-_K_WALK_SHIFT = F._K_WALK_SHIFT
-_B_STONE, _B_CLOSED, _B_CORRIDOR, _B_DOOR = F._B_STONE, F._B_CLOSED, F._B_CORRIDOR, F._B_DOOR
-_contains = F._contains
 
 
 @numba.njit(cache=True, nogil=True)

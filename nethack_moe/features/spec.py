@@ -1,0 +1,215 @@
+"""The feature layout: scene atoms, the state vector's columns, the hint's one-hot, the shapes
+(:class:`FeatureSpec`) and the per-env level memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from nle import nethack as nh
+
+from nethack_moe.features.glyphs import N_GLYPH_GROUPS
+
+# --------------------------------------------------------------------------------------------
+# Scene atoms
+# --------------------------------------------------------------------------------------------
+
+#: (name, one-line meaning). The order is the order of the atom vector.
+ATOM_SPECS: tuple[tuple[str, str], ...] = (
+    ("hp_low", "HP below 1/3 of max HP"),
+    ("hp_critical", "HP below 1/6 of max HP (or at most 5)"),
+    ("hp_full", "HP at max HP"),
+    ("hungry", "hunger state is Hungry"),
+    ("weak", "hunger state is Weak or Fainting (or worse)"),
+    ("satiated", "hunger state is Satiated"),
+    ("confused", "the Conf status condition is set"),
+    ("stunned", "the Stun status condition is set"),
+    ("blind", "the Blind status condition is set"),
+    ("hallucinating", "the Hallu status condition is set"),
+    ("sick", "FoodPois or TermIll status condition is set"),
+    ("encumbered", "carrying capacity is Burdened or worse"),
+    ("hostile_adjacent", "a non-pet monster (or invisible/warning marker) in the 8 cells around"),
+    ("hostile_near", "a non-pet monster within Chebyshev distance 3"),
+    ("hostile_visible", "a non-pet monster anywhere on the map"),
+    ("many_hostiles", "three or more non-pet monsters on the map"),
+    ("floating_eye_adjacent", "a floating eye in the 8 cells around (never melee it)"),
+    ("pet_adjacent", "the pet is in the 8 cells around"),
+    ("pet_visible", "the pet is on the map"),
+    (
+        "downstairs_visible",
+        "a down staircase or ladder is on the map (or remembered on this level)",
+    ),
+    ("on_downstairs", "standing on a down staircase or ladder (remembered under the hero)"),
+    ("upstairs_visible", "an up staircase or ladder is on the map"),
+    ("door_adjacent", "a doorway, open or closed door in the 4 orthogonal cells"),
+    ("closed_door_adjacent", "a closed door in the 4 orthogonal cells"),
+    ("in_corridor", "the hero stands in a corridor"),
+    ("in_room", "the hero stands on a room floor or doorway"),
+    ("dark_room", "the hero is in an unlit room (dark floor 2 cells away; not blind)"),
+    ("item_here", "an object lies under the hero (from the last message or remembered glyph)"),
+    ("item_adjacent", "an object (not a boulder) in the 8 cells around"),
+    ("food_visible", "a food item or corpse on the map"),
+    ("trap_adjacent", "a known trap in the 8 cells around"),
+    ("boulder_adjacent", "a boulder in the 8 cells around"),
+    ("water_adjacent", "water or lava in the 8 cells around"),
+    ("dead_end", "at most one walkable cell among the 8 around"),
+    ("unexplored_adjacent", "blank (unexplored/solid) cells in the 4 orthogonal cells"),
+    ("more_prompt", "a --More-- is shown on the screen"),
+    ("question_prompt", "the game asks a question (direction, menu or y/n)"),
+    ("deeper_than_1", "dungeon depth is 2 or more"),
+    ("low_xp", "experience level is 1 or 2"),
+    ("prayer_ready", "more than 300 turns have passed (first prayer is usually safe)"),
+)
+ATOMS: tuple[str, ...] = tuple(n for n, _ in ATOM_SPECS)
+ATOM_INDEX: dict[str, int] = {n: i for i, n in enumerate(ATOMS)}
+N_ATOMS = len(ATOMS)
+
+# blstats hunger codes (NetHack u.uhs): 0 not hungry, 1 satiated? -> NetHack: 0 SATIATED? see below
+# NetHack hunger states: NOT_HUNGRY=0? In NetHack 3.6: SATIATED=0, NOT_HUNGRY=1, HUNGRY=2, WEAK=3,
+# FAINTING=4, FAINTED=5, STARVED=6.
+HUNGER_SATIATED, HUNGER_NOT_HUNGRY, HUNGER_HUNGRY, HUNGER_WEAK = 0, 1, 2, 3
+N_HUNGER = 7
+N_ENCUMBRANCE = 6
+_CONDITION_BITS = (
+    nh.BL_MASK_STONE,
+    nh.BL_MASK_SLIME,
+    nh.BL_MASK_STRNGL,
+    nh.BL_MASK_FOODPOIS,
+    nh.BL_MASK_TERMILL,
+    nh.BL_MASK_BLIND,
+    nh.BL_MASK_DEAF,
+    nh.BL_MASK_STUN,
+    nh.BL_MASK_CONF,
+    nh.BL_MASK_HALLU,
+    nh.BL_MASK_LEV,
+    nh.BL_MASK_FLY,
+    nh.BL_MASK_RIDE,
+)
+
+# --------------------------------------------------------------------------------------------
+# State vector layout
+# --------------------------------------------------------------------------------------------
+_STATE_SCALARS = (
+    "hp_ratio",
+    "hp_log",
+    "energy_ratio",
+    "depth",
+    "xl",
+    "ac",
+    "gold_log",
+    "str",
+    "dex",
+    "con",
+    "time_log",
+    "score_log",
+    "x",
+    "y",
+    "down_dx",
+    "down_dy",
+    "down_visible",
+    "near_hostile_dx",
+    "near_hostile_dy",
+    "nav_has_goal",
+    "nav_goal_is_stairs",
+    "nav_dist",
+)
+N_NAV = 9  # one-hot hint: the 8 moves (navigation.DIRS order), then "descend here"
+NAV_DIST = _STATE_SCALARS.index("nav_dist")
+NAV_STAIRS = _STATE_SCALARS.index("nav_goal_is_stairs")
+_COND_ARRAY = np.asarray(_CONDITION_BITS, dtype=np.int64)
+_NAV_SCALARS = np.array(
+    [_STATE_SCALARS.index(n) for n in ("nav_has_goal", "nav_goal_is_stairs", "nav_dist")],
+    dtype=np.int64,
+)
+STATE_NAMES: tuple[str, ...] = (
+    _STATE_SCALARS
+    + tuple(f"hunger_{i}" for i in range(N_HUNGER))
+    + tuple(f"enc_{i}" for i in range(N_ENCUMBRANCE))
+    + tuple(f"cond_{i}" for i in range(len(_CONDITION_BITS)))
+    + tuple(f"nav_{i}" for i in range(N_NAV))
+)
+STATE_DIM = len(STATE_NAMES)
+NAV_ONEHOT = STATE_NAMES.index("nav_0")
+#: Columns of the state vector that carry the navigation hint (every ``nav_*`` feature).
+HINT_STATE_COLUMNS: tuple[int, ...] = tuple(
+    i for i, n in enumerate(STATE_NAMES) if n.startswith("nav_")
+)
+
+ROWS, COLS = int(nh.DUNGEON_SHAPE[0]), int(nh.DUNGEON_SHAPE[1])
+_MORE = np.frombuffer(b"--More--", dtype=np.uint8)
+_LOCKED = np.frombuffer(b"This door is locked", dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Shapes of the features, shared by the env layer and the model."""
+
+    crop_size: int = 9
+    """Side of the egocentric glyph-group crop (odd)."""
+
+    @property
+    def state_dim(self) -> int:
+        return STATE_DIM
+
+    @property
+    def n_atoms(self) -> int:
+        return N_ATOMS
+
+    @property
+    def n_glyph_groups(self) -> int:
+        return int(N_GLYPH_GROUPS)
+
+    @property
+    def atom_names(self) -> tuple[str, ...]:
+        return ATOMS
+
+
+@dataclass
+class Memory:
+    """Per-env memory of the current level, updated in place by :func:`compute_features`.
+
+    The hero's glyph hides what it stands on, so "standing on the stairs" needs the remembered
+    stairs position; and rock and unexplored map look the same, so the navigation hint needs to
+    know where the hero has already been. Clear a row with :meth:`clear` when its env starts a
+    new episode; the level part clears itself when the depth changes.
+    """
+
+    stairs: np.ndarray
+    """``[B, 3]`` int64: depth, y, x of the last seen down staircase (-1 = none)."""
+    level: np.ndarray
+    """``[B]`` int64: depth the ``visited`` map belongs to (-1 = none)."""
+    visited: np.ndarray
+    """``[B, 21, 79]`` bool: cells the hero has stood on, on this level."""
+    locked: np.ndarray
+    """``[B, 21, 79]`` bool: doors found locked on this level (the hint routes around them)."""
+    n_visited: np.ndarray
+    """``[B]`` int64: number of cells in ``visited`` (kept as a count, not summed every step)."""
+
+    def rows(self, sl) -> Memory:
+        """View (slice) or copy (index array) of some rows."""
+        return Memory(
+            self.stairs[sl], self.level[sl], self.visited[sl], self.locked[sl], self.n_visited[sl]
+        )
+
+    def clear(self, i) -> None:
+        self.stairs[i] = -1
+        self.level[i] = -1
+        self.visited[i] = False
+        self.locked[i] = False
+        self.n_visited[i] = 0
+
+
+def new_memory(batch: int) -> Memory:
+    """Fresh (empty) memory for ``batch`` envs."""
+    return Memory(
+        np.full((batch, 3), -1, dtype=np.int64),
+        np.full(batch, -1, dtype=np.int64),
+        np.zeros((batch, ROWS, COLS), dtype=bool),
+        np.zeros((batch, ROWS, COLS), dtype=bool),
+        np.zeros(batch, dtype=np.int64),
+    )
+
+
+def atom_names_true(atoms_row: np.ndarray) -> list[str]:
+    """Names of the atoms set in one atom vector."""
+    return [ATOMS[i] for i in np.flatnonzero(atoms_row)]
