@@ -23,8 +23,9 @@ ends against something that stops the rush (a wall, rock or a boulder) or the pa
 and a path into a corridor always does (NetHack's rush follows the corridor's bends; the cells
 it went through are marked seen along the shortest walk back), so one action covers many
 squares. A hungry hero only steps: rushes cover more squares per action, so more turns, and the
-food runs out (rushing while hungry, 40 % of the games on seeds 100000-100079 ended in death,
-most of them fainting from hunger, against 20 %). All state lives in :class:`TeacherMemory` (preallocated ``[N, ...]`` arrays, one row per
+food runs out (on seeds 100000-100079, without this rule 61 % of the games ended in death, 8 of
+the 12 looked at fainting from hunger; with straight rushes still allowed when hungry 40 %; with
+the rule 20 %). All state lives in :class:`TeacherMemory` (preallocated ``[N, ...]`` arrays, one row per
 env, cleared at episode start); the kernel allocates nothing per step.
 """
 
