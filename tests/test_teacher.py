@@ -18,6 +18,7 @@ from nethack_moe.envs.factory import EnvConfig
 from nethack_moe.envs.vector import SeedPlan, VectorEnv
 from nethack_moe.evaluation.evaluate import evaluate
 from nethack_moe.evaluation.players import BASELINES, DiverPlayer, make_baseline
+from nethack_moe.game import actions as GA
 from nethack_moe.models.acting import Obs, Teacher
 
 STEPS = 300
@@ -64,8 +65,8 @@ def traces() -> dict[int, Trace]:
     return {s: _play(s) for s in SEEDS}
 
 
-MOVES = set(T.MOVE_ACTIONS.tolist())
-RUSHES = set(T.RUSH_ACTIONS.tolist())
+MOVES = set(GA.MOVE_ACTIONS.tolist())
+RUSHES = set(GA.RUSH_ACTIONS.tolist())
 
 
 def _steps(traces: dict[int, Trace], name: str) -> list[tuple[Trace, int]]:
@@ -93,9 +94,9 @@ def test_rush_and_step_actions_follow_nle_enums():
     from nle.nethack.actions import CompassDirection, CompassDirectionLonger
 
     for k in range(8):
-        assert TASK_ACTIONS[T.MOVE_ACTIONS[k]] == list(CompassDirection)[k]
-        assert TASK_ACTIONS[T.RUSH_ACTIONS[k]] == list(CompassDirectionLonger)[k]
-        assert T.MOVE_DIR[T.MOVE_ACTIONS[k]] == k and T.MOVE_DIR[T.RUSH_ACTIONS[k]] == k
+        assert TASK_ACTIONS[GA.MOVE_ACTIONS[k]] == list(CompassDirection)[k]
+        assert TASK_ACTIONS[GA.RUSH_ACTIONS[k]] == list(CompassDirectionLonger)[k]
+        assert GA.MOVE_DIR[GA.MOVE_ACTIONS[k]] == k and GA.MOVE_DIR[GA.RUSH_ACTIONS[k]] == k
 
 
 # ------------------------------------------------------------------------ each branch, for real
@@ -110,7 +111,7 @@ def test_prompt_branch_answers_more_and_questions(traces):
     for tr, t in steps:
         at = tr.atoms[t]
         assert at[F.ATOM_INDEX["more_prompt"]] or at[F.ATOM_INDEX["question_prompt"]]
-        assert tr.action[t] == T.A_MORE
+        assert tr.action[t] == GA.MORE_ACTION
     # and every --More-- on screen is answered by this branch
     for tr in traces.values():
         for t, at in enumerate(tr.atoms):
@@ -126,13 +127,13 @@ def test_fight_branch_hits_an_adjacent_hostile(traces):
         a = tr.action[t]
         if a in MOVES:  # a blow: the cell it goes to holds something to hit
             y, x = _hero(tr, t)
-            k = int(T.MOVE_DIR[a])
+            k = int(GA.MOVE_DIR[a])
             g = int(tr.glyphs[t][y + T.DIRS[k, 0], x + T.DIRS[k, 1]])
             assert T.TEACHER_FLAGS[g] & T.T_TARGET
             assert not T.TEACHER_FLAGS[g] & T.T_DEADLY
             hit += 1
         else:  # a kick at a monster it cannot reach diagonally
-            assert a == T.A_KICK
+            assert a == GA.KICK_ACTION
     assert hit > 0
 
 
@@ -144,7 +145,7 @@ def test_descend_branch_presses_down_on_the_known_stairs(traces):
         depth = int(tr.blstats[t][nh.NLE_BL_DEPTH])
         assert tuple(tr.stairs[t]) == (depth, y, x)
         assert tr.atoms[t][F.ATOM_INDEX["on_downstairs"]]
-        assert tr.action[t] == T.A_DOWN
+        assert tr.action[t] == GA.DOWN_ACTION
         assert int(tr.blstats[t + 1][nh.NLE_BL_DEPTH]) == depth + 1  # and it worked
 
 
@@ -165,13 +166,15 @@ def test_to_stairs_and_explore_branches_walk(traces):
 
 def test_search_and_kick_branches(traces):
     search = _steps(traces, "search")
-    assert search and any(tr.action[t] == T.A_SEARCH for tr, t in search)
-    assert all(tr.action[t] in MOVES | RUSHES | {T.A_SEARCH} for tr, t in search)
+    assert search and any(tr.action[t] == GA.SEARCH_ACTION for tr, t in search)
+    assert all(tr.action[t] in MOVES | RUSHES | {GA.SEARCH_ACTION} for tr, t in search)
     kick = _steps(traces, "kick")
     assert kick
-    assert any(tr.action[t] == T.A_KICK for tr, t in kick)
+    assert any(tr.action[t] == GA.KICK_ACTION for tr, t in kick)
     for tr, t in kick:
-        if tr.action[t] == T.A_KICK:  # next to a closed door, which it answers the prompt with
+        if (
+            tr.action[t] == GA.KICK_ACTION
+        ):  # next to a closed door, which it answers the prompt with
             assert tr.atoms[t][F.ATOM_INDEX["closed_door_adjacent"]]
             assert T.BRANCHES[tr.branch[t + 1]] == "kick" and tr.action[t + 1] in MOVES
 
@@ -185,7 +188,7 @@ def test_corridors_are_rushed_and_the_cells_passed_are_seen(traces):
             if a not in RUSHES or T.BRANCHES[tr.branch[t + 1]] == "prompt":
                 continue
             (y, x), (y1, x1) = _hero(tr, t), _hero(tr, t + 1)
-            k = int(T.MOVE_DIR[a])
+            k = int(GA.MOVE_DIR[a])
             into += bool(corridor[tr.glyphs[t][y + T.DIRS[k, 0], x + T.DIRS[k, 1]]])
             steps = max(abs(y1 - y), abs(x1 - x))
             if steps < 2 or (y1 - y, x1 - x) == (steps * T.DIRS[k, 0], steps * T.DIRS[k, 1]):

@@ -38,18 +38,11 @@ from typing import Any
 import numba
 import numpy as np
 from nle import nethack as nh
-from nle.env.tasks import TASK_ACTIONS
-from nle.nethack.actions import (
-    Command,
-    CompassDirection,
-    CompassDirectionLonger,
-    MiscAction,
-    MiscDirection,
-)
 
 from nethack_moe import features as F
 from nethack_moe.features.glyphs import (
     _B_CLOSED,
+    _B_CORRIDOR,
     _B_DOOR,
     _B_STONE,
     _K_WALK_SHIFT,
@@ -57,6 +50,17 @@ from nethack_moe.features.glyphs import (
     _cmap_index,
 )
 from nethack_moe.features.kernel import _contains
+from nethack_moe.game.actions import (
+    DOWN_ACTION,
+    EAT_ACTION,
+    KEY_ACTION,
+    KICK_ACTION,
+    MORE_ACTION,
+    MOVE_ACTIONS,
+    MOVE_DIR,
+    RUSH_ACTIONS,
+    SEARCH_ACTION,
+)
 from nethack_moe.game.navigation import BLOCKED, DIRS, DOOR, FREE, bfs_expand
 
 #: Why the teacher acted, in rule order (``teacher_branch`` indexes this tuple; -1 = no teacher).
@@ -76,31 +80,6 @@ BRANCH_INDEX: dict[str, int] = {n: i for i, n in enumerate(BRANCHES)}
     len(BRANCHES)
 )
 
-
-def _aid(cmd: Any) -> int:
-    """NetHackScore-v0 action id of an NLE command."""
-    return TASK_ACTIONS.index(cmd)
-
-
-#: Action ids of the 8 steps and the 8 rush moves, in navigation.DIRS order (N, E, S, W, NE ...).
-MOVE_ACTIONS = np.array([_aid(d) for d in CompassDirection], dtype=np.int64)
-RUSH_ACTIONS = np.array([_aid(d) for d in CompassDirectionLonger], dtype=np.int64)
-A_MORE, A_DOWN = _aid(MiscAction.MORE), _aid(MiscDirection.DOWN)
-A_SEARCH, A_KICK, A_EAT = _aid(Command.SEARCH), _aid(Command.KICK), _aid(Command.EAT)
-if [(-DIRS[k][0], DIRS[k][1]) for k in range(8)] != [
-    (1, 0), (0, 1), (-1, 0), (0, -1), (1, 1), (-1, 1), (-1, -1), (1, -1)
-]:  # fmt: skip
-    raise RuntimeError("navigation.DIRS is not in CompassDirection order")  # N = up = y - 1
-#: Direction index (0..7) of every action id that moves (steps and rushes); -1 otherwise.
-MOVE_DIR = np.full(len(TASK_ACTIONS), -1, dtype=np.int64)
-MOVE_DIR[MOVE_ACTIONS] = np.arange(8)
-MOVE_DIR[RUSH_ACTIONS] = np.arange(8)
-#: Action id that types each key (its ASCII code), -1 for keys no action types: the inventory
-#: letters an ``eat`` prompt can be answered with.
-KEY_ACTION = np.full(256, -1, dtype=np.int64)
-for _i, _a in enumerate(TASK_ACTIONS):
-    if 32 < int(_a) < 127:
-        KEY_ACTION[int(_a)] = _i
 
 # ---------------------------------------------------------------------------------------------
 # NetHack's monster table: which monsters hurt the one who hits them
@@ -380,7 +359,7 @@ def _path_action(walk, glyphs, kflags, tflags, gy, gx, dirs, dist, parent, path,
     R, C = walk.shape
     d = dist[gy, gx]
     if d <= 0:  # already there (not reached by the callers)
-        return A_SEARCH
+        return SEARCH_ACTION
     y, x = gy, gx
     for i in range(d - 1, -1, -1):  # path[i] = direction of move i
         k = parent[y, x]
@@ -451,7 +430,7 @@ def _remember(g, msg, tflags, y, x, depth, b, t_level, t_searched, t_failed, t_k
             if 0 <= ty < R and 0 <= tx < C and not trapped:
                 if not (tflags[g[ty, tx]] & T_MON) and t_failed[b, ty, tx] < 1000:
                     t_failed[b, ty, tx] += 1
-        if taken == A_SEARCH:  # the search covered the 8 cells around
+        if taken == SEARCH_ACTION:  # the search covered the 8 cells around
             for yy in range(max(y - 1, 0), min(y + 2, R)):
                 for xx in range(max(x - 1, 0), min(x + 2, C)):
                     if t_searched[b, yy, xx] < 10000:
@@ -470,7 +449,7 @@ def _prompt(more, question, msg, g, mon_of, key_action, taken, y, x, b, t_kicks,
     R, C = g.shape
     L = msg.shape[0]
     if more:
-        return A_MORE, B_PROMPT
+        return MORE_ACTION, B_PROMPT
     if not question:
         t_kick_dir[b] = -1
         return -1, -1
@@ -495,7 +474,7 @@ def _prompt(more, question, msg, g, mon_of, key_action, taken, y, x, b, t_kicks,
         tx = x + DIRS[k, 1]
         if 0 <= ty < R and 0 <= tx < C and mon_of[g[ty, tx]] >= 0:
             t_peaceful[b, mon_of[g[ty, tx]]] = True
-    return A_MORE, B_PROMPT  # Enter: the question's default answer (or cancel)
+    return MORE_ACTION, B_PROMPT  # Enter: the question's default answer (or cancel)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -644,14 +623,14 @@ def _act(g, bl, kflags, tflags, mon_of, stairs, locked, hero_door, y, x, depth, 
         return MOVE_ACTIONS[fight], B_FIGHT
     if wait >= 0:
         t_kick_dir[b] = wait + 8
-        return A_KICK, B_FIGHT
+        return KICK_ACTION, B_FIGHT
     known = stairs[0] == depth
     sy, sx = stairs[1], stairs[2]
     if known and sy == y and sx == x:
-        return A_DOWN, B_DESCEND
+        return DOWN_ACTION, B_DESCEND
     if bl[_BL_HUNGER] >= _HUNGRY and t_eats[b] < EAT_LIMIT:
         t_eats[b] += 1
-        return A_EAT, B_EAT
+        return EAT_ACTION, B_EAT
     # ---- 4.-6. walk somewhere ----
     if known:
         walk[sy, sx] = FREE  # the stairs may lie under a monster
@@ -666,12 +645,12 @@ def _act(g, bl, kflags, tflags, mon_of, stairs, locked, hero_door, y, x, depth, 
         gy, gx, kd = _kick_goal(g, kflags, locked, t_kicks[b], qy, qx, n)
         if kd >= 0:  # next to it: kick
             t_kick_dir[b] = kd
-            return A_KICK, B_KICK
+            return KICK_ACTION, B_KICK
     if gy < 0:
         branch = B_SEARCH
         gy, gx = _search_goal(g, kflags, walk, t_searched[b], dist, qy, qx, n)
         if gy == y and gx == x:
-            return A_SEARCH, B_SEARCH
+            return SEARCH_ACTION, B_SEARCH
     if gy >= 0:
         no_rush = t_stall[b] > 0 or bl[_BL_HUNGER] >= _HUNGRY  # hungry: save turns (food)
         corridor = RUSH_CORRIDOR
@@ -680,7 +659,7 @@ def _act(g, bl, kflags, tflags, mon_of, stairs, locked, hero_door, y, x, depth, 
         return a, branch
     if passive >= 0:  # cornered by a passive monster: hit it after all
         return MOVE_ACTIONS[passive], B_FIGHT
-    return A_SEARCH, B_STUCK
+    return SEARCH_ACTION, B_STUCK
 
 
 @numba.njit(cache=True, nogil=True)
