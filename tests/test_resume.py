@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import nethack_moe.ppo.trainer as trainer_mod
-from nethack_moe import cli
+from nethack_moe.cli import app as cli
 from nethack_moe.config.train import TrainConfig, make_config
 from nethack_moe.core.errors import ConfigError
 from nethack_moe.runs.checkpoint import save_checkpoint

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from nethack_moe.metrics import names as mn
-from nethack_moe.metrics import stats
+from nethack_moe.metrics import verdict
 from nethack_moe.metrics.specialization import (
     PlayerResult,
     ScenarioOutcomes,
@@ -207,7 +207,7 @@ def test_a_failed_bootstrap_gives_no_interval_and_decides_nothing(monkeypatch):
     b = {s: v + 5.0 for s, v in a.items()}
     assert PairedDiff.of(a, b).sign == 1
     for failed in ((5.0, None), (5.0, [None, None]), (None, None)):
-        monkeypatch.setattr(stats, "paired_diff_ci", lambda *x, _f=failed, **k: _f)
+        monkeypatch.setattr(verdict, "paired_diff_ci", lambda *x, _f=failed, **k: _f)
         d = PairedDiff.of(a, b)
         assert d.ci is None and d.sign == 0
     # one pair is never an interval
