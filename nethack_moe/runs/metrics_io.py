@@ -108,8 +108,9 @@ def dedupe_last(records: list[dict[str, Any]], key: str) -> list[dict[str, Any]]
 
 
 @dataclass
-class Phase:
-    """A curriculum phase: name and its nominal episode range ``(start, end]`` (end may be None)."""
+class PhaseSpan:
+    """A curriculum phase as read back from a run (not :class:`~nethack_moe.config.curriculum.Phase`):
+    its name and nominal episode range ``(start, end]`` (end may be None)."""
 
     name: str
     start: int
@@ -136,7 +137,7 @@ class RunData:
     checkpoints: list[dict[str, Any]]
     events: list[dict[str, Any]]
     run_start: dict[str, Any] | None
-    phases: list[Phase]
+    phases: list[PhaseSpan]
     bad_lines: list[int] = field(default_factory=list)
     duplicate_episodes: int = 0
     duplicate_updates: int = 0
@@ -161,7 +162,7 @@ def load_config(run_dir: Path) -> tuple[dict[str, Any] | None, str | None, str]:
 
 def phases_from_config(
     config: dict[str, Any] | None, episodes: list[dict[str, Any]] | None = None
-) -> list[Phase]:
+) -> list[PhaseSpan]:
     """Phases of ``curriculum.phases`` in config order, else inferred from episode records.
 
     A configured phase ends where the next starts (the last at ``curriculum.total_episodes``).
@@ -169,7 +170,7 @@ def phases_from_config(
     """
     cur = (config or {}).get("curriculum") if isinstance(config, dict) else None
     specs = cur.get("phases") if isinstance(cur, dict) else None
-    phases: list[Phase] = []
+    phases: list[PhaseSpan] = []
     if isinstance(specs, list) and specs:
         total = cur.get("total_episodes") if isinstance(cur, dict) else None
         rows = [s for s in specs if isinstance(s, dict)]
@@ -180,7 +181,7 @@ def phases_from_config(
                 end: int | None = int(rows[i + 1].get("start_episode", 0) or 0)
             else:
                 end = int(total) if isinstance(total, (int, float)) else None
-            phases.append(Phase(str(s.get("name", f"phase{i}")), start, end, dict(s)))
+            phases.append(PhaseSpan(str(s.get("name", f"phase{i}")), start, end, dict(s)))
     known = {p.name for p in phases}
     # phases seen in the records but not configured (or no config): first..last episode
     seen: dict[str, list[int]] = {}
@@ -194,7 +195,7 @@ def phases_from_config(
             seen[name] = [ep, ep]
     extra = [(v[0], n, v[1]) for n, v in seen.items() if n not in known]
     for first, name, last in sorted(extra):
-        phases.append(Phase(name, max(first - 1, 0), last, {}))
+        phases.append(PhaseSpan(name, max(first - 1, 0), last, {}))
     return phases
 
 
