@@ -30,6 +30,7 @@ from nethack_moe.runs.metrics_io import (
     load_evaluations,
     load_run,
 )
+from nethack_moe.runs.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -519,7 +520,7 @@ def load_report_data(
     the report written to ``out`` (default ``run_dir/report.md``)."""
     run_dir = Path(run_dir)
     opts = options or ReportOptions()
-    out_path = Path(out) if out is not None else run_dir / "report.md"
+    out_path = Path(out) if out is not None else RunDir(run_dir).report
     run = load_run(run_dir)
     evals = load_evaluations(run_dir)
     stats = phase_stats(run, opts)

@@ -26,6 +26,7 @@ from nethack_moe.metrics.verdict import (
     specialization_verdict,
     stricter_null,
 )
+from nethack_moe.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +148,8 @@ def load_config(run_dir: Path) -> tuple[dict[str, Any] | None, str | None, str]:
     """The resolved config of a run: ``(dict, text, source)``; ``(None, None, "absent")``."""
     import yaml
 
-    for name in ("config.yaml", "config.yml", "config.json"):
-        p = run_dir / name
+    for p in RunDir(run_dir).config_files():
+        name = p.name
         if p.is_file():
             text = p.read_text(encoding="utf-8")
             try:
@@ -202,7 +203,7 @@ def phases_from_config(
 def load_run(run_dir: str | Path) -> RunData:
     """Read ``metrics.jsonl``, the config and the phases of a run directory."""
     run_dir = Path(run_dir)
-    mpath = run_dir / "metrics.jsonl"
+    mpath = RunDir(run_dir).metrics
     bad: list[int] = []
     records = read_metrics(mpath, bad_lines=bad) if mpath.is_file() else []
     if not mpath.is_file():
@@ -235,17 +236,14 @@ def load_run(run_dir: str | Path) -> RunData:
 
 def load_eval_files(run_dir: str | Path) -> list[tuple[Path, dict[str, Any]]]:
     """Evaluation JSON files ``run_dir/eval/*.json``, oldest first (by ``created``, then mtime)."""
-    d = Path(run_dir) / "eval"
     out: list[tuple[str, float, Path, dict[str, Any]]] = []
-    if not d.is_dir():
-        return []
-    for p in sorted(d.glob("*.json")):
+    for p in RunDir(run_dir).eval_files():
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             log.warning("%s: cannot read evaluation file (%s)", p, exc)
             continue
-        if not isinstance(data, dict) or not isinstance(data.get("checkpoints"), dict):
+        if not isinstance(data, dict) or not isinstance(data.get(mn.CHECKPOINTS), dict):
             log.warning("%s: not an evaluation file (no 'checkpoints')", p)
             continue
         out.append((str(data.get("created", "")), p.stat().st_mtime, p, data))
