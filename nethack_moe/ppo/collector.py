@@ -72,19 +72,22 @@ class Collector:
         log: RunLog | DistRunLog,
         gen: torch.Generator,
         timing: Timing,
+        local_envs: int,
     ) -> None:
+        """``local_envs``: this rank's envs (torchrun; all of them for one process)."""
         self.cfg, self.venv, self.acting_model, self.device = cfg, venv, acting_model, device
         self.storages, self.rnorm, self.C, self.recent = storages, rnorm, counters, recent
         self.log, self.gen, self.timing = log, gen, timing
-        p, buf = cfg.ppo, venv.buf  # buf: zero-copy views of the shared arrays
+        buf = venv.buf  # zero-copy views of the shared arrays
         self.obs_now = Obs(*(torch.from_numpy(a) for a in (buf.state, buf.crop, buf.atoms)))
         self.teacher_now = (  # env.teacher: the advice on obs_now (zero-copy views)
             Teacher(torch.from_numpy(buf.teacher_action), torch.from_numpy(buf.teacher_branch))
             if cfg.env.teacher
             else None
         )
-        gsz = p.num_envs // p.env_groups
-        self.groups = [(g * gsz, (g + 1) * gsz) for g in range(p.env_groups)]
+        groups = cfg.ppo.env_groups
+        gsz = local_envs // groups
+        self.groups = [(g * gsz, (g + 1) * gsz) for g in range(groups)]
         self.noise = {lo: torch.empty(hi - lo, venv.n_actions) for lo, hi in self.groups}
 
     def collect_rollout(self, ctx: RolloutContext) -> None:

@@ -231,7 +231,7 @@ class Trainer:
                                         self.C.env_steps, list(self.recent))  # fmt: skip
         self.collector = Collector(cfg, self.venv, self.acting_model, self.device, self.storages,
                                    self.rnorm, self.C, self.recent, self.log, self.state.gen,
-                                   self.timing)  # fmt: skip
+                                   self.timing, p.num_envs)  # fmt: skip
         self.checkpoints = Checkpointing(self.rundir, cfg, self.dist, self.C.episodes)
         if self.resume_ckpt is None:
             self.log.write(RunStartLine(__version__, cfg.to_dict(), str(self.device),
