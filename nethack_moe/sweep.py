@@ -40,7 +40,9 @@ import yaml
 from nethack_moe.config.train import TrainConfig, config_from_dict, make_config
 from nethack_moe.core.errors import ConfigError
 from nethack_moe.evaluation.players import BASELINES
-from nethack_moe.runs.resume import RESUME_SETTABLE_KEYS, config_leaves, plain_value
+from nethack_moe.runs.checkpoint import config_leaves, plain_value
+from nethack_moe.runs.resume import RESUME_SETTABLE_KEYS
+from nethack_moe.runs.rundir import RunDir
 
 #: Stages that may follow training, in the order they run.
 AFTER_STAGES: tuple[str, ...] = ("evaluate", "analyze")
@@ -140,7 +142,7 @@ class RunSpec:
 
     @property
     def final_checkpoint(self) -> Path:
-        return self.run_dir / "checkpoints" / "final.pt"
+        return RunDir(self.run_dir).final
 
     def config_sets(self) -> list[str]:
         """The ``--set`` list of the training run (the row's, then the sweep's own keys)."""
@@ -322,7 +324,7 @@ def planned_commands(run: RunSpec) -> list[list[str]]:
     if "evaluate" in run.spec.after:
         cmds.append(evaluate_command(run, run.out_dir / "eval_E200.json"))
     if "analyze" in run.spec.after:
-        cmds.append(analyze_command(run, run.run_dir / "analysis" / "final"))
+        cmds.append(analyze_command(run, RunDir(run.run_dir).analysis_dir("final")))
     return cmds
 
 
@@ -485,7 +487,7 @@ def _adopt(run: RunSpec) -> bool:
     """Whether ``run.run_dir`` holds a checkpoint of *this* run's experiment to resume.
 
     Raises :class:`StageFailed` if it holds another experiment (it is never replaced)."""
-    saved = run.run_dir / "config.yaml"
+    saved = RunDir(run.run_dir).config
     if not saved.is_file():
         return False
     try:
@@ -505,13 +507,12 @@ def _adopt(run: RunSpec) -> bool:
 
 def has_checkpoint(run: RunSpec) -> bool:
     """Whether the run directory holds a checkpoint to resume from (``best.pt`` is not one)."""
-    ck = run.run_dir / "checkpoints"
-    return ck.is_dir() and any(p.name != "best.pt" for p in ck.glob("*.pt"))
+    return bool(RunDir(run.run_dir).resumable_checkpoints())
 
 
 def config_difference(a: TrainConfig, b: TrainConfig) -> str:
     """The first dotted key whose value differs between two configs (execution keys ignored);
-    the leaves and the list/tuple equality of :mod:`nethack_moe.runs.resume`."""
+    the leaves and the list/tuple equality of :mod:`nethack_moe.runs.checkpoint`."""
     da, db = a.to_dict(), b.to_dict()
     for section in list(da) + [k for k in db if k not in da]:
         for key, x, y in config_leaves(section, da.get(section), db.get(section)):
@@ -538,7 +539,7 @@ def _stage_analyze(run: RunSpec, runner: Runner, say: Callable[[str], None]) -> 
     if target.is_file():
         return False
     say(f"{run.name}: analyze")
-    out_dir = run.run_dir / "analysis" / "final"
+    out_dir = RunDir(run.run_dir).analysis_dir("final")
     log = run.spec.work_dir / f"{run.name}.analyze.log"
     _check("analyze", runner(analyze_command(run, out_dir), log), log)
     md = out_dir / "analysis.md"
@@ -552,11 +553,11 @@ def _stage_collect(run: RunSpec, runner: Runner, say: Callable[[str], None]) -> 
     """The run's config and metrics (gzipped) next to its evaluation."""
     run.out_dir.mkdir(parents=True, exist_ok=True)
     did = False
-    cfg = run.run_dir / "config.yaml"
-    if cfg.is_file() and not (run.out_dir / "config.yaml").is_file():
-        shutil.copyfile(cfg, run.out_dir / "config.yaml")
+    cfg = RunDir(run.run_dir).config
+    if cfg.is_file() and not (run.out_dir / cfg.name).is_file():
+        shutil.copyfile(cfg, run.out_dir / cfg.name)
         did = True
-    metrics = run.run_dir / "metrics.jsonl"
+    metrics = RunDir(run.run_dir).metrics
     gz = run.out_dir / "metrics.jsonl.gz"
     if metrics.is_file() and (not gz.is_file() or gz.stat().st_mtime < metrics.stat().st_mtime):
         tmp = gz.with_suffix(".tmp")

@@ -24,7 +24,7 @@ from nethack_moe.evaluation.players import (
 from nethack_moe.game.actions import MORE_ACTION, SEARCH_ACTION, WAIT_ACTION
 from nethack_moe.models.acting import Obs
 from nethack_moe.models.policy import build_model
-from nethack_moe.runs.checkpoint import save_checkpoint
+from nethack_moe.runs.checkpoint import CheckpointPayload, save_checkpoint
 
 RECORD_KEYS = {"seed", "score", "reward", "length", "depth", "died"}
 
@@ -138,10 +138,10 @@ def test_checkpoint_routing_prefers_the_trainer_entry_over_the_curriculum():
     cfg = make_config("s500")
     # episode 1,004: the count after the last warmup rollout, already inside the transition phase
     old = {"counters": {"episodes": 1004}}
-    r = checkpoint_routing(old, cfg)
+    r = checkpoint_routing(CheckpointPayload.from_dict(old), cfg)
     assert r.source == "curriculum" and r.kind == cfg.curriculum.phase_at(1004).routing
     new = {**old, "routing": {"kind": "softmax", "temperature": 1.0}}
-    r = checkpoint_routing(new, cfg)
+    r = checkpoint_routing(CheckpointPayload.from_dict(new), cfg)
     assert (r.kind, r.temperature, r.source) == ("softmax", 1.0, "checkpoint")
 
 

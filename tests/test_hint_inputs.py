@@ -55,10 +55,12 @@ def test_hint_skip_without_hint_inputs_is_refused():
 
 
 def test_a_checkpoint_written_before_the_field_existed_counts_as_its_default():
-    from nethack_moe.runs.checkpoint import CheckpointError, check_model_compat
+    from nethack_moe.runs.checkpoint import CheckpointError, CheckpointPayload, check_model_compat
 
     model = make_config("s500").model.to_dict()
-    old = {"config": {"model": {k: v for k, v in model.items() if k != "hint_inputs"}}}
+    old = CheckpointPayload(
+        config={"model": {k: v for k, v in model.items() if k != "hint_inputs"}}
+    )
     check_model_compat(old, model, "old.pt")  # hint_inputs absent = true, as requested
     no_hint = make_config("s500", NO_HINT).model.to_dict()
     with pytest.raises(CheckpointError, match="hint_inputs: checkpoint True vs requested False"):

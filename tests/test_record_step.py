@@ -1,4 +1,4 @@
-"""The trainer's ``_record_step`` (reward scaling, truncation bootstrap, row offset) and
+"""The collector's ``_record_step`` (reward scaling, truncation bootstrap, row offset) and
 ``RunningMeanStd``, driven with a fake env buffer and a fake critic; expected values by hand."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from nethack_moe.ppo.trainer import Counters, RolloutContext, RunningMeanStd, Trainer
+from nethack_moe.ppo.collector import Collector
+from nethack_moe.ppo.trainer import Counters, RolloutContext, RunningMeanStd
 
 GAMMA = 0.9
 
@@ -49,7 +50,7 @@ def _trainer(reward, terminated, truncated, reward_norm: bool) -> Any:
         final_crop=np.zeros((n, 3, 3), np.int16),
         final_atoms=np.zeros((n, 2), bool),
     )
-    tr: Any = Trainer.__new__(Trainer)  # no run directory, no env workers
+    tr: Any = Collector.__new__(Collector)  # no run directory, no env workers
     tr.venv = SimpleNamespace(buf=buf, finished=lambda lo, hi: [])
     tr.cfg = SimpleNamespace(ppo=SimpleNamespace(reward_norm=reward_norm, gamma=GAMMA))
     tr.rnorm = RunningMeanStd(n, GAMMA)

@@ -52,6 +52,7 @@ from nethack_moe.metrics.verdict import (
     TeacherFigures,
     verdict_of,
 )
+from nethack_moe.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,7 @@ log = logging.getLogger(__name__)
 def default_out_dir(path: str | Path) -> Path:
     """``RUN/analysis/<stem>/`` for ``RUN/checkpoints/<stem>.pt``, else ``<dir>/analysis/<stem>/``."""
     p = Path(path)
-    root = p.parent.parent if p.parent.name == "checkpoints" else p.parent
-    return root / "analysis" / p.stem
+    return RunDir(RunDir.owner_dir(p)).analysis_dir(p.stem)
 
 
 def plain_verdict(v: str) -> str:

@@ -31,6 +31,7 @@ from nethack_moe.metrics.verdict import (
     TeacherFigures,
     verdict_of,
 )
+from nethack_moe.runs.rundir import RunDir
 
 
 def _usage_error(msg: str) -> Exception:
@@ -425,7 +426,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
     if not run.is_dir():
         raise _usage_error(f"run directory {args.run_dir!r} does not exist")
-    if not (run / "metrics.jsonl").is_file():
+    if not RunDir(run).metrics.is_file():
         raise _usage_error(f"{args.run_dir!r} is not a run directory (no metrics.jsonl)")
     path = write_report(run, args.out)
     _say(str(path))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nethack_moe import sweep as sw
+from nethack_moe.runs.rundir import RunDir
 
 
 def _say(text: str = "") -> None:
@@ -57,7 +58,7 @@ def _dry_run(spec: sw.SweepSpec, only: list[str]) -> None:
         elif todo[0] == "evaluate":
             cmd = sw.evaluate_command(run, run.out_dir / "eval_E200.json")
         elif todo[0] == "analyze":
-            cmd = sw.analyze_command(run, run.run_dir / "analysis" / "final")
+            cmd = sw.analyze_command(run, RunDir(run.run_dir).analysis_dir("final"))
         else:
             continue
         _say(shlex.join(["nethack-moe", *cmd[3:]]))

@@ -62,6 +62,8 @@ from nethack_moe.metrics import names as mn
 from nethack_moe.metrics.state_report import SpecializationReport, state_report
 from nethack_moe.metrics.stats import summarize
 from nethack_moe.models.policy import ActorCritic
+from nethack_moe.runs.checkpoint import CheckpointPayload
+from nethack_moe.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ def checkpoint_names(paths: Sequence[str | Path]) -> list[str]:
     names = []
     for p, s in zip(ps, stems, strict=True):
         if stems.count(s) > 1:
-            run = p.parent.parent.name if p.parent.name == "checkpoints" else p.parent.name
+            run = RunDir.owner_dir(p).name
             names.append(f"{run}:{s}" if run else s)
         else:
             names.append(s)
@@ -214,7 +216,7 @@ class EvalOptions:
 
 def checkpoint_entry(
     path: str | Path,
-    loaded: tuple[ActorCritic, TrainConfig, dict[str, Any]],
+    loaded: tuple[ActorCritic, TrainConfig, CheckpointPayload],
     opts: EvalOptions,
     actions: str = "both",
 ) -> dict[str, Any]:
@@ -325,14 +327,9 @@ def evaluate(
         entry = checkpoint_entry(path, ld, opts, mode)
         ckpts[name] = entry
         p = Path(path)
-        run_dir = p.parent.parent
-        if (
-            write_run_copies
-            and p.parent.name == "checkpoints"
-            and (run_dir / "metrics.jsonl").exists()
-        ):
-            suffix = "_greedy" if mode == "greedy" else ""
-            dest = run_dir / "eval" / f"{p.stem}_{proto}{suffix}.json"
+        run_dir = RunDir.of_checkpoint(p)
+        if write_run_copies and run_dir is not None and run_dir.is_run():
+            dest = run_dir.eval_file(p.stem, proto, greedy=mode == "greedy")
             _write_json(dest, {**base, mn.CHECKPOINTS: {name: entry}})
             written.append(str(dest))
             log.info("evaluation of %s written to %s", p, dest)

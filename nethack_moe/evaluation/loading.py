@@ -17,7 +17,7 @@ from nethack_moe.envs.factory import EnvConfig, make_env
 from nethack_moe.features import FeatureSpec
 from nethack_moe.game.actions import action_label
 from nethack_moe.models.policy import ActorCritic, build_model
-from nethack_moe.runs.checkpoint import CheckpointError, load_checkpoint
+from nethack_moe.runs.checkpoint import CheckpointError, CheckpointPayload, load_payload
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def load_policy(
     device: str | torch.device = "cpu",
     routing: str | None = None,
     temperature: float | None = None,
-) -> tuple[ActorCritic, TrainConfig, dict[str, Any]]:
+) -> tuple[ActorCritic, TrainConfig, CheckpointPayload]:
     """Load a checkpoint safely and rebuild its policy (eval mode) from its own config.
 
     The routing kind and temperature the checkpoint was last trained with
@@ -42,16 +42,17 @@ def load_policy(
 
     Raises :class:`CheckpointError` (one line) for a missing, unsafe, corrupt or inconsistent file.
     """
-    ckpt = load_checkpoint(path, map_location="cpu")
-    for key in ("config", "model"):
-        if key not in ckpt:
+    ckpt = load_payload(path, map_location="cpu")
+    for key, value in (("config", ckpt.config), ("model", ckpt.model)):
+        if value is None:
             raise CheckpointError(f"checkpoint {str(path)!r} has no {key!r} entry")
+    assert ckpt.config is not None and ckpt.model is not None
     try:
-        cfg = config_from_dict(ckpt["config"])
+        cfg = config_from_dict(ckpt.config)
         cfg.validate()
     except ValueError as e:  # ConfigError is a ValueError
         raise CheckpointError(f"checkpoint {str(path)!r} holds an unusable config ({e})") from e
-    n_actions = ckpt.get("n_actions")
+    n_actions = ckpt.n_actions
     if n_actions is None:
         probe = make_env(cfg.env)
         n_actions = int(probe.action_space.n)  # type: ignore[attr-defined]
@@ -59,7 +60,7 @@ def load_policy(
     spec = FeatureSpec(crop_size=cfg.env.crop_size)
     model = build_model(cfg.model, spec, int(n_actions))
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt.model)
     except (RuntimeError, KeyError, TypeError) as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         why = lines[1] if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
@@ -96,14 +97,14 @@ class TrainedRouting:
     last rollout); ``"curriculum"``: derived from the episode count (older checkpoints)."""
 
 
-def checkpoint_routing(ckpt: dict[str, Any], cfg: TrainConfig) -> TrainedRouting:
+def checkpoint_routing(ckpt: CheckpointPayload, cfg: TrainConfig) -> TrainedRouting:
     """The routing kind and temperature of the checkpoint's last rollout.
 
-    Read from ``ckpt["routing"] = {"kind", "temperature"}`` when the trainer wrote it. Older
+    Read from ``ckpt.routing = {"kind", "temperature"}`` when the trainer wrote it. Older
     checkpoints fall back to the curriculum at the checkpoint's episode count, which is off at a
     phase boundary (the count is taken after the last rollout): a warning says so.
     """
-    entry = ckpt.get("routing")
+    entry = ckpt.routing
     if isinstance(entry, dict) and "kind" in entry and "temperature" in entry:
         try:
             return TrainedRouting(str(entry["kind"]), float(entry["temperature"]), "checkpoint")
@@ -114,13 +115,9 @@ def checkpoint_routing(ckpt: dict[str, Any], cfg: TrainConfig) -> TrainedRouting
     return TrainedRouting(phase.routing, cfg.curriculum.temperature_at(episode), "curriculum")
 
 
-def checkpoint_episode(ckpt: dict[str, Any]) -> int:
+def checkpoint_episode(ckpt: CheckpointPayload) -> int:
     """Completed training episodes when the checkpoint was written (0 when unknown)."""
-    counters = ckpt.get("counters") or {}
-    try:
-        return int(counters.get("episodes", 0))
-    except (TypeError, ValueError):
-        return 0
+    return ckpt.episodes
 
 
 # ------------------------------------------------------------------------------------------ actions

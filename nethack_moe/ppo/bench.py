@@ -14,6 +14,7 @@ from nethack_moe.envs.factory import EnvConfig, make_env, seed_env, train_seeds
 from nethack_moe.envs.vector import SeedPlan, VectorEnv
 from nethack_moe.ppo.distributed import env_rank
 from nethack_moe.ppo.trainer import Trainer
+from nethack_moe.runs.rundir import RunDir
 
 
 def _raw_env_worker(cfg: EnvConfig, steps: int, seed: int, q) -> None:
@@ -108,7 +109,7 @@ def bench_train(
             ]  # fmt: skip
             cfg = make_config(config, sets)
             summary = Trainer(cfg, learn=learn).run()
-            path = Path(tmp) / "bench" / "metrics.jsonl"  # torchrun: rank 0's alone exists
+            path = RunDir(Path(tmp) / "bench").metrics  # torchrun: rank 0's alone exists
             recs = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
             return {"summary": summary, "cfg": cfg}, [r for r in recs if r["type"] == "update"]
 

@@ -60,7 +60,9 @@ from nethack_moe.config.train import PPOConfig
 from nethack_moe.core.errors import ConfigError
 from nethack_moe.metrics.routing import routing_figures_torch
 from nethack_moe.ppo.storage import explained_variance
-from nethack_moe.runs.checkpoint import CheckpointError
+from nethack_moe.runs.checkpoint import CheckpointError, CheckpointPayload
+from nethack_moe.runs.records import EpisodeLine, EventLine, Line, UpdateLine, event_line
+from nethack_moe.runs.rundir import RunDir
 
 if TYPE_CHECKING:
     from nethack_moe.envs.accounting import EpisodeRecord
@@ -281,25 +283,23 @@ class DistContext:
         return top or None
 
     # ------------------------------------------------------------------ checkpoints
-    def gather_rank_state(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+    def gather_rank_state(self, payload: CheckpointPayload) -> CheckpointPayload | None:
         """Rank 0: ``payload`` with every rank's :data:`RANK_KEYS` in ``ranks`` (and
         ``world_size``); other ranks: ``None`` (they send theirs). One process: ``payload``."""
         if not self.distributed:
             return payload
-        mine = {k: payload[k] for k in RANK_KEYS if k in payload}
+        mine = {k: getattr(payload, k) for k in RANK_KEYS}
         out: list[Any] | None = [None] * self.world_size if self.is_main else None
         with self._collective("gathering the checkpoint state"):
             tdist.gather_object(mine, out, dst=0)
         if not self.is_main:
             return None
         assert out is not None
-        return {**payload, "world_size": self.world_size, "ranks": out}
+        return dataclasses.replace(payload, world_size=self.world_size, ranks=out)
 
-    def rank_state(self, ck: dict[str, Any]) -> dict[str, Any]:
+    def rank_state(self, ck: CheckpointPayload) -> CheckpointPayload:
         """A checkpoint as this rank must load it: its own :data:`RANK_KEYS` from ``ranks``."""
-        if "ranks" not in ck:
-            return ck
-        return {**ck, **ck["ranks"][self.rank]}
+        return ck.rank_state(self.rank)
 
     # ------------------------------------------------------------------ metrics
     def rollout_figures(self, storage: RolloutStorage) -> dict[str, Any]:
@@ -374,10 +374,10 @@ def env_rank() -> int | None:
     return int(os.environ.get("RANK", "0"))
 
 
-def check_world_size(ck: dict[str, Any], world_size: int, path: Path) -> None:
+def check_world_size(ck: CheckpointPayload, world_size: int, path: Path) -> None:
     """Refuse (one line) to resume a checkpoint on a number of ranks other than its own: each
     rank's envs, RNGs and reward statistics are in it, for that number of ranks."""
-    saved = int(ck.get("world_size", 1))
+    saved = int(ck.world_size or 1)
     if saved != world_size:
         how = "without torchrun" if saved == 1 else f"with torchrun --nproc_per_node {saved}"
         raise CheckpointError(
@@ -389,7 +389,8 @@ def check_world_size(ck: dict[str, Any], world_size: int, path: Path) -> None:
 
 def failure_message(e: RankFailure, ckpt_dir: Path, run_dir: Path) -> str:
     """The error of a failed collective with the last checkpoint and how to resume from it."""
-    done = sorted(ckpt_dir.glob("ep_*.pt")) + sorted(ckpt_dir.glob("final.pt"))
+    run = RunDir(run_dir)
+    done = run.periodic_checkpoints() + [p for p in [run.final] if p.exists()]
     where = f"last checkpoint {done[-1]}" if done else f"no checkpoint yet in {ckpt_dir}"
     return f"{e}; {where}; continue with --resume {run_dir} on the same number of ranks"
 
@@ -402,10 +403,10 @@ class DistRunLog:
 
     def __init__(self, inner: RunLog | None, rank: int) -> None:
         self.inner, self.rank = inner, rank
-        self.episodes: list[dict[str, Any]] = []
-        self.events: list[dict[str, Any]] = []
+        self.episodes: list[EpisodeLine] = []
+        self.events: list[EventLine] = []
 
-    def write(self, rec: dict[str, Any]) -> None:
+    def write(self, rec: Line) -> None:
         """A record, written by rank 0."""
         if self.inner is not None:
             self.inner.write(rec)
@@ -415,13 +416,13 @@ class DistRunLog:
         if self.inner is not None:
             self.inner.event(kind, **fields)
         elif kind in RANK_EVENTS:
-            self.events.append({"type": "event", "kind": kind, **fields})
+            self.events.append(event_line(kind, **fields))
 
-    def episode(self, rec: dict[str, Any]) -> None:
+    def episode(self, rec: EpisodeLine) -> None:
         """Held until the end of the rollout (:meth:`RolloutSync.merge`)."""
         self.episodes.append(rec)
 
-    def update(self, rec: dict[str, Any], n_episodes: int, postfix: dict[str, str]) -> None:
+    def update(self, rec: UpdateLine, n_episodes: int, postfix: dict[str, str]) -> None:
         """An update record, written by rank 0."""
         if self.inner is not None:
             self.inner.update(rec, n_episodes, postfix)
@@ -472,7 +473,7 @@ class RolloutSync:
         if len(log.episodes) != len(finished):
             raise RuntimeError("episode records and finished episodes disagree")
         mine = {
-            "episodes": [(r["env_steps"] - self.env_steps, r, e) for r, e in zip(log.episodes, finished, strict=True)],
+            "episodes": [(int(r.env_steps or 0) - self.env_steps, r, e) for r, e in zip(log.episodes, finished, strict=True)],
             "steps": counters.env_steps - self.env_steps,
             "events": log.events,
         }  # fmt: skip
@@ -485,11 +486,15 @@ class RolloutSync:
         )  # fmt: skip
         W = self.dist.world_size
         for k, (s, rank, _, rec, _) in enumerate(merged):
-            rec.update(episode=self.episodes + k + 1, env_steps=self.env_steps + s * W, rank=rank,
-                       env_index=rec["env_index"] + rank * self.n_local)  # fmt: skip
+            rec.episode, rec.env_steps, rec.rank = (
+                self.episodes + k + 1,
+                self.env_steps + s * W,
+                rank,
+            )
+            rec.env_index = int(rec.env_index or 0) + rank * self.n_local
         self.episodes += len(merged)
         self.env_steps += sum(m["steps"] for m in every)
-        self.recent = (self.recent + [float(x[3]["score"]) for x in merged])[-self.best_window :]
+        self.recent = (self.recent + [float(x[3].score) for x in merged])[-self.best_window :]
         counters.episodes, counters.env_steps = self.episodes, self.env_steps
         finished[:] = [x[4] for x in merged]
         if log.inner is not None:
@@ -497,5 +502,5 @@ class RolloutSync:
                 log.inner.episode(x[3])
             for rank, m in enumerate(every):
                 for ev in m["events"]:
-                    log.inner.write({**ev, "rank": rank})
+                    log.inner.write(dataclasses.replace(ev, details={**ev.details, "rank": rank}))
         return list(self.recent)

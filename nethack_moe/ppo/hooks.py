@@ -17,9 +17,11 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from nethack_moe.runs.records import EpisodeLine, Line, UpdateLine, event_line
+from nethack_moe.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -53,43 +55,43 @@ class RunLog:
     """``metrics.jsonl`` + TensorBoard + progress bar of one run."""
 
     def __init__(
-        self, run_dir: Path, tensorboard: bool, progress: bool, total: int, initial: int
+        self, run: RunDir, tensorboard: bool, progress: bool, total: int, initial: int
     ) -> None:
-        self.f = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self.f = open(run.metrics, "a", encoding="utf-8")  # noqa: SIM115
         self.tb: Any = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(run_dir / "tb"))
+            self.tb = SummaryWriter(str(run.tensorboard))
         self.pbar: Any = None
         if progress:
             from tqdm import tqdm
 
             self.pbar = tqdm(total=total, initial=initial, unit="ep", dynamic_ncols=True)
 
-    def write(self, rec: dict[str, Any]) -> None:
+    def write(self, rec: Line) -> None:
         """Append one record (a line of JSON)."""
-        self.f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self.f.write(json.dumps(rec.to_json(), separators=(",", ":")) + "\n")
 
     def event(self, kind: str, **fields: Any) -> None:
         """An ``event`` record (resumed, worker_restart, nonfinite_skip, interrupted, ...)."""
-        self.write({"type": "event", "kind": kind, **fields})
+        self.write(event_line(kind, **fields))
 
-    def episode(self, rec: dict[str, Any]) -> None:
+    def episode(self, rec: EpisodeLine) -> None:
         """An ``episode`` record, and its score/reward/depth to TensorBoard."""
         self.write(rec)
         if self.tb is not None:
-            for k in ("score", "reward", "depth"):
-                self.tb.add_scalar(f"episode/{k}", rec[k], rec["episode"])
+            for k, v in (("score", rec.score), ("reward", rec.reward), ("depth", rec.depth)):
+                self.tb.add_scalar(f"episode/{k}", v, rec.episode)
 
-    def update(self, rec: dict[str, Any], n_episodes: int, postfix: dict[str, str]) -> None:
+    def update(self, rec: UpdateLine, n_episodes: int, postfix: dict[str, str]) -> None:
         """An ``update`` record, its numbers to TensorBoard, the progress bar advanced."""
         self.write(rec)
         self.flush()
         if self.tb is not None:
-            for k, v in rec.items():
+            for k, v in rec.to_json().items():
                 if isinstance(v, int | float) and not isinstance(v, bool):
-                    self.tb.add_scalar(k if "/" in k else f"train/{k}", v, rec["env_steps"])
+                    self.tb.add_scalar(k if "/" in k else f"train/{k}", v, rec.env_steps)
         if self.pbar is not None:
             self.pbar.update(n_episodes)
             self.pbar.set_postfix(postfix)

@@ -35,6 +35,7 @@ from nethack_moe.runs.metrics_io import (
     load_evaluations,
     load_run,
 )
+from nethack_moe.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def load_groups(inputs: Sequence[str | Path], names: Sequence[str] | None = None
     for i, inp in enumerate(inputs):
         p = Path(inp)
         label = names[i] if names is not None and i < len(names) else _default_label(p)
-        if p.is_dir() and (p / SWEEP_EVAL).is_file() and not (p / "eval").is_dir():
+        if p.is_dir() and (p / SWEEP_EVAL).is_file() and not RunDir(p).eval_dir.is_dir():
             out.extend(
                 groups_from_eval(json.loads((p / SWEEP_EVAL).read_text()), label, p / SWEEP_EVAL)
             )

@@ -25,11 +25,12 @@ from nethack_moe.report.compare import Group, groups_of_file, summarize_groups
 from nethack_moe.runs.metrics_io import (
     EvalFile,
     EvalRun,
-    Phase,
+    PhaseSpan,
     RunData,
     load_evaluations,
     load_run,
 )
+from nethack_moe.runs.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ class PhaseStats:
     """Figures of one curriculum phase: its episodes by their ``phase`` field, its routing from
     the phase's update records."""
 
-    phase: Phase
+    phase: PhaseSpan
     episodes: list[dict[str, Any]]
     updates: list[dict[str, Any]]
     score: Summary
@@ -214,7 +215,7 @@ class PhaseStats:
         return self.episodes[-1].get("episode") if self.episodes else None
 
 
-def _phase_stats(ph: Phase, run: RunData, opts: ReportOptions) -> PhaseStats:
+def _phase_stats(ph: PhaseSpan, run: RunData, opts: ReportOptions) -> PhaseStats:
     """:class:`PhaseStats` of one phase."""
     eps = [e for e in run.episodes if str(e.get("phase")) == ph.name]
     ups = [u for u in run.updates if str(u.get("phase")) == ph.name]
@@ -519,7 +520,7 @@ def load_report_data(
     the report written to ``out`` (default ``run_dir/report.md``)."""
     run_dir = Path(run_dir)
     opts = options or ReportOptions()
-    out_path = Path(out) if out is not None else run_dir / "report.md"
+    out_path = Path(out) if out is not None else RunDir(run_dir).report
     run = load_run(run_dir)
     evals = load_evaluations(run_dir)
     stats = phase_stats(run, opts)

@@ -39,6 +39,7 @@ from nethack_moe.report.data import (
 )
 from nethack_moe.report.expectations import check_expectation, known_metrics_text
 from nethack_moe.runs.metrics_io import EvalFile, EvalRun
+from nethack_moe.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -642,9 +643,8 @@ def stability(d: ReportData) -> list[str]:
 def checkpoints(d: ReportData) -> list[str]:
     """The checkpoint files with their logged episode and kind."""
     md = ["## 6. Checkpoints\n"]
-    ck_dir = d.run_dir / "checkpoints"
+    ck_dir, files = RunDir(d.run_dir).checkpoints, RunDir(d.run_dir).checkpoint_files()
     by_name = {Path(str(c.get("path", ""))).name: c for c in d.run.checkpoints}
-    files = sorted(p for p in ck_dir.iterdir() if p.is_file()) if ck_dir.is_dir() else []
     if files:
         rows = []
         for p in files:

@@ -26,6 +26,7 @@ from nethack_moe.metrics.verdict import (
     specialization_verdict,
     stricter_null,
 )
+from nethack_moe.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,9 @@ def dedupe_last(records: list[dict[str, Any]], key: str) -> list[dict[str, Any]]
 
 
 @dataclass
-class Phase:
-    """A curriculum phase: name and its nominal episode range ``(start, end]`` (end may be None)."""
+class PhaseSpan:
+    """A curriculum phase as read back from a run (not :class:`~nethack_moe.config.curriculum.Phase`):
+    its name and nominal episode range ``(start, end]`` (end may be None)."""
 
     name: str
     start: int
@@ -136,7 +138,7 @@ class RunData:
     checkpoints: list[dict[str, Any]]
     events: list[dict[str, Any]]
     run_start: dict[str, Any] | None
-    phases: list[Phase]
+    phases: list[PhaseSpan]
     bad_lines: list[int] = field(default_factory=list)
     duplicate_episodes: int = 0
     duplicate_updates: int = 0
@@ -146,8 +148,8 @@ def load_config(run_dir: Path) -> tuple[dict[str, Any] | None, str | None, str]:
     """The resolved config of a run: ``(dict, text, source)``; ``(None, None, "absent")``."""
     import yaml
 
-    for name in ("config.yaml", "config.yml", "config.json"):
-        p = run_dir / name
+    for p in RunDir(run_dir).config_files():
+        name = p.name
         if p.is_file():
             text = p.read_text(encoding="utf-8")
             try:
@@ -161,7 +163,7 @@ def load_config(run_dir: Path) -> tuple[dict[str, Any] | None, str | None, str]:
 
 def phases_from_config(
     config: dict[str, Any] | None, episodes: list[dict[str, Any]] | None = None
-) -> list[Phase]:
+) -> list[PhaseSpan]:
     """Phases of ``curriculum.phases`` in config order, else inferred from episode records.
 
     A configured phase ends where the next starts (the last at ``curriculum.total_episodes``).
@@ -169,7 +171,7 @@ def phases_from_config(
     """
     cur = (config or {}).get("curriculum") if isinstance(config, dict) else None
     specs = cur.get("phases") if isinstance(cur, dict) else None
-    phases: list[Phase] = []
+    phases: list[PhaseSpan] = []
     if isinstance(specs, list) and specs:
         total = cur.get("total_episodes") if isinstance(cur, dict) else None
         rows = [s for s in specs if isinstance(s, dict)]
@@ -180,7 +182,7 @@ def phases_from_config(
                 end: int | None = int(rows[i + 1].get("start_episode", 0) or 0)
             else:
                 end = int(total) if isinstance(total, (int, float)) else None
-            phases.append(Phase(str(s.get("name", f"phase{i}")), start, end, dict(s)))
+            phases.append(PhaseSpan(str(s.get("name", f"phase{i}")), start, end, dict(s)))
     known = {p.name for p in phases}
     # phases seen in the records but not configured (or no config): first..last episode
     seen: dict[str, list[int]] = {}
@@ -194,14 +196,14 @@ def phases_from_config(
             seen[name] = [ep, ep]
     extra = [(v[0], n, v[1]) for n, v in seen.items() if n not in known]
     for first, name, last in sorted(extra):
-        phases.append(Phase(name, max(first - 1, 0), last, {}))
+        phases.append(PhaseSpan(name, max(first - 1, 0), last, {}))
     return phases
 
 
 def load_run(run_dir: str | Path) -> RunData:
     """Read ``metrics.jsonl``, the config and the phases of a run directory."""
     run_dir = Path(run_dir)
-    mpath = run_dir / "metrics.jsonl"
+    mpath = RunDir(run_dir).metrics
     bad: list[int] = []
     records = read_metrics(mpath, bad_lines=bad) if mpath.is_file() else []
     if not mpath.is_file():
@@ -234,17 +236,14 @@ def load_run(run_dir: str | Path) -> RunData:
 
 def load_eval_files(run_dir: str | Path) -> list[tuple[Path, dict[str, Any]]]:
     """Evaluation JSON files ``run_dir/eval/*.json``, oldest first (by ``created``, then mtime)."""
-    d = Path(run_dir) / "eval"
     out: list[tuple[str, float, Path, dict[str, Any]]] = []
-    if not d.is_dir():
-        return []
-    for p in sorted(d.glob("*.json")):
+    for p in RunDir(run_dir).eval_files():
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             log.warning("%s: cannot read evaluation file (%s)", p, exc)
             continue
-        if not isinstance(data, dict) or not isinstance(data.get("checkpoints"), dict):
+        if not isinstance(data, dict) or not isinstance(data.get(mn.CHECKPOINTS), dict):
             log.warning("%s: not an evaluation file (no 'checkpoints')", p)
             continue
         out.append((str(data.get("created", "")), p.stat().st_mtime, p, data))

@@ -20,8 +20,13 @@ from typing import Any
 
 from nethack_moe.config.train import TrainConfig, config_from_dict, make_config, parse_overrides
 from nethack_moe.core.errors import ConfigError
-from nethack_moe.runs.checkpoint import load_checkpoint
-from nethack_moe.runs.rundir import find_resume_checkpoint
+from nethack_moe.runs.checkpoint import (
+    CheckpointPayload,
+    config_diffs,
+    config_leaves,
+    load_payload,
+)
+from nethack_moe.runs.rundir import RunDir, find_resume_checkpoint
 
 #: The ``--set`` keys a resumed run may change: how it executes (workers, device, threads, output,
 #: checkpoint cadence, limits), never what it computes. Results do not depend on any of them.
@@ -65,7 +70,7 @@ def resume_config(target: Path, config_arg: str | None, overrides: list[str]) ->
     Raises :class:`ConfigError` or :class:`~nethack_moe.checkpoint.CheckpointError` in one line.
     """
     ckpt_path = find_resume_checkpoint(Path(target))
-    saved = _saved_config(load_checkpoint(ckpt_path), ckpt_path)
+    saved = _saved_config(load_payload(ckpt_path), ckpt_path)
     if config_arg is not None:
         cfg = make_config(config_arg, overrides)
         check_resume_compat(saved, cfg)
@@ -84,17 +89,16 @@ def check_resume_compat(old: TrainConfig, new: TrainConfig) -> None:
     pairs = [(k, _get(old_d, k), _get(new_d, k)) for k in _COMPAT_KEYS]
     for section in _COMPAT_SECTIONS:
         pairs += config_leaves(section, old_d[section], new_d[section])
-    for key, was, now in pairs:
-        if plain_value(was) != plain_value(now):
-            raise ConfigError(
-                f"cannot resume: {key} differs (checkpoint {_show(was)}, now {_show(now)})"
-            )
+    for key, was, now in config_diffs(pairs)[:1]:
+        raise ConfigError(
+            f"cannot resume: {key} differs (checkpoint {_show(was)}, now {_show(now)})"
+        )
 
 
 # ------------------------------------------------------------------ helpers
-def _saved_config(ckpt: dict[str, Any], path: Path) -> TrainConfig:
+def _saved_config(ckpt: CheckpointPayload, path: Path) -> TrainConfig:
     """The config a checkpoint was trained with."""
-    data = ckpt.get("config")
+    data = ckpt.config
     if not isinstance(data, dict):
         raise ConfigError(f"checkpoint {str(path)!r} holds no training config")
     try:
@@ -125,9 +129,9 @@ def _own_run_dir(target: Path, ckpt_path: Path, cfg: TrainConfig) -> Path:
     (a checkpoint outside any run, e.g. a shipped one) the directory its saved name points to."""
     if target.is_dir():
         return target
-    run = ckpt_path.parent.parent
-    if ckpt_path.parent.name == "checkpoints" and (run / "metrics.jsonl").exists():
-        return run
+    run = RunDir.of_checkpoint(ckpt_path)
+    if run is not None and run.is_run():
+        return run.path
     return _named_run_dir(cfg)
 
 
@@ -136,29 +140,10 @@ def _named_run_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.run.out_dir) / cfg.run.name
 
 
-def config_leaves(prefix: str, a: Any, b: Any) -> list[tuple[str, Any, Any]]:
-    """(dotted key, a's value, b's value) for every leaf of two nested dicts."""
-    if not (isinstance(a, dict) and isinstance(b, dict)):
-        return [(prefix, a, b)]
-    out: list[tuple[str, Any, Any]] = []
-    for k in list(a) + [k for k in b if k not in a]:
-        out += config_leaves(f"{prefix}.{k}", a.get(k), b.get(k))
-    return out
-
-
 def _get(d: dict[str, Any], dotted: str) -> Any:
     """``d["a"]["b"]`` for ``"a.b"``."""
     section, name = dotted.split(".", 1)
     return d[section].get(name)
-
-
-def plain_value(v: Any) -> Any:
-    """Lists and tuples compare equal (YAML and checkpoints store tuples as lists)."""
-    if isinstance(v, (list, tuple)):
-        return [plain_value(x) for x in v]
-    if isinstance(v, dict):
-        return {k: plain_value(x) for k, x in v.items()}
-    return v
 
 
 def _show(v: Any) -> str:
