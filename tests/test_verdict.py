@@ -13,14 +13,9 @@ import pytest
 
 from nethack_moe.metrics import names as mn
 from nethack_moe.metrics import stats
-from nethack_moe.metrics.specialization import (
-    PlayerResult,
-    ScenarioOutcomes,
-    read_interventions,
-    scenario_information,
-)
-from nethack_moe.metrics.state_report import SpecializationReport
-from nethack_moe.metrics.verdict import (
+from nethack_moe.metrics.information import scenario_information
+from nethack_moe.metrics.paired import PairedDiff
+from nethack_moe.metrics.router_figures import (
     MIN_RELIANCE,
     NOT_SPECIALISED,
     OWN_FROM_NAMES,
@@ -31,14 +26,13 @@ from nethack_moe.metrics.verdict import (
     UNDETERMINED,
     HintReliance,
     InterventionReading,
-    PairedDiff,
     RelianceFigure,
     ScenarioInformation,
-    VerdictFigures,
     own_scenarios,
-    specialization_verdict,
-    verdict_of,
 )
+from nethack_moe.metrics.specialization import PlayerResult, ScenarioOutcomes, read_interventions
+from nethack_moe.metrics.state_report import SpecializationReport
+from nethack_moe.metrics.verdict import VerdictFigures, specialization_verdict, verdict_of
 
 E = 4
 NAMES = ["survival", "combat", "exploration", "general"]

@@ -40,18 +40,14 @@ from nethack_moe.evaluation.evaluate import summarize_episodes, teacher_env
 from nethack_moe.evaluation.loading import checkpoint_episode, load_policy
 from nethack_moe.evaluation.runner import E200_SEED_START, rollout, state_scenarios
 from nethack_moe.metrics import names as mn
+from nethack_moe.metrics.information import DEFAULT_PERMUTATIONS
+from nethack_moe.metrics.paired import PairedDiff
+from nethack_moe.metrics.router_figures import InterventionReading
 from nethack_moe.metrics.routing import entropy, routing_figures, scenario_table, verdict
 from nethack_moe.metrics.scenarios import SCENARIOS
-from nethack_moe.metrics.specialization import DEFAULT_PERMUTATIONS
 from nethack_moe.metrics.state_report import state_report
-from nethack_moe.metrics.verdict import (
-    ALL_STATES,
-    MIN_TEACHER_MARGIN,
-    InterventionReading,
-    PairedDiff,
-    TeacherFigures,
-    verdict_of,
-)
+from nethack_moe.metrics.teacher_figures import ALL_STATES, MIN_TEACHER_MARGIN, TeacherFigures
+from nethack_moe.metrics.verdict import verdict_of
 
 log = logging.getLogger(__name__)
 

@@ -22,15 +22,11 @@ from nethack_moe.evaluation.evaluate import ACTION_MODES
 from nethack_moe.evaluation.players import BASELINES
 from nethack_moe.evaluation.runner import E200_EPISODES, E200_SEED_START
 from nethack_moe.metrics import names as mn
+from nethack_moe.metrics.information import DEFAULT_PERMUTATIONS
+from nethack_moe.metrics.router_figures import RelianceFigure, ScenarioInformation
 from nethack_moe.metrics.routing import verdict as routing_verdict
-from nethack_moe.metrics.specialization import DEFAULT_PERMUTATIONS
-from nethack_moe.metrics.verdict import (
-    ALL_STATES,
-    RelianceFigure,
-    ScenarioInformation,
-    TeacherFigures,
-    verdict_of,
-)
+from nethack_moe.metrics.teacher_figures import ALL_STATES, TeacherFigures
+from nethack_moe.metrics.verdict import verdict_of
 
 
 def _usage_error(msg: str) -> Exception:
