@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nethack_moe.core.formatting import MISSING
-from nethack_moe.metrics.stats import paired_diff_ci
+from nethack_moe.metrics import stats
 
 
 def _float(v: Any) -> float | None:
@@ -58,7 +58,7 @@ class PairedDiff:
             return cls(None, None, 0)
         x = [float(a[s]) for s in common]  # type: ignore[arg-type]
         y = [float(b[s]) for s in common]  # type: ignore[arg-type]
-        d, ci = paired_diff_ci(x, y, n_resamples=n_resamples, seed=seed)
+        d, ci = stats.paired_diff_ci(x, y, n_resamples=n_resamples, seed=seed)
         return cls(_float(d), _interval(ci) if len(common) >= 2 else None, len(common))
 
     @property
