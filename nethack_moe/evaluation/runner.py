@@ -15,8 +15,8 @@ from nle import nethack as nh
 from nethack_moe import features as F
 from nethack_moe.config.train import TrainConfig
 from nethack_moe.envs.accounting import EpisodeRecord
-from nethack_moe.envs.factory import EnvConfig
-from nethack_moe.envs.vector import SeedPlan, VectorEnv, WorkerError
+from nethack_moe.envs.factory import EnvConfig, SeedPlan
+from nethack_moe.envs.vector import VectorEnv, WorkerError
 from nethack_moe.evaluation.loading import action_index, action_names
 from nethack_moe.evaluation.players import Choice, ModelPlayer, Player, hint_actions
 from nethack_moe.metrics.routing import routing_figures, scenario_table

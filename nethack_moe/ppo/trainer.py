@@ -31,19 +31,18 @@ from nethack_moe.config.train import TrainConfig, config_from_dict, dump_config
 from nethack_moe.core.device import resolve_device
 from nethack_moe.core.errors import ConfigError
 from nethack_moe.envs.accounting import EpisodeRecord
-from nethack_moe.envs.vector import SeedPlan, VectorEnv, WorkerError
+from nethack_moe.envs.factory import SeedPlan
+from nethack_moe.envs.vector import VectorEnv, WorkerError
 from nethack_moe.metrics.routing import routing_figures_torch
 from nethack_moe.models.acting import Obs, Teacher, act, gumbel_noise
 from nethack_moe.models.policy import ActorCritic, build_model
+from nethack_moe.ppo.dist_log import DistRunLog, RolloutSync, wrap_log
 from nethack_moe.ppo.distributed import (
     DistContext,
-    DistRunLog,
     RankFailure,
-    RolloutSync,
     check_world_size,
     failure_message,
     init_distributed,
-    wrap_log,
 )
 from nethack_moe.ppo.hooks import RunLog, SignalGuard, Timing
 from nethack_moe.ppo.storage import RolloutStorage
