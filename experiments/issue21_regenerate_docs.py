@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from nethack_moe.analysis.analyze import analysis_markdown
-from nethack_moe.cli.commands_eval import analysis_text, evaluation_text
+from nethack_moe.cli.eval_text import analysis_text, evaluation_text
 from nethack_moe.metrics import names as mn
 from nethack_moe.metrics.router_figures import ScenarioInformation
 

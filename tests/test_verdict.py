@@ -333,7 +333,7 @@ def test_an_old_reading_without_rankings_is_undetermined():
 
 
 def test_evaluate_prints_the_verdict_built_from_the_numbers():
-    from nethack_moe.cli.commands_eval import _eval_rows
+    from nethack_moe.cli.eval_text import _eval_rows
 
     summary = {
         "n": 2, "mean": 1.0, "std": 0.0, "ci_mean": None, "median": 1.0, "iqm": 1.0,
