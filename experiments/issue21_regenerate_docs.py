@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from nethack_moe.analysis.analyze import analysis_markdown
-from nethack_moe.cli.commands_eval import analysis_text, evaluation_text
+from nethack_moe.cli.eval_text import analysis_text, evaluation_text
 from nethack_moe.metrics import names as mn
-from nethack_moe.metrics.verdict import ScenarioInformation
+from nethack_moe.metrics.router_figures import ScenarioInformation
 
 SENTENCE_KEYS = ("verdict", "verdict_text", "routing_verdict", "routing_verdict_text")
 

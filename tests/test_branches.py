@@ -30,16 +30,10 @@ from nethack_moe.metrics.branches import (
     teacher_figures,
     teacher_probs,
 )
+from nethack_moe.metrics.router_figures import MIN_SCENARIO_SHARE, ScenarioInformation
 from nethack_moe.metrics.statelog import StateLog
-from nethack_moe.metrics.verdict import (
-    ALL_STATES,
-    MIN_SCENARIO_SHARE,
-    ScenarioInformation,
-    TeacherFigures,
-    VerdictFigures,
-    specialization_verdict,
-    verdict_of,
-)
+from nethack_moe.metrics.teacher_figures import ALL_STATES, TeacherFigures
+from nethack_moe.metrics.verdict import VerdictFigures, specialization_verdict, verdict_of
 from nethack_moe.models.acting import Obs, Teacher, act
 from nethack_moe.models.policy import PolicyOutput, build_model
 

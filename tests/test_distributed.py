@@ -17,8 +17,7 @@ import pytest
 
 from nethack_moe.config.train import make_config
 from nethack_moe.core.errors import ConfigError
-from nethack_moe.envs.factory import train_seeds
-from nethack_moe.envs.vector import SeedPlan
+from nethack_moe.envs.factory import SeedPlan, train_seeds
 from nethack_moe.ppo.distributed import DistContext, init_distributed
 from nethack_moe.ppo.trainer import Trainer
 from nethack_moe.runs.checkpoint import CheckpointError, load_checkpoint

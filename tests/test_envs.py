@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 from nle import nethack as nh
 
-from nethack_moe.envs.factory import EnvConfig, eval_seeds, make_env, seed_env, train_seeds
-from nethack_moe.envs.vector import SeedPlan, VectorEnv
+from nethack_moe.envs.factory import (
+    EnvConfig,
+    SeedPlan,
+    eval_seeds,
+    make_env,
+    seed_env,
+    train_seeds,
+)
+from nethack_moe.envs.vector import VectorEnv
 
 
 def _play(cfg: EnvConfig, core: int, disp: int, actions: np.ndarray):
@@ -198,7 +205,7 @@ def test_shaping_rewards_exploration_and_is_counted_in_episode_reward():
 def test_direct_stepping_gives_the_gym_trajectories(shaped, monkeypatch):
     """EnvGroup steps NetHackScore below NLE's gymnasium wrapper (envs/stepping.py): the features,
     rewards, end flags, last features and episode records are those of the gym path, bit for bit."""
-    from nethack_moe.envs import vector
+    from nethack_moe.envs import group
 
     extra: dict[str, Any] = dict(
         explore_bonus=0.01, stairs_bonus=0.05, hint_bonus=0.1, descend_bonus=1.0
@@ -208,7 +215,7 @@ def test_direct_stepping_gives_the_gym_trajectories(shaped, monkeypatch):
     acts = rng.integers(0, 23, (260, 8))
     runs = []
     for direct in (True, False):
-        monkeypatch.setattr(vector.EnvGroup, "direct_step", direct)
+        monkeypatch.setattr(group.EnvGroup, "direct_step", direct)
         out: list[list[Any]] = []
         with VectorEnv(cfg, 8, 0, SeedPlan("train", 11)) as v:
             for t in range(260):

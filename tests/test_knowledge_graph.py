@@ -19,8 +19,8 @@ from nethack_moe.knowledge.graph import (
     KnowledgeGraph,
     format_stats,
     graph_markdown,
-    load_graph,
 )
+from nethack_moe.knowledge.loader import load_graph
 
 EXPERTS = ("survival", "combat", "exploration", "general")
 

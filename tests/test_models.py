@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nethack_moe.features import FeatureSpec
-from nethack_moe.knowledge.graph import load_graph
+from nethack_moe.knowledge.loader import load_graph
 from nethack_moe.models.bench import bench_model, collect_observations, visited_states
 from nethack_moe.models.config import VARIANTS, ModelConfig
 from nethack_moe.models.gat import SCORE_CAP, GATEncoder, SignedAttention, ancestor_atoms

@@ -3,8 +3,8 @@
 import numpy as np
 
 from nethack_moe import features as F
-from nethack_moe.envs.factory import EnvConfig
-from nethack_moe.envs.vector import SeedPlan, VectorEnv
+from nethack_moe.envs.factory import EnvConfig, SeedPlan
+from nethack_moe.envs.vector import VectorEnv
 from nethack_moe.game.navigation import BLOCKED, DOOR, FREE, nav_batch
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nethack_moe.evaluation.replay import KEY_EVERY, record_episode, write_episode_json, write_html
+from nethack_moe.evaluation.replay import record_episode
+from nethack_moe.evaluation.replay_page import KEY_EVERY, write_episode_json, write_html
 
 ROOT = Path(__file__).resolve().parents[1]
 CKPT = ROOT / "checkpoints" / "s500_final.pt"

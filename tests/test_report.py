@@ -495,13 +495,9 @@ def test_metric_names_one_schema_for_records_and_evaluation_files():
     import torch
 
     from nethack_moe.metrics import names as mn
+    from nethack_moe.metrics.router_figures import HintReliance, RelianceFigure, ScenarioInformation
     from nethack_moe.metrics.routing import routing_figures_torch
-    from nethack_moe.metrics.specialization import (
-        RelianceFigure,
-        ScenarioInformation,
-    )
     from nethack_moe.metrics.state_report import SpecializationReport
-    from nethack_moe.metrics.verdict import HintReliance
     from nethack_moe.runs.metrics_io import SpecializationFigures
 
     alpha = np.random.default_rng(0).dirichlet(np.ones(4), size=32)

@@ -10,10 +10,10 @@ from nle.env.tasks import TASK_ACTIONS
 from nle.nethack.actions import CompassDirection, MiscDirection
 
 from nethack_moe import features as F
-from nethack_moe.envs import vector
-from nethack_moe.envs.factory import EnvConfig
+from nethack_moe.envs import group
+from nethack_moe.envs.factory import EnvConfig, SeedPlan
 from nethack_moe.envs.shaping import Shaper, descend_reward, hint_action
-from nethack_moe.envs.vector import SeedPlan, VectorEnv
+from nethack_moe.envs.vector import VectorEnv
 from nethack_moe.game.actions import HINT_ACTIONS, HINT_COMMANDS
 from nethack_moe.game.navigation import DIRS
 
@@ -79,8 +79,8 @@ def _hinted_play(cfg: EnvConfig, n: int, steps: int, workers: int = 0, direct: b
     finished episodes)."""
     rng = np.random.default_rng(1)
     out = []
-    old = vector.EnvGroup.direct_step
-    vector.EnvGroup.direct_step = direct
+    old = group.EnvGroup.direct_step
+    group.EnvGroup.direct_step = direct
     try:
         with VectorEnv(cfg, n, workers, SeedPlan("train", 3)) as v:
             for _ in range(steps):
@@ -89,7 +89,7 @@ def _hinted_play(cfg: EnvConfig, n: int, steps: int, workers: int = 0, direct: b
                 out.append((v.buf.state.copy(), v.buf.reward.copy(), v.buf.terminated.copy(),
                             v.buf.truncated.copy(), [e.to_dict() for e in v.finished()]))  # fmt: skip
     finally:
-        vector.EnvGroup.direct_step = old
+        group.EnvGroup.direct_step = old
     return out
 
 

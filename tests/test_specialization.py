@@ -17,18 +17,16 @@ import torch
 from torch import nn
 
 from nethack_moe import features as F
+from nethack_moe.metrics.information import mutual_information, scenario_information
+from nethack_moe.metrics.reliance import REPLACEMENTS, reliance_on_states
+from nethack_moe.metrics.router_figures import MIN_SCENARIO_SHARE
 from nethack_moe.metrics.routing import routing_figures
 from nethack_moe.metrics.scenarios import COMBAT, EXPLORATION, GENERAL, SCENARIOS, SURVIVAL
 from nethack_moe.metrics.specialization import (
-    MIN_SCENARIO_SHARE,
-    REPLACEMENTS,
     SCENARIO_OUTCOME,
     PlayerResult,
     ScenarioOutcomes,
-    mutual_information,
     read_interventions,
-    reliance_on_states,
-    scenario_information,
     scenario_outcomes,
 )
 from nethack_moe.metrics.state_report import SpecializationReport

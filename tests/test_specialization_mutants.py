@@ -17,19 +17,15 @@ import pytest
 import torch
 
 from nethack_moe import features as F
-from nethack_moe.metrics.specialization import (
-    PlayerResult,
-    ScenarioOutcomes,
+from nethack_moe.metrics.information import (
     _episode_shift_index,
     entropy_of_labels,
     mutual_information,
-    rank_scenario,
-    reliance_on_states,
-    sample_rows,
     scenario_information,
 )
-from nethack_moe.metrics.stats import paired_diff_ci
-from nethack_moe.metrics.verdict import (
+from nethack_moe.metrics.paired import PairedDiff
+from nethack_moe.metrics.reliance import reliance_on_states, sample_rows
+from nethack_moe.metrics.router_figures import (
     MIN_RELIANCE,
     NOT_SPECIALISED,
     OWN_FROM_NAMES,
@@ -40,15 +36,15 @@ from nethack_moe.metrics.verdict import (
     UNDETERMINED,
     InterventionReading,
     NullChoice,
-    PairedDiff,
     RelianceFigure,
     ScenarioInformation,
     ScenarioRanking,
     own_scenarios,
-    reliance_verb,
-    scenario_sentence,
     stricter_null,
 )
+from nethack_moe.metrics.specialization import PlayerResult, ScenarioOutcomes, rank_scenario
+from nethack_moe.metrics.stats import paired_diff_ci
+from nethack_moe.metrics.verdict import reliance_verb, scenario_sentence
 from nethack_moe.models.acting import Obs
 from nethack_moe.models.policy import Encoded, PolicyOutput
 

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nethack_moe import sweep as sw
 from nethack_moe.config.train import dump_config
+from nethack_moe.sweep.launch import run_sweep, submit_slurm
+from nethack_moe.sweep.spec import SpecError, load_spec
+from nethack_moe.sweep.stages import config_difference, status_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +91,7 @@ class FakeRunner:
 
 # ------------------------------------------------------------------ the spec
 def test_spec_parses_rows_seeds_and_paths(tmp_path):
-    spec = sw.load_spec(_spec(tmp_path))
+    spec = load_spec(_spec(tmp_path))
     assert [r.name for r in spec.runs()] == ["a_s1", "a_s2", "b_s1", "b_s2"]
     b = spec.run_named("b_s2")
     assert b.run_dir == tmp_path / "work" / "b_s2" and b.out_dir == tmp_path / "out" / "b_s2"
@@ -128,8 +130,8 @@ def test_spec_parses_rows_seeds_and_paths(tmp_path):
     ],
 )
 def test_bad_spec_is_refused_in_one_line_before_anything_runs(tmp_path, over, message):
-    with pytest.raises(sw.SpecError) as e:
-        sw.load_spec(_spec(tmp_path, **over))
+    with pytest.raises(SpecError) as e:
+        load_spec(_spec(tmp_path, **over))
     assert message in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "work").exists() and not (tmp_path / "out").exists()
 
@@ -144,9 +146,9 @@ def test_bad_spec_through_the_cli_exits_2_with_one_line(tmp_path):
 
 # ------------------------------------------------------------------ running
 def test_runs_every_stage_then_skips_what_is_finished(tmp_path):
-    spec = sw.load_spec(_spec(tmp_path, after=["evaluate", "analyze"]))
+    spec = load_spec(_spec(tmp_path, after=["evaluate", "analyze"]))
     fake = FakeRunner()
-    res = sw.run_sweep(spec, runner=fake)
+    res = run_sweep(spec, runner=fake)
     assert res.done == ["a_s1", "a_s2", "b_s1", "b_s2"] and not res.failed
     assert [(n, s) for n, s, _ in fake.calls][:3] == [
         ("a_s1", "train"),
@@ -164,19 +166,19 @@ def test_runs_every_stage_then_skips_what_is_finished(tmp_path):
         } <= files
         assert json.loads((r.out_dir / "status.json").read_text())["state"] == "done"
     again = FakeRunner()
-    res = sw.run_sweep(spec, runner=again)
+    res = run_sweep(spec, runner=again)
     assert again.calls == [] and res.skipped == ["a_s1", "a_s2", "b_s1", "b_s2"]
 
 
 def test_interrupted_training_is_resumed_not_restarted(tmp_path):
-    spec = sw.load_spec(_spec(tmp_path, seeds=[1], after=[]))
+    spec = load_spec(_spec(tmp_path, seeds=[1], after=[]))
     fake = FakeRunner(stop_train={"a_s1"})
-    res = sw.run_sweep(spec, runner=fake)
+    res = run_sweep(spec, runner=fake)
     assert [s.name for s in res.failed] == ["a_s1"] and res.done == ["b_s1"]
-    st = sw.status_of(spec.run_named("a_s1"))
+    st = status_of(spec.run_named("a_s1"))
     assert st is not None and (st.state, st.stage, st.returncode) == ("failed", "train", 143)
     again = FakeRunner()
-    res = sw.run_sweep(spec, runner=again)
+    res = run_sweep(spec, runner=again)
     ((name, stage, cmd),) = again.calls
     assert (name, stage) == ("a_s1", "train")
     assert cmd[3:6] == ["train", "--resume", str(tmp_path / "work" / "a_s1")]
@@ -184,25 +186,25 @@ def test_interrupted_training_is_resumed_not_restarted(tmp_path):
 
 
 def test_a_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path):
-    spec = sw.load_spec(_spec(tmp_path, seeds=[1]))
+    spec = load_spec(_spec(tmp_path, seeds=[1]))
     fake = FakeRunner(fail={("a_s1", "evaluate")})
-    res = sw.run_sweep(spec, runner=fake)
+    res = run_sweep(spec, runner=fake)
     assert res.done == ["b_s1"] and [f.name for f in res.failed] == ["a_s1"]
-    st = sw.status_of(spec.run_named("a_s1"))
+    st = status_of(spec.run_named("a_s1"))
     assert st is not None and (st.state, st.stage, st.returncode) == ("failed", "evaluate", 1)
     assert st.error == "nethack-moe: error: something broke" and st.log.endswith(
         "a_s1.evaluate.log"
     )
     skip = FakeRunner()
-    assert sw.run_sweep(spec, runner=skip, skip_failed=True).skipped == ["a_s1", "b_s1"]
+    assert run_sweep(spec, runner=skip, skip_failed=True).skipped == ["a_s1", "b_s1"]
     assert skip.calls == []
     retry = FakeRunner()  # the retry does not train again: only the failed stage and after
-    assert sw.run_sweep(spec, runner=retry).done == ["a_s1"]
+    assert run_sweep(spec, runner=retry).done == ["a_s1"]
     assert [s for _, s, _ in retry.calls] == ["evaluate", "analyze"]
 
 
 def test_a_run_directory_of_another_experiment_is_never_replaced(tmp_path):
-    spec = sw.load_spec(_spec(tmp_path, seeds=[1], after=[]))
+    spec = load_spec(_spec(tmp_path, seeds=[1], after=[]))
     other = spec.run_named("a_s1").config()
     other.ppo.gamma = 0.5
     d = spec.run_named("a_s1").run_dir
@@ -210,7 +212,7 @@ def test_a_run_directory_of_another_experiment_is_never_replaced(tmp_path):
     (d / "config.yaml").write_text(dump_config(other))
     (d / "checkpoints" / "ep_000004.pt").write_bytes(b"mine")
     fake = FakeRunner()
-    res = sw.run_sweep(spec, runner=fake)
+    res = run_sweep(spec, runner=fake)
     st = res.failed[0]
     assert st.name == "a_s1" and "ppo.gamma differs" in st.error
     assert (d / "checkpoints" / "ep_000004.pt").read_bytes() == b"mine"
@@ -218,21 +220,21 @@ def test_a_run_directory_of_another_experiment_is_never_replaced(tmp_path):
 
 
 def test_execution_keys_do_not_make_another_experiment(tmp_path):
-    spec = sw.load_spec(_spec(tmp_path))
+    spec = load_spec(_spec(tmp_path))
     a = spec.run_named("a_s1").config()
     b = spec.run_named("a_s1").config()
     b.run.num_workers, b.run.progress = 7, False
-    assert sw.config_difference(a, b) == ""
+    assert config_difference(a, b) == ""
     b.run.seed = 9
-    assert sw.config_difference(a, b) == "run.seed"
+    assert config_difference(a, b) == "run.seed"
 
 
 def test_dry_run_prints_the_next_command_of_each_run(tmp_path, capsys):
     from nethack_moe.cli.app import main
 
     p = _spec(tmp_path, seeds=[1], after=["evaluate"])
-    spec = sw.load_spec(p)
-    sw.run_sweep(spec, only=["a_s1"], runner=FakeRunner())
+    spec = load_spec(p)
+    run_sweep(spec, only=["a_s1"], runner=FakeRunner())
     (spec.run_named("b_s1").run_dir / "checkpoints").mkdir(parents=True)
     (spec.run_named("b_s1").run_dir / "checkpoints" / "ep_000004.pt").write_bytes(b"x")
     assert main(["sweep", str(p), "--dry-run"]) == 0
@@ -273,17 +275,17 @@ def _smoke_spec(tmp: Path) -> Path:
 def test_submitit_local_executor_runs_a_job_array(tmp_path):
     submitit = pytest.importorskip("submitit")
     p = _smoke_spec(tmp_path)
-    spec = sw.load_spec(p)
+    spec = load_spec(p)
     ex = submitit.LocalExecutor(folder=str(tmp_path / "submitit"))
     ex.update_parameters(timeout_min=10)
-    jobs = sw.submit_slurm(p, spec, executor=ex)
+    jobs = submit_slurm(p, spec, executor=ex)
     assert len(jobs) == 1
     assert jobs[0].result() == "done"
     run = spec.run_named("a_s1")
     assert run.final_checkpoint.is_file()
     ev = json.loads((run.out_dir / "eval_E200.json").read_text())
     assert len(ev["checkpoints"]["final"]["episodes"]) == 2
-    assert sw.submit_slurm(p, spec, executor=ex) == []  # nothing left to submit
+    assert submit_slurm(p, spec, executor=ex) == []  # nothing left to submit
 
 
 def test_real_sweep_through_the_cli_resumes_after_a_lost_final_checkpoint(tmp_path):
@@ -294,7 +296,7 @@ def test_real_sweep_through_the_cli_resumes_after_a_lost_final_checkpoint(tmp_pa
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 finished now, 0 skipped, 0 failed" in r.stdout
-    run = sw.load_spec(p).run_named("a_s1")
+    run = load_spec(p).run_named("a_s1")
     table = json.loads((tmp_path / "out" / "table.json").read_text())
     assert table["rows"][0]["seeds"][0]["run"] == "a_s1"
     assert table["rows"][0]["seeds"][0]["train_sps"] > 0
@@ -314,8 +316,8 @@ def test_table_only_rebuilds_the_table_from_finished_runs(tmp_path, capsys):
     from nethack_moe.cli.app import main
 
     p = _spec(tmp_path, seeds=[1, 2], after=["evaluate"])
-    spec = sw.load_spec(p)
-    sw.run_sweep(spec, only=["a_s1", "b_s2"], runner=FakeRunner())
+    spec = load_spec(p)
+    run_sweep(spec, only=["a_s1", "b_s2"], runner=FakeRunner())
     assert main(["sweep", str(p), "--table"]) == 0
     assert "table: 2 of 4 runs" in capsys.readouterr().out
     table = json.loads((tmp_path / "out" / "table.json").read_text())
@@ -326,11 +328,11 @@ def test_table_only_rebuilds_the_table_from_finished_runs(tmp_path, capsys):
 def test_a_run_done_under_fewer_stages_gets_the_missing_ones_only(tmp_path, capsys):
     from nethack_moe.cli.app import main
 
-    quick = sw.load_spec(_spec(tmp_path, seeds=[1], after=["evaluate"]))
-    sw.run_sweep(quick, only=["a_s1"], runner=FakeRunner())
+    quick = load_spec(_spec(tmp_path, seeds=[1], after=["evaluate"]))
+    run_sweep(quick, only=["a_s1"], runner=FakeRunner())
     p = _spec(tmp_path, seeds=[1], after=["evaluate", "analyze"])
     assert main(["sweep", str(p), "--dry-run", "--only", "a_s1"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "# a_s1: to do analyze, collect"
     fake = FakeRunner()
-    res = sw.run_sweep(sw.load_spec(p), only=["a_s1"], runner=fake)
+    res = run_sweep(load_spec(p), only=["a_s1"], runner=fake)
     assert res.done == ["a_s1"] and [s for _, s, _ in fake.calls] == ["analyze"]

@@ -14,8 +14,8 @@ from nle.env.tasks import TASK_ACTIONS
 
 from nethack_moe import features as F
 from nethack_moe.envs import teacher as T
-from nethack_moe.envs.factory import EnvConfig
-from nethack_moe.envs.vector import SeedPlan, VectorEnv
+from nethack_moe.envs.factory import EnvConfig, SeedPlan
+from nethack_moe.envs.vector import VectorEnv
 from nethack_moe.evaluation.evaluate import evaluate
 from nethack_moe.evaluation.players import BASELINES, DiverPlayer, make_baseline
 from nethack_moe.game import actions as GA

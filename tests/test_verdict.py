@@ -12,15 +12,10 @@ import numpy as np
 import pytest
 
 from nethack_moe.metrics import names as mn
-from nethack_moe.metrics import verdict
-from nethack_moe.metrics.specialization import (
-    PlayerResult,
-    ScenarioOutcomes,
-    read_interventions,
-    scenario_information,
-)
-from nethack_moe.metrics.state_report import SpecializationReport
-from nethack_moe.metrics.verdict import (
+from nethack_moe.metrics import stats
+from nethack_moe.metrics.information import scenario_information
+from nethack_moe.metrics.paired import PairedDiff
+from nethack_moe.metrics.router_figures import (
     MIN_RELIANCE,
     NOT_SPECIALISED,
     OWN_FROM_NAMES,
@@ -31,14 +26,13 @@ from nethack_moe.metrics.verdict import (
     UNDETERMINED,
     HintReliance,
     InterventionReading,
-    PairedDiff,
     RelianceFigure,
     ScenarioInformation,
-    VerdictFigures,
     own_scenarios,
-    specialization_verdict,
-    verdict_of,
 )
+from nethack_moe.metrics.specialization import PlayerResult, ScenarioOutcomes, read_interventions
+from nethack_moe.metrics.state_report import SpecializationReport
+from nethack_moe.metrics.verdict import VerdictFigures, specialization_verdict, verdict_of
 
 E = 4
 NAMES = ["survival", "combat", "exploration", "general"]
@@ -207,7 +201,7 @@ def test_a_failed_bootstrap_gives_no_interval_and_decides_nothing(monkeypatch):
     b = {s: v + 5.0 for s, v in a.items()}
     assert PairedDiff.of(a, b).sign == 1
     for failed in ((5.0, None), (5.0, [None, None]), (None, None)):
-        monkeypatch.setattr(verdict, "paired_diff_ci", lambda *x, _f=failed, **k: _f)
+        monkeypatch.setattr(stats, "paired_diff_ci", lambda *x, _f=failed, **k: _f)
         d = PairedDiff.of(a, b)
         assert d.ci is None and d.sign == 0
     # one pair is never an interval
@@ -339,7 +333,7 @@ def test_an_old_reading_without_rankings_is_undetermined():
 
 
 def test_evaluate_prints_the_verdict_built_from_the_numbers():
-    from nethack_moe.cli.commands_eval import _eval_rows
+    from nethack_moe.cli.eval_text import _eval_rows
 
     summary = {
         "n": 2, "mean": 1.0, "std": 0.0, "ci_mean": None, "median": 1.0, "iqm": 1.0,

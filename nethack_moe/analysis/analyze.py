@@ -40,18 +40,15 @@ from nethack_moe.evaluation.evaluate import summarize_episodes, teacher_env
 from nethack_moe.evaluation.loading import checkpoint_episode, load_policy
 from nethack_moe.evaluation.runner import E200_SEED_START, rollout, state_scenarios
 from nethack_moe.metrics import names as mn
+from nethack_moe.metrics.information import DEFAULT_PERMUTATIONS
+from nethack_moe.metrics.paired import PairedDiff
+from nethack_moe.metrics.router_figures import InterventionReading
 from nethack_moe.metrics.routing import entropy, routing_figures, scenario_table, verdict
 from nethack_moe.metrics.scenarios import SCENARIOS
-from nethack_moe.metrics.specialization import DEFAULT_PERMUTATIONS
 from nethack_moe.metrics.state_report import state_report
-from nethack_moe.metrics.verdict import (
-    ALL_STATES,
-    MIN_TEACHER_MARGIN,
-    InterventionReading,
-    PairedDiff,
-    TeacherFigures,
-    verdict_of,
-)
+from nethack_moe.metrics.statelog import StateLog
+from nethack_moe.metrics.teacher_figures import ALL_STATES, MIN_TEACHER_MARGIN, TeacherFigures
+from nethack_moe.metrics.verdict import verdict_of
 from nethack_moe.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -85,6 +82,33 @@ def routing_verdict_text(r: dict[str, Any]) -> str:
 
 def _by_action(names: list[str], p: np.ndarray) -> dict[str, float]:
     return {n: float(v) for n, v in zip(names, p, strict=True)}
+
+
+def _plots(
+    out: Path,
+    table: dict[str, Any],
+    fig: dict[str, Any],
+    st: StateLog,
+    names: list[str],
+    ep_seed: int | None,
+) -> dict[str, Path]:
+    """The analysis's plots in ``out``; the paths of every file it writes (``json`` and
+    ``markdown`` are written after)."""
+    E = len(names)
+    files = {
+        "json": out / "analysis.json",
+        "markdown": out / "analysis.md",
+        "heatmap": out / "alpha_heatmap.png",
+        "usage": out / "usage.png",
+        "entropy_hist": out / "alpha_entropy_hist.png",
+        "episode": out / "alpha_episode.png",
+    }
+    plots.plot_alpha_heatmap(table, files["heatmap"])
+    plots.plot_usage_bars(fig, names, files["usage"])
+    plots.plot_alpha_entropy_hist(entropy(st.alpha, axis=1), files["entropy_hist"], E)
+    sel = st.episode == ep_seed
+    plots.plot_alpha_over_episode(st.alpha[sel], names, files["episode"])
+    return files
 
 
 def analyze(
@@ -124,7 +148,6 @@ def analyze(
     out = Path(out_dir) if out_dir is not None else default_out_dir(path)
     out.mkdir(parents=True, exist_ok=True)
     names = res.expert_names
-    E = len(names)
     labels = state_scenarios(res)
     fig = routing_figures(st.alpha, st.episode, names)
     table = scenario_table(st.alpha, labels, SCENARIOS, names)
@@ -176,19 +199,7 @@ def analyze(
         "probe_episodes": min(probe_episodes, episodes),
         "episode_plot_seed": ep_seed,
     }
-    files = {
-        "json": out / "analysis.json",
-        "markdown": out / "analysis.md",
-        "heatmap": out / "alpha_heatmap.png",
-        "usage": out / "usage.png",
-        "entropy_hist": out / "alpha_entropy_hist.png",
-        "episode": out / "alpha_episode.png",
-    }
-    plots.plot_alpha_heatmap(table, files["heatmap"])
-    plots.plot_usage_bars(fig, names, files["usage"])
-    plots.plot_alpha_entropy_hist(entropy(st.alpha, axis=1), files["entropy_hist"], E)
-    sel = st.episode == ep_seed
-    plots.plot_alpha_over_episode(st.alpha[sel], names, files["episode"])
+    files = _plots(out, table, fig, st, names, ep_seed)
     result["files"] = {k: str(p) for k, p in files.items()}
     atomic_write_bytes(files["json"], (json.dumps(result, indent=1) + "\n").encode("utf-8"))
     files["markdown"].write_text(analysis_markdown(result), encoding="utf-8")

@@ -214,8 +214,16 @@ def plot_training_curves(
     eps = [r for r in metrics_records if r.get("type", "episode") == "episode" and "score" in r]
     ups = [r for r in metrics_records if r.get("type") == "update"]
     bounds = list(phases) if phases is not None else _phase_boundaries(eps)
-    paths: list[Path] = []
+    paths = [_plot_scores(eps, bounds, window, prefix + "_scores.png")]
+    if ups:
+        paths.append(_plot_routing(ups, bounds, prefix + "_routing.png"))
+    return paths
 
+
+def _plot_scores(
+    eps: Sequence[Mapping[str, Any]], bounds: Sequence[tuple[int, str]], window: int, path: str
+) -> Path:
+    """Score and reward per episode with their ``window`` moving average and the phases."""
     fig, axes = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
     x = np.array([_num(e.get("episode")) for e in eps])
     for ax, key, title in ((axes[0], "score", "Score"), (axes[1], "reward", "Reward")):
@@ -240,70 +248,74 @@ def plot_training_curves(
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
         ax.grid(alpha=0.3)
     axes[1].set_xlabel("episode")
-    paths.append(_save(fig, prefix + "_scores.png"))
+    return _save(fig, path)
 
-    if ups:
-        ux = np.array([_num(u.get("episode")) for u in ups])
-        fig, (a1, a2) = plt.subplots(2, 1, figsize=(12, 7.5), sharex=True)
-        x_end = float(np.nanmax(ux)) if np.isfinite(ux).any() else None
-        for name, lab, c in (
-            (mn.ALPHA_ENTROPY, "alpha entropy mean H(α_s)", "C0"),
-            (mn.USAGE_ENTROPY, "usage entropy H(ᾱ)", "C2"),
-            (mn.MI, "routing MI", "C3"),
-        ):
-            y = np.array([_num(mn.routing_value(u, name)) for u in ups])
-            if np.isfinite(y).any():
-                a1.plot(ux, y, color=c, lw=1.2, label=lab)
-        usage = [mn.routing_value(u, mn.USAGE) for u in ups]
-        E = max((len(v) for v in usage if isinstance(v, list)), default=0)
-        if E > 1:
-            a1.axhline(math.log(E), color="grey", ls=":", lw=1, label=f"ln {E} (uniform)")
-        a1.set_ylabel("nats")
-        a1.set_title("Routing during training")
-        a1.grid(alpha=0.3)
-        _draw_phases(a1, bounds, end=x_end)
-        tw = a1.twinx()
-        temp = np.array([_num(u.get("temperature")) for u in ups])
-        if np.isfinite(temp).any():
-            tw.plot(ux, temp, color="black", ls="--", lw=1.0, alpha=0.7, label="temperature")
-            tw.set_ylim(0, max(1.1 * float(np.nanmax(temp)), 1.1))
-        tw.set_ylabel("router temperature")
-        h1, l1 = a1.get_legend_handles_labels()
-        h2, l2 = tw.get_legend_handles_labels()
-        a1.legend(h1 + h2, l1 + l2, loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=8)
 
-        eff = np.array([_num(mn.routing_value(u, mn.EFFECTIVE_EXPERTS)) for u in ups])
-        if np.isfinite(eff).any():
-            a2.plot(ux, eff, color="C4", lw=1.5, label="effective experts exp H(ᾱ)")
-        if E:
-            mat = np.array(
-                [v if isinstance(v, list) and len(v) == E else [np.nan] * E for v in usage],
-                dtype=np.float64,
+def _plot_routing(
+    ups: Sequence[Mapping[str, Any]], bounds: Sequence[tuple[int, str]], path: str
+) -> Path:
+    """Alpha entropy, usage entropy and routing MI with ln E, the temperature on a twin axis;
+    effective experts and usage shares below."""
+    ux = np.array([_num(u.get("episode")) for u in ups])
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(12, 7.5), sharex=True)
+    x_end = float(np.nanmax(ux)) if np.isfinite(ux).any() else None
+    for name, lab, c in (
+        (mn.ALPHA_ENTROPY, "alpha entropy mean H(α_s)", "C0"),
+        (mn.USAGE_ENTROPY, "usage entropy H(ᾱ)", "C2"),
+        (mn.MI, "routing MI", "C3"),
+    ):
+        y = np.array([_num(mn.routing_value(u, name)) for u in ups])
+        if np.isfinite(y).any():
+            a1.plot(ux, y, color=c, lw=1.2, label=lab)
+    usage = [mn.routing_value(u, mn.USAGE) for u in ups]
+    E = max((len(v) for v in usage if isinstance(v, list)), default=0)
+    if E > 1:
+        a1.axhline(math.log(E), color="grey", ls=":", lw=1, label=f"ln {E} (uniform)")
+    a1.set_ylabel("nats")
+    a1.set_title("Routing during training")
+    a1.grid(alpha=0.3)
+    _draw_phases(a1, bounds, end=x_end)
+    tw = a1.twinx()
+    temp = np.array([_num(u.get("temperature")) for u in ups])
+    if np.isfinite(temp).any():
+        tw.plot(ux, temp, color="black", ls="--", lw=1.0, alpha=0.7, label="temperature")
+        tw.set_ylim(0, max(1.1 * float(np.nanmax(temp)), 1.1))
+    tw.set_ylabel("router temperature")
+    h1, l1 = a1.get_legend_handles_labels()
+    h2, l2 = tw.get_legend_handles_labels()
+    a1.legend(h1 + h2, l1 + l2, loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=8)
+
+    eff = np.array([_num(mn.routing_value(u, mn.EFFECTIVE_EXPERTS)) for u in ups])
+    if np.isfinite(eff).any():
+        a2.plot(ux, eff, color="C4", lw=1.5, label="effective experts exp H(ᾱ)")
+    if E:
+        mat = np.array(
+            [v if isinstance(v, list) and len(v) == E else [np.nan] * E for v in usage],
+            dtype=np.float64,
+        )
+        tw2 = a2.twinx()
+        for i, name in enumerate(_names(E, None)):
+            tw2.plot(
+                ux,
+                mat[:, i],
+                lw=0.9,
+                alpha=0.7,
+                color=_COLORS[(i + 5) % len(_COLORS)],
+                label=f"usage {name}",
             )
-            tw2 = a2.twinx()
-            for i, name in enumerate(_names(E, None)):
-                tw2.plot(
-                    ux,
-                    mat[:, i],
-                    lw=0.9,
-                    alpha=0.7,
-                    color=_COLORS[(i + 5) % len(_COLORS)],
-                    label=f"usage {name}",
-                )
-            tw2.set_ylim(0, 1)
-            tw2.set_ylabel("usage share ᾱ_i")
-            h3, l3 = tw2.get_legend_handles_labels()
-        else:
-            h3, l3 = [], []
-        a2.set_ylim(0, max(E, 1) + 0.2)
-        a2.set_ylabel("effective experts")
-        a2.set_xlabel("episode")
-        a2.grid(alpha=0.3)
-        _draw_phases(a2, bounds, label=False, end=x_end)
-        h4, l4 = a2.get_legend_handles_labels()
-        a2.legend(h4 + h3, l4 + l3, loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=8)
-        paths.append(_save(fig, prefix + "_routing.png"))
-    return paths
+        tw2.set_ylim(0, 1)
+        tw2.set_ylabel("usage share ᾱ_i")
+        h3, l3 = tw2.get_legend_handles_labels()
+    else:
+        h3, l3 = [], []
+    a2.set_ylim(0, max(E, 1) + 0.2)
+    a2.set_ylabel("effective experts")
+    a2.set_xlabel("episode")
+    a2.grid(alpha=0.3)
+    _draw_phases(a2, bounds, label=False, end=x_end)
+    h4, l4 = a2.get_legend_handles_labels()
+    a2.legend(h4 + h3, l4 + l3, loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=8)
+    return _save(fig, path)
 
 
 def plot_compare(

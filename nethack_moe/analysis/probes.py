@@ -3,7 +3,7 @@ single expert), the score with ``h_graph`` / ``h_state`` replaced while playing,
 hint inputs zeroed, and the two baselines, all on the same seeds as the learned router.
 
 Every comparison keeps its per-seed scores, so that it is read as a paired difference over the
-same seeds with a bootstrap CI (:class:`nethack_moe.metrics.verdict.PairedDiff`), never as two
+same seeds with a bootstrap CI (:class:`nethack_moe.metrics.paired.PairedDiff`), never as two
 unpaired means. The forced experts are read against each expert's own scenario: the scenario in
 which the learned router gives it the most weight (the heatmap's column maximum over the analysis
 rollout), unless the routing prior was on in training (then names bind experts to scenarios).
@@ -31,17 +31,12 @@ from nethack_moe.evaluation.players import (
     zero_hint,
 )
 from nethack_moe.evaluation.runner import E200_SEED_START, RolloutResult, play, state_scenarios
+from nethack_moe.metrics.reliance import REPLACEMENTS, hint_follow_share
+from nethack_moe.metrics.router_figures import HintReliance, own_scenarios
 from nethack_moe.metrics.routing import scenario_table
 from nethack_moe.metrics.scenarios import SCENARIOS
-from nethack_moe.metrics.specialization import (
-    REPLACEMENTS,
-    PlayerResult,
-    hint_follow_share,
-    player_result,
-    read_interventions,
-)
+from nethack_moe.metrics.specialization import PlayerResult, player_result, read_interventions
 from nethack_moe.metrics.state_report import SpecializationReport
-from nethack_moe.metrics.verdict import HintReliance, own_scenarios
 from nethack_moe.models.policy import ActorCritic
 
 log = logging.getLogger(__name__)
@@ -113,7 +108,7 @@ def routing_prior_on(cfg: TrainConfig) -> bool:
 def own_scenarios_of(
     model: ActorCritic, cfg: TrainConfig, main: RolloutResult
 ) -> tuple[dict[str, str | None], str]:
-    """Each expert's own scenario (:func:`nethack_moe.metrics.verdict.own_scenarios`) from the
+    """Each expert's own scenario (:func:`nethack_moe.metrics.router_figures.own_scenarios`) from the
     learned router's mean α per scenario over the analysis rollout."""
     assert main.states is not None
     names = list(model.expert_names)

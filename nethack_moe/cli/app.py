@@ -136,7 +136,8 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from nethack_moe.knowledge.graph import format_stats, load_graph
+    from nethack_moe.knowledge.graph import format_stats
+    from nethack_moe.knowledge.loader import load_graph
 
     g = load_graph(args.path)
     print(format_stats(g.stats()))

@@ -17,12 +17,8 @@ def _say(text: str) -> None:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from nethack_moe.cli.errors import UsageError
-    from nethack_moe.evaluation.replay import (
-        record_episode,
-        ttyrec3_to_ttyrec,
-        write_episode_json,
-        write_html,
-    )
+    from nethack_moe.evaluation.replay import record_episode, ttyrec3_to_ttyrec
+    from nethack_moe.evaluation.replay_page import write_episode_json, write_html
 
     if (args.checkpoint is None) == (args.baseline is None):
         raise UsageError("give a checkpoint or --baseline NAME (one of them)")

@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nethack_moe import sweep as sw
 from nethack_moe.runs.rundir import RunDir
+from nethack_moe.sweep.commands import analyze_command, evaluate_command, train_command
+from nethack_moe.sweep.launch import run_sweep, submit_slurm
+from nethack_moe.sweep.spec import RunSpec, SpecError, SweepSpec, load_spec
+from nethack_moe.sweep.stages import SweepInterrupted, has_checkpoint, missing_outputs, status_of
 
 
 def _say(text: str = "") -> None:
@@ -20,19 +23,19 @@ def _say(text: str = "") -> None:
     sys.stdout.flush()
 
 
-def _load(path: str) -> sw.SweepSpec:
+def _load(path: str) -> SweepSpec:
     from nethack_moe.cli.errors import UsageError  # lazy: cli imports this module
 
     try:
-        return sw.load_spec(path)
-    except sw.SpecError as e:
+        return load_spec(path)
+    except SpecError as e:
         raise UsageError(str(e)) from e
 
 
-def _pending(run: sw.RunSpec) -> list[str]:
+def _pending(run: RunSpec) -> list[str]:
     """The stages of ``run`` that are not finished."""
-    st = sw.status_of(run)
-    missing = sw.missing_outputs(run)
+    st = status_of(run)
+    missing = missing_outputs(run)
     if st is not None and st.state == "done" and not missing:
         return []
     needs_ckpt = bool(missing) or not run.spec.after
@@ -40,7 +43,7 @@ def _pending(run: sw.RunSpec) -> list[str]:
     return todo + missing + ["collect"]
 
 
-def _dry_run(spec: sw.SweepSpec, only: list[str]) -> None:
+def _dry_run(spec: SweepSpec, only: list[str]) -> None:
     """One line per run: its state and the command the sweep would run next for it."""
     runs = [spec.run_named(n) for n in only] if only else spec.runs()
     for run in runs:
@@ -48,23 +51,23 @@ def _dry_run(spec: sw.SweepSpec, only: list[str]) -> None:
         if not todo:
             _say(f"# {run.name}: done")
             continue
-        st = sw.status_of(run)
+        st = status_of(run)
         failed = (
             f" (failed before at {st.stage}: {st.error})" if st and st.state == "failed" else ""
         )
         _say(f"# {run.name}: to do {', '.join(todo)}{failed}")
         if todo[0] == "train":
-            cmd = sw.train_command(run, resume=sw.has_checkpoint(run))
+            cmd = train_command(run, resume=has_checkpoint(run))
         elif todo[0] == "evaluate":
-            cmd = sw.evaluate_command(run, run.out_dir / "eval_E200.json")
+            cmd = evaluate_command(run, run.out_dir / "eval_E200.json")
         elif todo[0] == "analyze":
-            cmd = sw.analyze_command(run, RunDir(run.run_dir).analysis_dir("final"))
+            cmd = analyze_command(run, RunDir(run.run_dir).analysis_dir("final"))
         else:
             continue
         _say(shlex.join(["nethack-moe", *cmd[3:]]))
 
 
-def _table(spec: sw.SweepSpec) -> None:
+def _table(spec: SweepSpec) -> None:
     from nethack_moe.analysis.ablation_table import write_table
 
     table = write_table(spec.out, [(r.name, r.note) for r in spec.rows], list(spec.seeds))
@@ -79,7 +82,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for name in only:
         try:
             spec.run_named(name)
-        except sw.SpecError as e:
+        except SpecError as e:
             from nethack_moe.cli.errors import UsageError
 
             raise UsageError(str(e)) from e
@@ -90,14 +93,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _table(spec)
         return 0
     if args.launcher == "slurm":
-        jobs = sw.submit_slurm(Path(args.spec), spec)
+        jobs = submit_slurm(Path(args.spec), spec)
         _say(f"submitted {len(jobs)} job(s): {', '.join(str(j.job_id) for j in jobs) or '-'}")
         return 0
     _say(f"sweep {spec.name}: {len(spec.rows)} rows x {len(spec.seeds)} seeds; "
          f"runs in {spec.work_dir}/, results in {spec.out}/")  # fmt: skip
     try:
-        res = sw.run_sweep(spec, only=only, skip_failed=args.skip_failed, say=_say)
-    except sw.SweepInterrupted as e:
+        res = run_sweep(spec, only=only, skip_failed=args.skip_failed, say=_say)
+    except SweepInterrupted as e:
         _say(f"nethack-moe: sweep interrupted ({e}); run the same command to continue")
         return 143 if "signal 15" in str(e) else 130
     _say(f"sweep {spec.name}: {len(res.done)} finished now, {len(res.skipped)} skipped, "

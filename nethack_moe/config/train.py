@@ -18,7 +18,8 @@ import yaml
 from nethack_moe.config.curriculum import CurriculumConfig, Phase
 from nethack_moe.core.errors import ConfigError
 from nethack_moe.envs.factory import EnvConfig
-from nethack_moe.knowledge.graph import GraphError, load_graph
+from nethack_moe.knowledge.graph import GraphError
+from nethack_moe.knowledge.loader import load_graph
 from nethack_moe.models.config import ModelConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"

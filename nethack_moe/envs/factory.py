@@ -1,4 +1,5 @@
-"""Creation and seeding of real NLE environments from :class:`EnvConfig`."""
+"""Creation and seeding of real NLE environments from :class:`EnvConfig`, and the
+:class:`SeedPlan` by which each slot of a vector env seeds its episodes."""
 
 from __future__ import annotations
 
@@ -172,3 +173,27 @@ def train_seeds(base_seed: int, env_index: int, episode: int) -> tuple[int, int]
 def eval_seeds(seed_start: int, i: int) -> tuple[int, int]:
     """Evaluation seeds: ``core = disp = seed_start + i`` (E200: seed_start = 100000)."""
     return seed_start + i, seed_start + i
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """How env slot ``i`` seeds its ``k``-th episode.
+
+    ``mode="train"``: :func:`train_seeds` of (base, i, k). ``mode="eval"``: the evaluation seed
+    ``start + i + k * stride`` (stride = number of envs), so N envs share the E200 seed list.
+    ``offset`` shifts the slots (slot ``i`` seeds as slot ``offset + i``): a torchrun rank with
+    envs ``r*n .. r*n+n-1`` of the run's N plays the same games as those slots of one process.
+    """
+
+    mode: str = "train"
+    base: int = 0
+    stride: int = 1
+    offset: int = 0
+
+    def seeds(self, env_index: int, episode: int) -> tuple[int, int]:
+        i = self.offset + env_index
+        if self.mode == "train":
+            return train_seeds(self.base, i, episode)
+        if self.mode == "eval":
+            return eval_seeds(self.base, i + episode * self.stride)
+        raise ValueError(f"unknown seed mode {self.mode!r}")

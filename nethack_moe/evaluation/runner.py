@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +16,8 @@ from nle import nethack as nh
 from nethack_moe import features as F
 from nethack_moe.config.train import TrainConfig
 from nethack_moe.envs.accounting import EpisodeRecord
-from nethack_moe.envs.factory import EnvConfig
-from nethack_moe.envs.vector import SeedPlan, VectorEnv, WorkerError
+from nethack_moe.envs.factory import EnvConfig, SeedPlan
+from nethack_moe.envs.vector import VectorEnv, WorkerError
 from nethack_moe.evaluation.loading import action_names
 from nethack_moe.evaluation.players import Choice, ModelPlayer, Player, hint_actions
 from nethack_moe.game.actions import action_index
@@ -322,34 +323,14 @@ def play(
         total=episodes, unit="ep", desc=player.name, disable=(None if progress is None else not progress),
         dynamic_ncols=True, leave=False,
     )  # fmt: skip
-    done: dict[int, tuple[EpisodeRecord, _Episode]] = {}
-    errors: dict[int, list[str]] = {}
-    env_steps = 0
     model: ActorCritic | None = getattr(player, "model", None)
     was_training = model.training if model is not None else False
     if model is not None:
         model.eval()
     try:
-        main = _Pass(opts, 0, episodes, n_envs, n_envs, n_workers, max_restarts)
-        main.run(on_done=lambda: pbar.update(1))
-        env_steps += main.env_steps
-        done.update(main.completed)
-        queue = sorted(set(main.crashed) | set(main.unplayed))
-        for i, msg in main.crashed.items():
-            errors.setdefault(i, []).append(msg)
-        if queue:
-            log.warning("%d episode(s) to play in single-env runs: seeds %s", len(queue),
-                        ", ".join(str(seed_start + i) for i in queue))  # fmt: skip
-        for i in queue:
-            while i not in done and len(errors.get(i, [])) < 2:
-                single = _Pass(opts, i, i + 1, 1, 1, 1 if n_workers else 0, 0)
-                single.run(on_done=lambda: pbar.update(1))
-                env_steps += single.env_steps
-                if i in single.completed:
-                    done[i] = single.completed[i]
-                else:
-                    msg = single.crashed.get(i, "the env workers could not be started")
-                    errors.setdefault(i, []).append(msg)
+        done, errors, env_steps = _play_passes(
+            opts, episodes, n_envs, n_workers, max_restarts, on_done=lambda: pbar.update(1)
+        )
     finally:
         pbar.close()
         if model is not None:
@@ -388,6 +369,44 @@ def play(
         wall_s=time.monotonic() - t0,
         env_steps=env_steps,
     )
+
+
+def _play_passes(
+    opts: _PassOptions,
+    episodes: int,
+    n_envs: int,
+    n_workers: int,
+    max_restarts: int,
+    on_done: Callable[[], Any],
+) -> tuple[dict[int, tuple[EpisodeRecord, _Episode]], dict[int, list[str]], int]:
+    """The passes of :func:`play`: one over every episode, then each episode lost to a crashed
+    worker (or not played) again in a fresh single-env pass, until it is done or has failed twice.
+    Returns the finished episodes and the errors by episode index, and the env steps taken."""
+    seed_start = opts.seed_start
+    done: dict[int, tuple[EpisodeRecord, _Episode]] = {}
+    errors: dict[int, list[str]] = {}
+    env_steps = 0
+    main = _Pass(opts, 0, episodes, n_envs, n_envs, n_workers, max_restarts)
+    main.run(on_done=on_done)
+    env_steps += main.env_steps
+    done.update(main.completed)
+    queue = sorted(set(main.crashed) | set(main.unplayed))
+    for i, msg in main.crashed.items():
+        errors.setdefault(i, []).append(msg)
+    if queue:
+        log.warning("%d episode(s) to play in single-env runs: seeds %s", len(queue),
+                    ", ".join(str(seed_start + i) for i in queue))  # fmt: skip
+    for i in queue:
+        while i not in done and len(errors.get(i, [])) < 2:
+            single = _Pass(opts, i, i + 1, 1, 1, 1 if n_workers else 0, 0)
+            single.run(on_done=on_done)
+            env_steps += single.env_steps
+            if i in single.completed:
+                done[i] = single.completed[i]
+            else:
+                msg = single.crashed.get(i, "the env workers could not be started")
+                errors.setdefault(i, []).append(msg)
+    return done, errors, env_steps
 
 
 def rollout(

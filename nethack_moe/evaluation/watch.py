@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from nethack_moe.config.train import TrainConfig
+from nethack_moe.evaluation.frames import play_frames
 from nethack_moe.evaluation.loading import action_names
 from nethack_moe.evaluation.players import ModelPlayer
-from nethack_moe.evaluation.replay import play_frames
 from nethack_moe.evaluation.runner import E200_SEED_START
 from nethack_moe.models.policy import ActorCritic
 
@@ -39,7 +39,7 @@ def watch_frames(
     step: ``step, screen`` (tty text before the action), ``alpha`` (list), ``expert_names``,
     ``action`` (index), ``action_name``, ``reward``, ``score`` (gain so far), ``done``.
 
-    The frames of :func:`nethack_moe.evaluation.replay.play_frames`, acting through the same
+    The frames of :func:`nethack_moe.evaluation.frames.play_frames`, acting through the same
     :class:`ModelPlayer` as :func:`rollout`, so the episode is the evaluation episode of ``seed``.
     """
     names, _ = action_names(cfg.env)

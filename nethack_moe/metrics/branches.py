@@ -31,20 +31,15 @@ import numpy as np
 import torch
 
 from nethack_moe.envs.teacher import BRANCHES
-from nethack_moe.metrics.specialization import (
-    DEFAULT_PERMUTATIONS,
-    _rows,
-    encode_all,
-    rank_by_seed,
-    sample_rows,
-    scenario_information,
-)
-from nethack_moe.metrics.verdict import (
+from nethack_moe.metrics.information import DEFAULT_PERMUTATIONS, scenario_information
+from nethack_moe.metrics.paired import PairedDiff
+from nethack_moe.metrics.reliance import _rows, encode_all, sample_rows
+from nethack_moe.metrics.specialization import rank_by_seed
+from nethack_moe.metrics.teacher_figures import (
     ALL_STATES,
     TEACHER_PROB,
     Agreement,
     BranchIntervention,
-    PairedDiff,
     TeacherFigures,
 )
 

@@ -143,7 +143,7 @@ FOLLOW_SHARE = "follow_share"
 #: Block of the scripted teacher's figures (issue 18: specialization against the teacher's
 #: branches), in an evaluation summary and in ``analysis.json``; its information figures are
 #: those of the ``specialization`` block with ``branch`` for ``scenario``
-#: (:meth:`nethack_moe.metrics.verdict.ScenarioInformation.to_json`).
+#: (:meth:`nethack_moe.metrics.router_figures.ScenarioInformation.to_json`).
 TEACHER = "teacher"
 BRANCH_MI = "branch_mi"
 """I(argmax expert; teacher branch), nats."""

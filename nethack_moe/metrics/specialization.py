@@ -3,22 +3,24 @@ each next to its baseline").
 
 Routing MI and effective experts measure usage balance and per-state sharpness: the load-balance
 and alpha-entropy terms produce them for any router. The figures here say what the router routes
-*on*, each next to the baseline it must beat, measured on the same states:
+*on*, each next to the baseline it must beat, measured on the same states. This module holds the
+players' outcomes and the intervention rankings; the other figures have their own modules:
 
 * :class:`ScenarioInformation`: I(argmax expert; scenario label) in nats and as a share of
   H(scenario), next to the same figure after permuting the expert assignments across states
   (and, with episode ids, after shifting them circularly within each episode, which keeps the
-  autocorrelation of both sequences: a stricter null for states read along trajectories);
+  autocorrelation of both sequences: a stricter null for states read along trajectories):
+  :mod:`nethack_moe.metrics.information`;
 * :class:`RelianceFigure`: the share of states whose argmax expert changes and the mean policy KL
   when ``h_graph`` (or ``h_state``) is replaced by its mean over the states, or by zeros; the
   score change when the policy plays with the replacement is filled in by the probes
-  (:mod:`nethack_moe.analysis.probes`);
+  (:mod:`nethack_moe.analysis.probes`): :mod:`nethack_moe.metrics.reliance`;
 * :class:`PlayerResult` / :class:`ScenarioOutcomes`: score, depth, died and the scenario outcomes
   of one player (the router forced to one expert, the learned router, a baseline);
 * :class:`HintReliance`: the share of steps that take the hinted move, the score with the hint
   inputs zeroed, and the hint-follower baseline on the same seeds;
 * the verdict is not here: :mod:`nethack_moe.metrics.verdict` builds it from the stored figures
-  (and holds the figure records this module fills in).
+  (the figure records these modules fill in are in :mod:`nethack_moe.metrics.router_figures`).
 
 Scenario outcomes use what NLE's env buffer exposes (blstats and the feature memory); NLE's
 messages are not there:
@@ -39,252 +41,21 @@ The last step of an episode has no successor: it counts only for the HP lost at 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from nethack_moe.metrics import names as mn
-from nethack_moe.metrics.scenarios import COMBAT, EXPLORATION, SCENARIOS, SURVIVAL
-from nethack_moe.metrics.verdict import MIN_RELIANCE as MIN_RELIANCE  # re-exported
-from nethack_moe.metrics.verdict import MIN_SCENARIO_SHARE as MIN_SCENARIO_SHARE  # re-exported
-from nethack_moe.metrics.verdict import (
+from nethack_moe.metrics.paired import PairedDiff
+from nethack_moe.metrics.router_figures import (
     InterventionReading,
-    PairedDiff,
-    RelianceFigure,
-    ScenarioInformation,
     ScenarioRanking,
 )
-from nethack_moe.models.policy import Encoded
+from nethack_moe.metrics.scenarios import COMBAT, EXPLORATION, SURVIVAL
 
 if TYPE_CHECKING:
     from nethack_moe.metrics.statelog import StateLog
-    from nethack_moe.models.acting import Obs
-    from nethack_moe.models.policy import ActorCritic, Encoded
-
-#: Permutations of the scenario-information baseline (PROTOCOL.md: at least 100).
-DEFAULT_PERMUTATIONS = 200
-#: States the reliance figures are computed on (a seeded sample of the logged states).
-DEFAULT_RELIANCE_STATES = 4096
-
-
-# ------------------------------------------------------------------------------ scenario information
-def entropy_of_labels(labels: np.ndarray, n: int) -> float:
-    """Entropy (nats) of the empirical distribution of ``labels`` in ``0 .. n-1``."""
-    c = np.bincount(np.asarray(labels, np.int64), minlength=n).astype(np.float64)
-    p = c[c > 0] / max(c.sum(), 1.0)
-    return float(-(p * np.log(p)).sum())
-
-
-def mutual_information(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> float:
-    """I(a; b) in nats of two label sequences (``a`` in ``0..na-1``, ``b`` in ``0..nb-1``)."""
-    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-    n = a.size
-    if n == 0:
-        return 0.0
-    joint = np.bincount(a * nb + b, minlength=na * nb).reshape(na, nb) / n
-    pa, pb = joint.sum(1, keepdims=True), joint.sum(0, keepdims=True)
-    nz = joint > 0
-    return float(max((joint[nz] * np.log(joint[nz] / (pa @ pb)[nz])).sum(), 0.0))
-
-
-def _episode_shift_index(episode_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Row index that rotates every episode's rows by a random offset.
-
-    The rows of each episode must be contiguous: otherwise every run of rows would be rotated on
-    its own, the shift would leave runs of length 1 in place, and the null would silently become
-    the figure itself. Raises ``ValueError`` when an episode id appears in two separate runs."""
-    e = np.asarray(episode_ids)
-    starts = np.flatnonzero(np.r_[True, e[1:] != e[:-1]])
-    run_ids = e[starts]
-    if np.unique(run_ids).size != run_ids.size:
-        _, first = np.unique(run_ids, return_index=True)
-        dup = run_ids[np.setdiff1d(np.arange(run_ids.size), first)[0]]
-        raise ValueError(
-            f"episode ids are not contiguous per episode (episode {dup} appears in two separate "
-            "runs of rows): sort the state log by episode before the within-episode shifts"
-        )
-    lengths = np.diff(np.r_[starts, e.size])
-    offsets = rng.integers(0, np.maximum(lengths, 1))
-    start_of = np.repeat(starts, lengths)
-    len_of = np.repeat(lengths, lengths)
-    pos = np.arange(e.size) - start_of
-    return start_of + (pos + np.repeat(offsets, lengths)) % len_of
-
-
-def scenario_information(
-    argmax: np.ndarray,
-    labels: np.ndarray,
-    n_experts: int,
-    n_scenarios: int = len(SCENARIOS),
-    *,
-    permutations: int = DEFAULT_PERMUTATIONS,
-    seed: int = 0,
-    episode_ids: np.ndarray | None = None,
-) -> ScenarioInformation:
-    """I(argmax expert; scenario) and its baselines over ``permutations`` seeded draws."""
-    am, lab = np.asarray(argmax, np.int64), np.asarray(labels, np.int64)
-    if am.shape != lab.shape:
-        raise ValueError(f"argmax {am.shape} and labels {lab.shape} differ in shape")
-    if permutations < 1:
-        raise ValueError(f"permutations={permutations} must be >= 1")
-    mi = mutual_information(am, lab, n_experts, n_scenarios)
-    rng = np.random.default_rng(seed)
-    shuffled = np.array(
-        [mutual_information(rng.permutation(am), lab, n_experts, n_scenarios)
-         for _ in range(permutations)]
-    )  # fmt: skip
-    shifted_p95 = shifted_p = None
-    if episode_ids is not None and am.size:
-        ep = np.asarray(episode_ids)
-        shifted = np.array(
-            [mutual_information(am[_episode_shift_index(ep, rng)], lab, n_experts, n_scenarios)
-             for _ in range(permutations)]
-        )  # fmt: skip
-        shifted_p95 = float(np.quantile(shifted, 0.95))
-        shifted_p = float((1 + (shifted >= mi - 1e-12).sum()) / (1 + permutations))
-    return ScenarioInformation(
-        mi=mi,
-        scenario_entropy=entropy_of_labels(lab, n_scenarios),
-        shuffled_mean=float(shuffled.mean()),
-        shuffled_p95=float(np.quantile(shuffled, 0.95)),
-        p_value=float((1 + (shuffled >= mi - 1e-12).sum()) / (1 + permutations)),
-        permutations=int(permutations),
-        n_states=int(am.size),
-        shifted_p95=shifted_p95,
-        shifted_p_value=shifted_p,
-    )
-
-
-# ------------------------------------------------------------------------------ reliance
-@dataclass(frozen=True)
-class Replacement:
-    """One edit of the encoding: ``field`` (``h_graph`` / ``h_state``) replaced by its mean over
-    the states or by zeros."""
-
-    name: str
-    field: str
-    kind: str
-
-    def apply(self, enc: Encoded, means: dict[str, Tensor]) -> Encoded:
-        """``enc`` with the field replaced (``means[field]``: ``[D]``, for ``kind="mean"``)."""
-        h = getattr(enc, self.field)
-        if h is None:
-            return enc
-        new = torch.zeros_like(h) if self.kind == "zero" else means[self.field].to(h).expand_as(h)
-        return enc._replace(**{self.field: new})
-
-    def edit(self, means: dict[str, Tensor]) -> Callable[[Encoded], Encoded]:
-        """The replacement as an encoding edit for :class:`nethack_moe.evaluation.players.ModelPlayer`."""
-        return lambda enc: self.apply(enc, means)
-
-
-#: The four replacements of PROTOCOL.md, keyed like ``analysis.json``'s ``reliance`` block.
-REPLACEMENTS: tuple[Replacement, ...] = (
-    Replacement(mn.GRAPH_MEAN, "h_graph", "mean"),
-    Replacement("graph_zero", "h_graph", "zero"),
-    Replacement(mn.STATE_MEAN, "h_state", "mean"),
-    Replacement("state_zero", "h_state", "zero"),
-)
-
-
-@dataclass
-class RelianceResult:
-    """The reliance figures on the states (``None`` for a replacement whose field the model lacks)
-    and the means used, for playing with the same replacement."""
-
-    figures: dict[str, RelianceFigure | None]
-    means: dict[str, Tensor] = field(default_factory=dict)
-
-
-def sample_rows(n: int, max_rows: int, seed: int = 0) -> np.ndarray:
-    """Sorted indices of a seeded sample of ``min(n, max_rows)`` of ``n`` rows."""
-    if n <= max_rows:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
-
-
-def _rows(obs: Obs, idx: Tensor | slice) -> Obs:
-    """Rows ``idx`` of every field of ``obs``."""
-    return obs._replace(**{f: getattr(obs, f)[idx] for f in obs._fields})
-
-
-def _cat(parts: list[Tensor | None]) -> Tensor | None:
-    return None if parts[0] is None else torch.cat([p for p in parts if p is not None])
-
-
-def encode_all(model: ActorCritic, obs: Obs, batch: int = 512) -> Encoded:
-    """:meth:`ActorCritic.encode` of ``obs`` in batches (no autograd), on the model's device."""
-
-    dev = next(model.parameters()).device
-    parts = []
-    with torch.no_grad():
-        for i in range(0, int(obs.state.shape[0]), batch):
-            o = _rows(obs, slice(i, i + batch)).to(dev)
-            parts.append(model.encode(*o))
-    h_state = torch.cat([p.h_state for p in parts])
-    return Encoded(
-        h_state, _cat([p.h_graph for p in parts]), _cat([p.operator_scores for p in parts]),
-        _cat([p.hint for p in parts]),
-    )  # fmt: skip
-
-
-def reliance_on_states(
-    model: ActorCritic,
-    obs: Obs,
-    routing: str | None = None,
-    temperature: float | None = None,
-    *,
-    max_states: int = DEFAULT_RELIANCE_STATES,
-    seed: int = 0,
-    batch: int = 512,
-) -> RelianceResult:
-    """The reliance figures of the four :data:`REPLACEMENTS` on (a seeded sample of) ``obs``.
-
-    The mean is taken over the sampled states; the same mean replaces the field when the policy
-    plays with the replacement, so both figures measure one and the same edit.
-    """
-    n = int(obs.state.shape[0])
-    if n == 0:
-        return RelianceResult({r.name: None for r in REPLACEMENTS})
-    obs = _rows(obs, torch.from_numpy(sample_rows(n, max_states, seed)))
-    enc = encode_all(model, obs, batch)
-    means = {
-        f: getattr(enc, f).mean(0) for f in ("h_state", "h_graph") if getattr(enc, f) is not None
-    }
-    with torch.no_grad():
-        base = model.head(enc, routing, temperature)
-        logp = torch.log_softmax(base.logits.float(), -1)
-        am = base.alpha.argmax(-1)
-        figs: dict[str, RelianceFigure | None] = {}
-        for rep in REPLACEMENTS:
-            if getattr(enc, rep.field) is None:
-                figs[rep.name] = None
-                continue
-            out = model.head(rep.apply(enc, means), routing, temperature)
-            logq = torch.log_softmax(out.logits.float(), -1)
-            kl = (logp.exp() * (logp - logq)).sum(-1).clamp_min(0.0)
-            tv = 0.5 * (out.alpha.float() - base.alpha.float()).abs().sum(-1)
-            figs[rep.name] = RelianceFigure(
-                rep.name,
-                float((out.alpha.argmax(-1) != am).float().mean()),
-                float(kl.mean()),
-                int(am.shape[0]),
-                alpha_change=float(tv.mean()),
-            )
-    return RelianceResult(figs, {k: v.detach().cpu() for k, v in means.items()})
-
-
-# ------------------------------------------------------------------------------ scenario outcomes
-def hint_follow_share(st: StateLog) -> float | None:
-    """Share of the steps with a navigation hint on which the hinted move was taken (``None``
-    without such steps)."""
-    has = st.hint >= 0
-    n = int(has.sum())
-    return float((st.action[has] == st.hint[has]).mean()) if n else None
 
 
 @dataclass(frozen=True)
@@ -518,7 +289,7 @@ def read_interventions(
 ) -> InterventionReading:
     """Rank the forced experts (not the learned router) in every scenario of
     :data:`SCENARIO_OUTCOME` (:func:`rank_scenario`). ``own_scenario``: each expert's own
-    scenario (:func:`nethack_moe.metrics.verdict.own_scenarios`); without it, an expert named
+    scenario (:func:`nethack_moe.metrics.router_figures.own_scenarios`); without it, an expert named
     after a scenario owns it (only right where the routing prior binds names)."""
     rankings = {
         s: rank_scenario(s, results, expert_names, n_resamples=n_resamples, seed=seed)

@@ -10,30 +10,28 @@ import numpy as np
 from torch import Tensor
 
 from nethack_moe.metrics import names as mn
-from nethack_moe.metrics.verdict import (
+from nethack_moe.metrics.router_figures import (
     HintReliance,
     InterventionReading,
     RelianceFigure,
     ScenarioInformation,
-    TeacherFigures,
-    VerdictFigures,
-    specialization_verdict,
 )
+from nethack_moe.metrics.teacher_figures import TeacherFigures
+from nethack_moe.metrics.verdict import VerdictFigures, specialization_verdict
 
 if TYPE_CHECKING:
     from nethack_moe.metrics.statelog import StateLog
     from nethack_moe.models.policy import ActorCritic
 from nethack_moe.metrics.branches import teacher_figures
-from nethack_moe.metrics.routing import routing_figures
-from nethack_moe.metrics.specialization import (
-    DEFAULT_PERMUTATIONS,
+from nethack_moe.metrics.information import DEFAULT_PERMUTATIONS, scenario_information
+from nethack_moe.metrics.reliance import (
     DEFAULT_RELIANCE_STATES,
-    PlayerResult,
     RelianceResult,
     hint_follow_share,
     reliance_on_states,
-    scenario_information,
 )
+from nethack_moe.metrics.routing import routing_figures
+from nethack_moe.metrics.specialization import PlayerResult
 
 
 # ------------------------------------------------------------------------------ the report

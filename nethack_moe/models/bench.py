@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from nethack_moe.core.machine import machine_info as _machine_info
-from nethack_moe.envs.factory import EnvConfig
+from nethack_moe.envs.factory import EnvConfig, SeedPlan
 from nethack_moe.envs.shaping import hint_action
-from nethack_moe.envs.vector import SeedPlan, VectorEnv
+from nethack_moe.envs.vector import VectorEnv
 from nethack_moe.features import FeatureSpec, compute_features
 from nethack_moe.models.config import ModelConfig
 from nethack_moe.models.policy import build_model

@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 from nethack_moe.features import HINT_STATE_COLUMNS, N_NAV, NAV_ONEHOT, FeatureSpec
 from nethack_moe.game.actions import HINT_ACTIONS, N_TASK_ACTIONS
-from nethack_moe.knowledge.graph import KnowledgeGraph, load_graph
+from nethack_moe.knowledge.graph import KnowledgeGraph
+from nethack_moe.knowledge.loader import load_graph
 from nethack_moe.models.config import ModelConfig
 from nethack_moe.models.gat import GATEncoder
 from nethack_moe.models.routing import check_routing, route

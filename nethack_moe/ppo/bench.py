@@ -10,8 +10,8 @@ import numpy as np
 
 from nethack_moe.config.train import make_config
 from nethack_moe.core.machine import machine_info
-from nethack_moe.envs.factory import EnvConfig, make_env, seed_env, train_seeds
-from nethack_moe.envs.vector import SeedPlan, VectorEnv
+from nethack_moe.envs.factory import EnvConfig, SeedPlan, make_env, seed_env, train_seeds
+from nethack_moe.envs.vector import VectorEnv
 from nethack_moe.ppo.distributed import env_rank
 from nethack_moe.ppo.trainer import Trainer
 from nethack_moe.runs.rundir import RunDir

@@ -15,7 +15,8 @@ from nethack_moe import __version__
 from nethack_moe.config.train import TrainConfig, dump_config
 from nethack_moe.envs.vector import VectorEnv
 from nethack_moe.models.policy import ActorCritic
-from nethack_moe.ppo.distributed import DistContext, DistRunLog
+from nethack_moe.ppo.dist_log import DistRunLog
+from nethack_moe.ppo.distributed import DistContext
 from nethack_moe.ppo.hooks import RunLog
 from nethack_moe.ppo.reward_norm import RunningMeanStd
 from nethack_moe.runs.checkpoint import CheckpointPayload, Counters, save_checkpoint

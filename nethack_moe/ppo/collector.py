@@ -24,7 +24,7 @@ from nethack_moe.envs.accounting import EpisodeRecord
 from nethack_moe.envs.vector import VectorEnv
 from nethack_moe.models.acting import Obs, Teacher, act, gumbel_noise
 from nethack_moe.models.policy import ActorCritic
-from nethack_moe.ppo.distributed import DistRunLog
+from nethack_moe.ppo.dist_log import DistRunLog
 from nethack_moe.ppo.hooks import RunLog, Timing
 from nethack_moe.ppo.reward_norm import RunningMeanStd
 from nethack_moe.ppo.storage import RolloutStorage

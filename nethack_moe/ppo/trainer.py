@@ -29,20 +29,19 @@ from nethack_moe.config.loss_terms import LOSS_TERMS
 from nethack_moe.config.train import TrainConfig, config_from_dict, dump_config
 from nethack_moe.core.device import resolve_device
 from nethack_moe.core.errors import ConfigError
-from nethack_moe.envs.vector import SeedPlan, VectorEnv, WorkerError
+from nethack_moe.envs.factory import SeedPlan
+from nethack_moe.envs.vector import VectorEnv, WorkerError
 from nethack_moe.metrics.routing import routing_figures_torch
 from nethack_moe.models.policy import ActorCritic, build_model
 from nethack_moe.ppo.checkpointing import BEST, FINAL, PERIODIC, Checkpointing, TrainingState
 from nethack_moe.ppo.collector import Collector, RolloutContext
+from nethack_moe.ppo.dist_log import DistRunLog, RolloutSync, wrap_log
 from nethack_moe.ppo.distributed import (
     DistContext,
-    DistRunLog,
     RankFailure,
-    RolloutSync,
     check_world_size,
     failure_message,
     init_distributed,
-    wrap_log,
 )
 from nethack_moe.ppo.hooks import RunLog, SignalGuard, Timing
 from nethack_moe.ppo.reward_norm import RunningMeanStd

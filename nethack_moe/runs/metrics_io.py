@@ -20,12 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from nethack_moe.metrics import names as mn
-from nethack_moe.metrics.verdict import (
-    NullChoice,
-    VerdictFigures,
-    specialization_verdict,
-    stricter_null,
-)
+from nethack_moe.metrics.router_figures import NullChoice, stricter_null
+from nethack_moe.metrics.verdict import VerdictFigures, specialization_verdict
 from nethack_moe.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)

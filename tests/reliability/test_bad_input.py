@@ -17,7 +17,7 @@ from rel_helpers import Run, train_args
 
 import nethack_moe.ppo.trainer as trainer_mod
 from nethack_moe import cli
-from nethack_moe.knowledge.graph import DEFAULT_GRAPH_PATH
+from nethack_moe.knowledge.loader import DEFAULT_GRAPH_PATH
 
 
 def _tree(path: Path) -> dict[str, str]:
