@@ -14,11 +14,14 @@ from nle.env.tasks import TASK_ACTIONS
 
 from nethack_moe import features as F
 from nethack_moe.envs import teacher as T
+from nethack_moe.envs import teacher_tables as TT
 from nethack_moe.envs.factory import EnvConfig, SeedPlan
 from nethack_moe.envs.vector import VectorEnv
 from nethack_moe.evaluation.evaluate import evaluate
 from nethack_moe.evaluation.players import BASELINES, DiverPlayer, make_baseline
+from nethack_moe.features.glyphs import _B_CORRIDOR
 from nethack_moe.game import actions as GA
+from nethack_moe.game.navigation import DIRS
 from nethack_moe.models.acting import Obs, Teacher
 
 STEPS = 300
@@ -128,9 +131,9 @@ def test_fight_branch_hits_an_adjacent_hostile(traces):
         if a in MOVES:  # a blow: the cell it goes to holds something to hit
             y, x = _hero(tr, t)
             k = int(GA.MOVE_DIR[a])
-            g = int(tr.glyphs[t][y + T.DIRS[k, 0], x + T.DIRS[k, 1]])
-            assert T.TEACHER_FLAGS[g] & T.T_TARGET
-            assert not T.TEACHER_FLAGS[g] & T.T_DEADLY
+            g = int(tr.glyphs[t][y + DIRS[k, 0], x + DIRS[k, 1]])
+            assert TT.TEACHER_FLAGS[g] & TT.T_TARGET
+            assert not TT.TEACHER_FLAGS[g] & TT.T_DEADLY
             hit += 1
         else:  # a kick at a monster it cannot reach diagonally
             assert a == GA.KICK_ACTION
@@ -156,7 +159,7 @@ def test_to_stairs_and_explore_branches_walk(traces):
         assert all(tr.action[t] in MOVES | RUSHES for tr, t in steps)
     for tr, t in _steps(traces, "to_stairs"):
         depth = int(tr.blstats[t][nh.NLE_BL_DEPTH])
-        on_map = (T.TEACHER_FLAGS[tr.glyphs[t]] & T.T_TRAPDOOR).any()
+        on_map = (TT.TEACHER_FLAGS[tr.glyphs[t]] & TT.T_TRAPDOOR).any()
         assert tr.stairs[t][0] == depth or on_map  # the stairs (or a trap door) are known
     for tr, t in _steps(traces, "explore"):  # known stairs are only passed by when unreachable
         assert not tr.atoms[t][F.ATOM_INDEX["on_downstairs"]]
@@ -180,7 +183,7 @@ def test_search_and_kick_branches(traces):
 
 
 def test_corridors_are_rushed_and_the_cells_passed_are_seen(traces):
-    corridor = F.KERNEL_FLAGS & T._B_CORRIDOR
+    corridor = F.KERNEL_FLAGS & _B_CORRIDOR
     into, bent, revealed, marked = 0, 0, 0, 0
     for tr in traces.values():
         for t in range(len(tr.action) - 1):
@@ -189,9 +192,9 @@ def test_corridors_are_rushed_and_the_cells_passed_are_seen(traces):
                 continue
             (y, x), (y1, x1) = _hero(tr, t), _hero(tr, t + 1)
             k = int(GA.MOVE_DIR[a])
-            into += bool(corridor[tr.glyphs[t][y + T.DIRS[k, 0], x + T.DIRS[k, 1]]])
+            into += bool(corridor[tr.glyphs[t][y + DIRS[k, 0], x + DIRS[k, 1]]])
             steps = max(abs(y1 - y), abs(x1 - x))
-            if steps < 2 or (y1 - y, x1 - x) == (steps * T.DIRS[k, 0], steps * T.DIRS[k, 1]):
+            if steps < 2 or (y1 - y, x1 - x) == (steps * DIRS[k, 0], steps * DIRS[k, 1]):
                 continue
             if int(tr.blstats[t + 1][nh.NLE_BL_DEPTH]) != int(tr.blstats[t][nh.NLE_BL_DEPTH]):
                 continue
@@ -225,13 +228,13 @@ def test_a_seeded_episode_is_reproducible(traces):
 def test_passive_monsters_come_from_nethacks_monster_table():
     idx = {nh.permonst(i).mname: i for i in range(nh.NUMMONS)}
     for name in ("floating eye", "cockatrice", "green slime"):
-        assert T.DEADLY_MON[idx[name]] and T.PASSIVE_MON[idx[name]], name
+        assert TT.DEADLY_MON[idx[name]] and TT.PASSIVE_MON[idx[name]], name
     for name in ("acid blob", "gas spore", "brown mold", "blue jelly"):
-        assert T.PASSIVE_MON[idx[name]] and not T.DEADLY_MON[idx[name]], name
+        assert TT.PASSIVE_MON[idx[name]] and not TT.DEADLY_MON[idx[name]], name
     for name in ("giant ant", "newt", "jackal", "lichen", "gnome lord"):
-        assert not T.PASSIVE_MON[idx[name]], name
-    att = T.monster_attacks()
-    assert tuple(att[idx["floating eye"], 0]) == (T.AT_NONE, T.AD_PLYS, 0, 70)
+        assert not TT.PASSIVE_MON[idx[name]], name
+    att = TT.monster_attacks()
+    assert tuple(att[idx["floating eye"], 0]) == (TT.AT_NONE, TT.AD_PLYS, 0, 70)
 
 
 # ------------------------------------------------------------------------ the env option

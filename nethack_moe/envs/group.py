@@ -25,6 +25,7 @@ from nethack_moe.envs.buffers import SharedBuffers
 from nethack_moe.envs.factory import EnvConfig, SeedPlan, make_env, seed_env
 from nethack_moe.envs.shaping import Shaper, descend_reward
 from nethack_moe.envs.stepping import StepStatus, stepper
+from nethack_moe.envs.teacher_memory import new_teacher_memory
 
 
 class EnvGroup:
@@ -57,7 +58,7 @@ class EnvGroup:
         self.shaper = Shaper(cfg, self.n)  # reward shaping (envs/shaping.py)
         self.shaping = self.shaper.enabled
         # the scripted teacher's memory of this group's envs (teacher.py), when it is on
-        self.teacher = T.new_teacher_memory(self.n) if cfg.teacher else None
+        self.teacher = new_teacher_memory(self.n) if cfg.teacher else None
 
     def _stage(self, j: int) -> None:
         """Copy env ``j``'s observation from NLE's buffers into the staging arrays."""

@@ -31,8 +31,6 @@ env, cleared at episode start); the kernel allocates nothing per step.
 
 from __future__ import annotations
 
-import ctypes
-from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -40,14 +38,36 @@ import numpy as np
 from nle import nethack as nh
 
 from nethack_moe import features as F
+from nethack_moe.envs.teacher_memory import TeacherMemory
+from nethack_moe.envs.teacher_paths import (
+    _SCRATCH,
+    _bfs_all,
+    _mark_seen,
+    _mark_walked,
+    _near_unseen_stone,
+    _path_action,
+    _search_score,
+    _walk_map,
+)
+from nethack_moe.envs.teacher_tables import (
+    EAT_LIMIT,
+    KICK_LIMIT,
+    MON_OF,
+    RUSH_CORRIDOR,
+    SEARCH_DIST,
+    SEARCH_LIMIT,
+    SEARCH_MIN,
+    SEARCH_ROUNDS,
+    T_DEADLY,
+    T_MON,
+    T_PASSIVE,
+    T_TARGET,
+    T_TRAPDOOR,
+    TEACHER_FLAGS,
+)
 from nethack_moe.features.glyphs import (
     _B_CLOSED,
-    _B_CORRIDOR,
-    _B_DOOR,
-    _B_STONE,
     _K_WALK_SHIFT,
-    _K_WALL,
-    _cmap_index,
 )
 from nethack_moe.features.kernel import _contains
 from nethack_moe.game.actions import (
@@ -58,10 +78,9 @@ from nethack_moe.game.actions import (
     MORE_ACTION,
     MOVE_ACTIONS,
     MOVE_DIR,
-    RUSH_ACTIONS,
     SEARCH_ACTION,
 )
-from nethack_moe.game.navigation import BLOCKED, DIRS, DOOR, FREE, bfs_expand
+from nethack_moe.game.navigation import DIRS, DOOR, FREE
 
 #: Why the teacher acted, in rule order (``teacher_branch`` indexes this tuple; -1 = no teacher).
 BRANCHES: tuple[str, ...] = (
@@ -79,209 +98,6 @@ BRANCH_INDEX: dict[str, int] = {n: i for i, n in enumerate(BRANCHES)}
 (B_PROMPT, B_FIGHT, B_DESCEND, B_TO_STAIRS, B_EXPLORE, B_SEARCH, B_KICK, B_EAT, B_STUCK) = range(
     len(BRANCHES)
 )
-
-
-# ---------------------------------------------------------------------------------------------
-# NetHack's monster table: which monsters hurt the one who hits them
-# ---------------------------------------------------------------------------------------------
-#: Attack and damage types of NetHack 3.6's include/monattk.h (NLE exports no names for them).
-AT_NONE, AT_BOOM = 0, 14
-AD_PLYS, AD_STON, AD_SLIM = 14, 18, 40
-NATTK = 6
-
-
-class _Attack(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_ubyte) for n in ("aatyp", "adtyp", "damn", "damd")]
-
-
-class _Permonst(ctypes.Structure):
-    """NLE's ``struct permonst`` (NetHack 3.6 plus NLE's ``difficulty``), checked field by field
-    against ``nle.nethack.permonst`` before use."""
-
-    _fields_ = [
-        ("mname", ctypes.c_char_p),
-        ("mlet", ctypes.c_char),
-        ("mlevel", ctypes.c_byte),
-        ("mmove", ctypes.c_byte),
-        ("ac", ctypes.c_byte),
-        ("mr", ctypes.c_byte),
-        ("maligntyp", ctypes.c_byte),
-        ("geno", ctypes.c_ushort),
-        ("mattk", _Attack * NATTK),
-        ("cwt", ctypes.c_ushort),
-        ("cnutrit", ctypes.c_ushort),
-        ("msound", ctypes.c_ubyte),
-        ("msize", ctypes.c_ubyte),
-        ("mresists", ctypes.c_ubyte),
-        ("mconveys", ctypes.c_ubyte),
-        ("mflags1", ctypes.c_ulong),
-        ("mflags2", ctypes.c_ulong),
-        ("mflags3", ctypes.c_ushort),
-        ("difficulty", ctypes.c_ubyte),
-        ("mcolor", ctypes.c_ubyte),
-    ]
-
-
-_CHECKED = ("mlevel", "mmove", "ac", "mr", "geno", "cwt", "cnutrit", "msound", "msize",
-            "mresists", "mconveys", "mflags1", "mflags2", "mflags3", "difficulty", "mcolor")  # fmt: skip
-
-
-def monster_attacks() -> np.ndarray:
-    """``[NUMMONS, 6, 4]`` uint8 attack table (type, damage type, dice, sides) of every monster,
-    read from the ``mons`` array of NLE's own NetHack library; raises ``RuntimeError`` if its layout
-    does not match what ``nle.nethack.permonst`` reports."""
-    import nle._pynethack as core
-
-    lib = ctypes.CDLL(core.__file__)  # already loaded by nle: the same handle and data
-    mons = (_Permonst * (nh.NUMMONS + 1)).in_dll(lib, "mons")
-    out = np.zeros((nh.NUMMONS, NATTK, 4), np.uint8)
-    for i in range(nh.NUMMONS):
-        m, ref = mons[i], nh.permonst(i)
-        if (
-            m.mname is None
-            or m.mname.decode() != ref.mname
-            or any(getattr(m, f) != getattr(ref, f) for f in _CHECKED)
-        ):
-            raise RuntimeError(f"NLE's monster table has an unexpected layout (monster {i})")
-        for k in range(NATTK):
-            a = m.mattk[k]
-            out[i, k] = (a.aatyp, a.adtyp, a.damn, a.damd)
-    return out
-
-
-def passive_monsters(attacks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(passive, deadly)`` ``[NUMMONS]`` bool: monsters that hurt whoever hits them (a passive
-    attack ``AT_NONE`` with an effect, or ``AT_BOOM``), and those of them whose passive paralyses,
-    stones or slimes (never attacked)."""
-    at, ad = attacks[..., 0], attacks[..., 1]
-    effect = attacks[..., 1:].any(-1)
-    is_passive = ((at == AT_NONE) & effect) | (at == AT_BOOM)
-    deadly = is_passive & np.isin(ad, (AD_PLYS, AD_STON, AD_SLIM))
-    return is_passive.any(1), deadly.any(1)
-
-
-_ALL = np.arange(F.N_GLYPHS)
-#: Monster index of every monster glyph (normal, pet, detected, ridden), -1 for other glyphs.
-MON_OF = np.full(F.N_GLYPHS, -1, dtype=np.int64)
-MON_OF[F.IS_MONSTER] = np.asarray(nh.glyph_to_mon(_ALL[F.IS_MONSTER]), dtype=np.int64)
-PASSIVE_MON, DEADLY_MON = passive_monsters(monster_attacks())
-
-# teacher flags per glyph
-T_TARGET = 1  # something to hit: a monster that is not a pet, an "I" marker, the engulfer
-T_PASSIVE = 2  # a monster with a passive attack
-T_DEADLY = 4  # ... that paralyses, stones or slimes
-T_TRAPDOOR = 8  # a trap door or hole: a way down
-T_MON = 16  # any monster (pets included)
-_TRAPDOOR = _cmap_index(lambda e: e in ("trap door", "hole"))
-TEACHER_FLAGS = np.zeros(F.N_GLYPHS, dtype=np.int64)
-TEACHER_FLAGS[(F.IS_MONSTER & ~F.IS_PET) | F.IS_INVISIBLE | F.IS_SWALLOW] |= T_TARGET
-TEACHER_FLAGS[F.IS_MONSTER] |= T_MON
-_mon = MON_OF >= 0
-TEACHER_FLAGS[_mon & PASSIVE_MON[np.maximum(MON_OF, 0)]] |= T_PASSIVE
-TEACHER_FLAGS[_mon & DEADLY_MON[np.maximum(MON_OF, 0)]] |= T_DEADLY
-TEACHER_FLAGS[F.IS_TRAP & np.isin(F.CMAP_OF, _TRAPDOOR)] |= T_TRAPDOOR
-
-# ---------------------------------------------------------------------------------------------
-# Per-env memory
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TeacherMemory:
-    """The teacher's memory of ``N`` envs (rows), updated in place by :func:`compute_teacher`.
-
-    The level part clears itself when the depth changes; :meth:`clear` a row at episode start.
-    """
-
-    level: np.ndarray
-    """``[N]`` int64: depth the level part belongs to (-1 = none)."""
-    searched: np.ndarray
-    """``[N, 21, 79]`` int16: searches made next to each cell of this level."""
-    failed: np.ndarray
-    """``[N, 21, 79]`` int16: moves into each cell that left the hero in place (3 = blocked)."""
-    kicks: np.ndarray
-    """``[N, 21, 79]`` int16: kicks at each door of this level."""
-    seen: np.ndarray
-    """``[N, 21, 79]`` bool: cells next to where the hero has been on this level, observed or
-    rushed through (their blank map is rock, not unexplored)."""
-    peaceful: np.ndarray
-    """``[N, NUMMONS]`` bool: monster kinds NetHack asked "Really attack?" about."""
-    pos: np.ndarray
-    """``[N, 2]`` int64: hero position (y, x) at the last observation (-1 = none)."""
-    taken: np.ndarray
-    """``[N]`` int64: action taken from the last observation (-1 = none or consumed)."""
-    kick_dir: np.ndarray
-    """``[N]`` int64: direction of a kick waiting for its direction prompt: 0..7 at a door,
-    8..15 at a monster (-1 = none)."""
-    stall: np.ndarray
-    """``[N]`` int64: consecutive steps that left the hero in place."""
-    eats: np.ndarray
-    """``[N]`` int64: eat commands given this episode."""
-
-    def rows(self, sl: Any) -> TeacherMemory:
-        """View (slice) of some rows."""
-        return TeacherMemory(*(getattr(self, f)[sl] for f in _MEM_FIELDS))
-
-    def clear(self, i: Any) -> None:
-        """Forget everything about rows ``i`` (a new episode)."""
-        self.level[i] = -1
-        self.searched[i] = 0
-        self.failed[i] = 0
-        self.kicks[i] = 0
-        self.seen[i] = False
-        self.peaceful[i] = False
-        self.pos[i] = -1
-        self.taken[i] = -1
-        self.kick_dir[i] = -1
-        self.stall[i] = 0
-        self.eats[i] = 0
-
-
-_MEM_FIELDS = ("level", "searched", "failed", "kicks", "seen", "peaceful", "pos", "taken", "kick_dir",
-               "stall", "eats")  # fmt: skip
-
-
-def new_teacher_memory(n: int) -> TeacherMemory:
-    """Empty memory for ``n`` envs."""
-    R, C = F.ROWS, F.COLS
-    m = TeacherMemory(
-        np.zeros(n, np.int64), np.zeros((n, R, C), np.int16), np.zeros((n, R, C), np.int16),
-        np.zeros((n, R, C), np.int16), np.zeros((n, R, C), np.bool_),
-        np.zeros((n, nh.NUMMONS), np.bool_),
-        np.zeros((n, 2), np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64),
-        np.zeros(n, np.int64), np.zeros(n, np.int64),
-    )  # fmt: skip
-    m.clear(slice(None))
-    return m
-
-
-# ---------------------------------------------------------------------------------------------
-# The kernel
-# ---------------------------------------------------------------------------------------------
-#: Moves into a cell that leave the hero in place before the cell counts as blocked.
-FAIL_LIMIT = 3
-#: Searches next to a cell before it is given up (each finds a hidden door next to the hero
-#: with probability about 1/7 at luck 0).
-SEARCH_LIMIT = 12
-#: Rounds of ``SEARCH_LIMIT`` searches each spot gets when the earlier rounds found nothing.
-SEARCH_ROUNDS = 4
-#: Cells behind a wall whose blank share scores a search next to it.
-SEARCH_RAY = 15
-#: Search score of each blank cell next to an opening (a dead end or doorway), and its bonus.
-SEARCH_OPENING = 1.0
-#: Least search score worth walking to, and its cost per step of the way there.
-SEARCH_MIN, SEARCH_DIST = 0.5, 0.05
-#: Kicks per locked door before it is given up.
-KICK_LIMIT = 8
-#: Eat commands per episode.
-EAT_LIMIT = 10
-#: Shortest straight stretch taken with a rush move.
-RUSH_MIN = 2
-#: Rush even where the straight stretch does not end against a wall (the rush may overshoot).
-RUSH_OVERSHOOT = True
-#: Rush into corridors (NetHack's rush follows their bends); the cells it went through are
-#: marked seen along the shortest walk from where it started.
-RUSH_CORRIDOR = True
 
 _PAT = {
     k: np.frombuffer(v, dtype=np.uint8).copy()
@@ -326,65 +142,6 @@ def _eat_letter(msg, key_action):  # pragma: no cover - jitted
         prev = c
         i += 1
     return -1
-
-
-@numba.njit(cache=True, nogil=True)
-def _bfs_all(walk, y0, x0, dirs, dist, parent, qy, qx):  # pragma: no cover - jitted
-    """Breadth-first distances from (y0, x0) over ``walk`` (no diagonal moves into or out of
-    doors); returns the number of cells reached, listed in BFS order in ``qy, qx``."""
-    R, C = walk.shape
-    for y in range(R):
-        for x in range(C):
-            dist[y, x] = -1
-    head = 0
-    tail = 1
-    qy[0] = y0
-    qx[0] = x0
-    dist[y0, x0] = 0
-    parent[y0, x0] = -1
-    while head < tail:
-        y = qy[head]
-        x = qx[head]
-        head += 1
-        tail = bfs_expand(walk, y, x, dirs, dist, parent, qy, qx, tail)
-    return tail
-
-
-@numba.njit(cache=True, nogil=True)
-def _path_action(walk, glyphs, kflags, tflags, gy, gx, dirs, dist, parent, path, no_rush, corridor):
-    # pragma: no cover - jitted
-    """The action of the first move of the BFS path to (gy, gx): a rush move when the path
-    starts with a straight stretch of ``RUSH_MIN`` or more cells (one that ends against a
-    blocked cell, unless ``RUSH_OVERSHOOT`` and the path turns there); else a step."""
-    R, C = walk.shape
-    d = dist[gy, gx]
-    if d <= 0:  # already there (not reached by the callers)
-        return SEARCH_ACTION
-    y, x = gy, gx
-    for i in range(d - 1, -1, -1):  # path[i] = direction of move i
-        k = parent[y, x]
-        path[i] = k
-        y -= dirs[k, 0]
-        x -= dirs[k, 1]
-    k0 = path[0]
-    if no_rush:
-        return MOVE_ACTIONS[k0]
-    y1 = y + dirs[k0, 0]
-    x1 = x + dirs[k0, 1]
-    if tflags[glyphs[y1, x1]] & T_MON:  # a rush into a monster does nothing
-        return MOVE_ACTIONS[k0]
-    if corridor and (kflags[glyphs[y1, x1]] & _B_CORRIDOR):
-        return RUSH_ACTIONS[k0]
-    run = 1
-    while run < d and path[run] == k0:
-        run += 1
-    if run >= RUSH_MIN:
-        ey = y + dirs[k0, 0] * (run + 1)  # the cell after the straight stretch
-        ex = x + dirs[k0, 1] * (run + 1)
-        stops = ey < 0 or ey >= R or ex < 0 or ex >= C or walk[ey, ex] == BLOCKED
-        if stops or (RUSH_OVERSHOOT and run < d):  # never run past the goal itself
-            return RUSH_ACTIONS[k0]
-    return MOVE_ACTIONS[k0]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -475,40 +232,6 @@ def _prompt(more, question, msg, g, mon_of, key_action, taken, y, x, b, t_kicks,
         if 0 <= ty < R and 0 <= tx < C and mon_of[g[ty, tx]] >= 0:
             t_peaceful[b, mon_of[g[ty, tx]]] = True
     return MORE_ACTION, B_PROMPT  # Enter: the question's default answer (or cancel)
-
-
-@numba.njit(cache=True, nogil=True)
-def _walk_map(g, kflags, tflags, mon_of, locked, failed, peaceful, y, x, walk):
-    # pragma: no cover - jitted
-    """Fill ``walk`` with the walk classes the teacher moves by (locked doors, cells that
-    refused moves and monsters not to hit are blocked; trap doors are free); returns whether
-    the hero stands in a doorway."""
-    R, C = g.shape
-    for yy in range(R):
-        for xx in range(C):
-            gl = g[yy, xx]
-            f = kflags[gl]
-            w = (f >> _K_WALK_SHIFT) & 3
-            if (f & _B_CLOSED) and locked[yy, xx]:
-                w = BLOCKED
-            if failed[yy, xx] >= FAIL_LIMIT:
-                w = BLOCKED
-            tf = tflags[gl]
-            if tf & T_TRAPDOOR:
-                w = FREE
-            if tf & T_TARGET:
-                m = mon_of[gl]
-                if (tf & (T_PASSIVE | T_DEADLY)) or (m >= 0 and peaceful[m]):
-                    w = BLOCKED
-            walk[yy, xx] = w
-    # the hero hides the terrain it stands on: between two walls it stands in a doorway
-    wl = kflags[g[y, x - 1]] if x > 0 else 0
-    wr = kflags[g[y, x + 1]] if x + 1 < C else 0
-    wu = kflags[g[y - 1, x]] if y > 0 else 0
-    wd = kflags[g[y + 1, x]] if y + 1 < R else 0
-    hero_door = (((wl & wr) | (wu & wd)) & _K_WALL) != 0
-    walk[y, x] = DOOR if hero_door else FREE
-    return hero_door
 
 
 @numba.njit(cache=True, nogil=True)
@@ -695,94 +418,6 @@ def _teacher_rows(
                          t_stall, t_eats, walk, dist, parent, qy, qx, path)  # fmt: skip
         out_action[b] = a
         out_branch[b] = br
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _near_unseen_stone(g, kflags, seen, y, x):  # pragma: no cover - jitted
-    """Whether one of the 8 cells around (y, x) is blank map the hero has never been next to
-    (unexplored, not known rock): (y, x) is a frontier."""
-    R, C = g.shape
-    for k in range(8):
-        ny = y + DIRS[k, 0]
-        nx = x + DIRS[k, 1]
-        if 0 <= ny < R and 0 <= nx < C and (kflags[g[ny, nx]] & _B_STONE) and not seen[ny, nx]:
-            return True
-    return False
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _mark_seen(seen, y, x):  # pragma: no cover - jitted
-    """Mark (y, x) and the 8 cells around it seen."""
-    R, C = seen.shape
-    for yy in range(max(y - 1, 0), min(y + 2, R)):
-        for xx in range(max(x - 1, 0), min(x + 2, C)):
-            seen[yy, xx] = True
-
-
-@numba.njit(cache=True, nogil=True)
-def _mark_walked(walk, seen, y, x, py, px, dist, parent, qy, qx):  # pragma: no cover - jitted
-    """Mark seen the cells along the shortest walk from (py, px) to the hero at (y, x): the
-    way a rush went along a corridor's bends."""
-    _bfs_all(walk, y, x, DIRS, dist, parent, qy, qx)
-    if dist[py, px] < 0:
-        return
-    while dist[py, px] > 0:
-        _mark_seen(seen, py, px)
-        k = parent[py, px]
-        py -= DIRS[k, 0]
-        px -= DIRS[k, 1]
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _n_legal(walk, y, x):  # pragma: no cover - jitted
-    """Number of the 8 cells around (y, x) one legal move away."""
-    R, C = walk.shape
-    here_door = walk[y, x] == DOOR
-    n = 0
-    for k in range(8):
-        ny = y + DIRS[k, 0]
-        nx = x + DIRS[k, 1]
-        if 0 <= ny < R and 0 <= nx < C and walk[ny, nx] != BLOCKED:
-            if k < 4 or not (here_door or walk[ny, nx] == DOOR):
-                n += 1
-    return n
-
-
-@numba.njit(cache=True, nogil=True)
-def _search_score(g, kflags, walk, covered, limit, y, x):  # pragma: no cover - jitted
-    """How likely a search at (y, x) finds a hidden passage (0: not worth it). Each of the 8
-    cells around that was searched fewer than ``limit`` times adds: a wall, the share of
-    blank (unexplored) map in the 6 cells behind it (a hidden door); a blank cell next to a dead
-    end (one neighbour a legal move away at most) or a doorway, ``SEARCH_OPENING`` (a hidden
-    corridor). Such an opening adds ``SEARCH_OPENING`` more."""
-    R, C = walk.shape
-    here_door = walk[y, x] == DOOR
-    dead_end = _n_legal(walk, y, x) <= 1
-    # a doorway or a dead end with blank map around it: a hidden corridor may start there
-    opening = dead_end or (kflags[g[y, x]] & _B_DOOR) != 0 or here_door
-    score = 0.0
-    for k in range(8):
-        ny = y + DIRS[k, 0]
-        nx = x + DIRS[k, 1]
-        if ny < 0 or ny >= R or nx < 0 or nx >= C or covered[ny, nx] >= limit:
-            continue
-        f = kflags[g[ny, nx]]
-        if f & _K_WALL:
-            blank = 0
-            for s in range(1, SEARCH_RAY + 1):
-                ty = ny + DIRS[k, 0] * s
-                tx = nx + DIRS[k, 1] * s
-                if 0 <= ty < R and 0 <= tx < C and (kflags[g[ty, tx]] & _B_STONE):
-                    blank += 1
-            score += blank / SEARCH_RAY
-        elif opening and (f & _B_STONE):
-            score += SEARCH_OPENING
-    if opening and score > 0.0:
-        score += SEARCH_OPENING
-    return score
-
-
-_SCRATCH: dict[str, np.ndarray] = {}
 
 
 def _scratch() -> tuple[np.ndarray, ...]:

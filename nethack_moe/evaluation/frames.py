@@ -21,6 +21,7 @@ from nle import nethack as nh
 from nethack_moe.envs import teacher as T
 from nethack_moe.envs.factory import EnvConfig, make_env, seed_env
 from nethack_moe.envs.shaping import hint_action
+from nethack_moe.envs.teacher_memory import new_teacher_memory
 from nethack_moe.evaluation.players import Player
 from nethack_moe.features import FeatureSpec, compute_features, new_memory
 from nethack_moe.models.acting import Obs, Teacher
@@ -100,7 +101,7 @@ def play_frames(
     the scripted teacher's advice beside the features, as the env workers do with ``env.teacher``
     (always on for a player that needs it)."""
     teach = teacher or bool(getattr(player, "needs_teacher", False))
-    tmem = T.new_teacher_memory(1) if teach else None
+    tmem = new_teacher_memory(1) if teach else None
     env = make_env(env_cfg, extra_keys=("tty_colors",), savedir=ttyrec_dir)
     spec = FeatureSpec(crop_size=env_cfg.crop_size)
     cap = env_cfg.max_episode_steps if steps is None else min(int(steps), env_cfg.max_episode_steps)

@@ -1,11 +1,16 @@
-"""Pure, batched features from NLE observations (the package's public names; the parts:
-:mod:`~nethack_moe.features.glyphs` (per-glyph tables), :mod:`~nethack_moe.features.spec` (the
-layout: atoms, state columns, shapes, level memory), :mod:`~nethack_moe.features.kernel` (the
-fused numba kernel, :func:`compute_features`) and :mod:`~nethack_moe.features.reference` (the
-NumPy reference the tests check the kernel against)."""
+"""Pure, batched features from NLE observations; this package exports the public names.
+
+The parts: :mod:`~nethack_moe.features.glyphs` (per-glyph tables), :mod:`~nethack_moe.features.spec`
+(the layout: atoms, state columns, shapes, level memory), :mod:`~nethack_moe.features.kernel` (the
+fused numba kernel), :mod:`~nethack_moe.features.compute` (:func:`compute_features`, the batched
+entry point) and :mod:`~nethack_moe.features.reference` (the NumPy reference the tests check the
+kernel against)."""
 
 from __future__ import annotations
 
+from nethack_moe.features.compute import (
+    compute_features,
+)
 from nethack_moe.features.glyphs import (
     CMAP_OF,
     GLYPH_FLAGS,
@@ -42,9 +47,6 @@ from nethack_moe.features.glyphs import (
     PAD_GROUP,
     S_STONE,
     WALK_CLASS,
-)
-from nethack_moe.features.kernel import (
-    compute_features,
 )
 from nethack_moe.features.spec import (
     ATOM_INDEX,
