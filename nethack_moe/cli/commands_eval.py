@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nethack_moe.analysis.probes import DEFAULT_PROBE_EPISODES
+from nethack_moe.cli.errors import UsageError
 from nethack_moe.cli.eval_text import _columns, analysis_text, evaluation_text
 from nethack_moe.evaluation.evaluate import ACTION_MODES
 from nethack_moe.evaluation.players import BASELINES
@@ -27,7 +28,6 @@ from nethack_moe.runs.rundir import RunDir
 
 
 def _usage_error(msg: str) -> Exception:
-    from nethack_moe.cli.errors import UsageError  # lazy: cli imports this module
 
     return UsageError(msg)
 

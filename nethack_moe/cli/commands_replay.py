@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nethack_moe.cli.errors import UsageError
 from nethack_moe.evaluation.runner import E200_SEED_START
 
 
@@ -16,7 +17,6 @@ def _say(text: str) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from nethack_moe.cli.errors import UsageError
     from nethack_moe.evaluation.replay import record_episode, ttyrec3_to_ttyrec
     from nethack_moe.evaluation.replay_page import write_episode_json, write_html
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nethack_moe.cli.errors import UsageError
 from nethack_moe.runs.rundir import RunDir
 from nethack_moe.sweep.commands import analyze_command, evaluate_command, train_command
 from nethack_moe.sweep.launch import run_sweep, submit_slurm
@@ -24,7 +25,6 @@ def _say(text: str = "") -> None:
 
 
 def _load(path: str) -> SweepSpec:
-    from nethack_moe.cli.errors import UsageError  # lazy: cli imports this module
 
     try:
         return load_spec(path)
@@ -83,8 +83,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         try:
             spec.run_named(name)
         except SpecError as e:
-            from nethack_moe.cli.errors import UsageError
-
             raise UsageError(str(e)) from e
     if args.dry_run:
         _dry_run(spec, only)
