@@ -289,7 +289,7 @@ def test_load_run_keeps_last_record_after_resume(tmp_path):
     rows += [{"type": "episode", "episode": 3, "score": 7, "phase": "a"}]
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     data = load_run(run)
-    assert [e["score"] for e in data.episodes] == [1, 1, 7]
+    assert [e.score for e in data.episodes] == [1, 1, 7]
     assert data.duplicate_episodes == 1
     assert [p.name for p in data.phases] == ["a"]
 

@@ -20,6 +20,7 @@ from nethack_moe.runs.checkpoint import (
     load_payload,
     save_checkpoint,
 )
+from nethack_moe.runs.metrics_io import load_run
 from nethack_moe.runs.rundir import RunDir, RunDirExists
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +104,36 @@ def test_events_keep_their_fields_in_order():
     ev = records.event_line("resumed", episode=4, **{"from": "x.pt"})
     assert list(ev.to_json()) == ["type", "kind", "episode", "from"]
     assert records.EventLine.from_json(ev.to_json()) == ev and ev.get("from") == "x.pt"
+
+
+def test_the_accessors_of_update_and_event_records():
+    up = records.UpdateLine.from_json({"type": "update", "loss/total": 0.1, "time/env": 2.0})
+    assert (up.loss("total"), up.loss("teacher"), up.time("env"), up.time("learning")) == (
+        0.1, None, 2.0, None)  # fmt: skip
+    ev = records.event_line("worker_restart", episode=3, dropped_total=5, count=2)
+    assert (ev.count, ev.dropped_total) == (2, 5)
+    bare = records.event_line("dropped_episode", count="x")
+    assert (bare.count, bare.dropped_total) == (1, None)
+
+
+def test_load_run_reads_typed_records_old_lines_and_unknown_types(tmp_path):
+    lines = [
+        {"type": "run_start", "config": {"curriculum": {}}, "wall": 0.0},
+        {"type": "episode", "episode": 1, "score": 3},  # an old record: no phase, no depth
+        {"type": "update", "update": 1, "episode": 1, "routing/routing_mi": 0.4},
+        {"type": "checkpoint", "episode": 1, "path": "checkpoints/ep_000001.pt"},
+        {"type": "event", "kind": "resumed", "episode": 1, "from": "x.pt"},
+        {"type": "someday", "what": 1},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    run = load_run(tmp_path)
+    (ep,), (up,), (ck,), (ev,) = run.episodes, run.updates, run.checkpoints, run.events
+    assert isinstance(ep, records.EpisodeLine) and (ep.score, ep.phase, ep.depth) == (3, None, None)
+    assert up.routing_value("mi") == 0.4 and ck.kind is None and ev.get("from") == "x.pt"
+    assert run.run_start is not None and run.config == {"curriculum": {}}
+    assert [r["type"] for r in run.records][-1] == "someday" and [p.name for p in run.phases] == [
+        "?"
+    ]
 
 
 def test_the_run_directory_layout(tmp_path):

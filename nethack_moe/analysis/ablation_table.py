@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from nethack_moe.analysis import over_runs
+from nethack_moe.runs.records import UpdateLine
 
 
 @dataclass
@@ -102,14 +103,15 @@ def seed_figures(run_dir: Path, seed: int) -> tuple[SeedFigures, list[dict], lis
 
 
 def _train_sps(path: Path) -> float | None:
-    """The run's train SPS: the last update record's ``sps``."""
+    """The run's train SPS: the last ``sps`` of an update record."""
     if not path.is_file():
         return None
     sps = None
     with gzip.open(path, "rt") as fh:
         for line in fh:
             if '"type":"update"' in line or '"type": "update"' in line:
-                sps = json.loads(line).get("sps", sps)
+                rec = UpdateLine.from_json(json.loads(line))
+                sps = sps if rec.sps is None else rec.sps
     return None if sps is None else float(sps)
 
 

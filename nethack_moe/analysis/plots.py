@@ -23,6 +23,7 @@ from nethack_moe.metrics.stats import (
     bootstrap_ci,
     moving_average,  # noqa: E402
 )
+from nethack_moe.runs.records import EpisodeLine, UpdateLine
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def plot_alpha_over_episode(
     return _save(fig, path)
 
 
-def _phase_boundaries(episodes: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
+def _phase_boundaries(episodes: Sequence[EpisodeLine]) -> list[tuple[int, str]]:
     """(start, phase name) at each change of ``phase`` along the episode records.
 
     The start is the number of episodes completed before the phase's first episode (the
@@ -163,9 +164,9 @@ def _phase_boundaries(episodes: Sequence[Mapping[str, Any]]) -> list[tuple[int, 
     out: list[tuple[int, str]] = []
     prev = None
     for e in episodes:
-        ph = e.get("phase")
+        ph = e.phase
         if ph != prev:
-            out.append((max(int(e.get("episode", 1)) - 1, 0), str(ph)))
+            out.append((max((1 if e.episode is None else int(e.episode)) - 1, 0), str(ph)))
             prev = ph
     return out
 
@@ -196,13 +197,15 @@ def _num(v: Any) -> float:
 
 
 def plot_training_curves(
-    metrics_records: Sequence[Mapping[str, Any]],
+    episodes: Sequence[EpisodeLine],
+    updates: Sequence[UpdateLine],
     path_prefix: str | Path,
     *,
     window: int = 100,
     phases: Sequence[tuple[int, str]] | None = None,
 ) -> list[Path]:
-    """Training curves from metrics records (all types; episode and update records are used).
+    """Training curves from a run's episode and update records (episodes without a score are
+    left out).
 
     Writes ``<prefix>_scores.png`` (score and reward per episode with a ``window`` moving average
     and phase boundaries) and, when there are update records, ``<prefix>_routing.png`` (alpha
@@ -211,8 +214,8 @@ def plot_training_curves(
     changes of the episodes' ``phase`` field.
     """
     prefix = str(path_prefix)
-    eps = [r for r in metrics_records if r.get("type", "episode") == "episode" and "score" in r]
-    ups = [r for r in metrics_records if r.get("type") == "update"]
+    eps = [e for e in episodes if e.score is not None]
+    ups = list(updates)
     bounds = list(phases) if phases is not None else _phase_boundaries(eps)
     paths = [_plot_scores(eps, bounds, window, prefix + "_scores.png")]
     if ups:
@@ -221,13 +224,16 @@ def plot_training_curves(
 
 
 def _plot_scores(
-    eps: Sequence[Mapping[str, Any]], bounds: Sequence[tuple[int, str]], window: int, path: str
+    eps: Sequence[EpisodeLine], bounds: Sequence[tuple[int, str]], window: int, path: str
 ) -> Path:
     """Score and reward per episode with their ``window`` moving average and the phases."""
     fig, axes = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
-    x = np.array([_num(e.get("episode")) for e in eps])
-    for ax, key, title in ((axes[0], "score", "Score"), (axes[1], "reward", "Reward")):
-        y = np.array([_num(e.get(key)) for e in eps])
+    x = np.array([_num(e.episode) for e in eps])
+    for ax, key, title, values in (
+        (axes[0], "score", "Score", [e.score for e in eps]),
+        (axes[1], "reward", "Reward", [e.reward for e in eps]),
+    ):
+        y = np.array([_num(v) for v in values])
         if y.size:
             ax.plot(x, y, ".", ms=2, alpha=0.25, color=_COLORS[0], label=f"{key} per episode")
             ok = np.isfinite(y)
@@ -251,12 +257,10 @@ def _plot_scores(
     return _save(fig, path)
 
 
-def _plot_routing(
-    ups: Sequence[Mapping[str, Any]], bounds: Sequence[tuple[int, str]], path: str
-) -> Path:
+def _plot_routing(ups: Sequence[UpdateLine], bounds: Sequence[tuple[int, str]], path: str) -> Path:
     """Alpha entropy, usage entropy and routing MI with ln E, the temperature on a twin axis;
     effective experts and usage shares below."""
-    ux = np.array([_num(u.get("episode")) for u in ups])
+    ux = np.array([_num(u.episode) for u in ups])
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(12, 7.5), sharex=True)
     x_end = float(np.nanmax(ux)) if np.isfinite(ux).any() else None
     for name, lab, c in (
@@ -264,10 +268,10 @@ def _plot_routing(
         (mn.USAGE_ENTROPY, "usage entropy H(ᾱ)", "C2"),
         (mn.MI, "routing MI", "C3"),
     ):
-        y = np.array([_num(mn.routing_value(u, name)) for u in ups])
+        y = np.array([_num(u.routing_value(name)) for u in ups])
         if np.isfinite(y).any():
             a1.plot(ux, y, color=c, lw=1.2, label=lab)
-    usage = [mn.routing_value(u, mn.USAGE) for u in ups]
+    usage = [u.routing_value(mn.USAGE) for u in ups]
     E = max((len(v) for v in usage if isinstance(v, list)), default=0)
     if E > 1:
         a1.axhline(math.log(E), color="grey", ls=":", lw=1, label=f"ln {E} (uniform)")
@@ -276,7 +280,7 @@ def _plot_routing(
     a1.grid(alpha=0.3)
     _draw_phases(a1, bounds, end=x_end)
     tw = a1.twinx()
-    temp = np.array([_num(u.get("temperature")) for u in ups])
+    temp = np.array([_num(u.temperature) for u in ups])
     if np.isfinite(temp).any():
         tw.plot(ux, temp, color="black", ls="--", lw=1.0, alpha=0.7, label="temperature")
         tw.set_ylim(0, max(1.1 * float(np.nanmax(temp)), 1.1))
@@ -285,7 +289,7 @@ def _plot_routing(
     h2, l2 = tw.get_legend_handles_labels()
     a1.legend(h1 + h2, l1 + l2, loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=8)
 
-    eff = np.array([_num(mn.routing_value(u, mn.EFFECTIVE_EXPERTS)) for u in ups])
+    eff = np.array([_num(u.routing_value(mn.EFFECTIVE_EXPERTS)) for u in ups])
     if np.isfinite(eff).any():
         a2.plot(ux, eff, color="C4", lw=1.5, label="effective experts exp H(ᾱ)")
     if E:

@@ -3,9 +3,11 @@ documents each formula and sign; the trainer logs each as ``loss/<name>``)."""
 
 from __future__ import annotations
 
+#: The loss itself (the sum of the weighted terms).
+TOTAL = "total"
 #: Every term the loss returns, in logging order (``total`` first).
 LOSS_TERMS: tuple[str, ...] = (
-    "total", "policy", "value", "entropy", "alpha_entropy", "load_balance", "diversity",
+    TOTAL, "policy", "value", "entropy", "alpha_entropy", "load_balance", "diversity",
     "routing_prior", "teacher",
 )  # fmt: skip
 #: The terms a curriculum phase weights with a coefficient of its own (the teacher's λ has a

@@ -14,6 +14,7 @@ from nethack_moe.envs.factory import EnvConfig, SeedPlan, make_env, seed_env, tr
 from nethack_moe.envs.vector import VectorEnv
 from nethack_moe.ppo.distributed import env_rank
 from nethack_moe.ppo.trainer import Trainer
+from nethack_moe.runs.records import UPDATE, UpdateLine
 from nethack_moe.runs.rundir import RunDir
 
 
@@ -100,7 +101,7 @@ def bench_train(
     import tempfile
     from pathlib import Path
 
-    def run(learn: bool) -> tuple[dict, list[dict]]:
+    def run(learn: bool) -> tuple[dict, list[UpdateLine]]:
         with tempfile.TemporaryDirectory() as tmp:
             sets = list(overrides or []) + [
                 f"run.max_env_steps={max_env_steps}", f"run.out_dir={tmp}", "run.name=bench",
@@ -111,7 +112,8 @@ def bench_train(
             summary = Trainer(cfg, learn=learn).run()
             path = RunDir(Path(tmp) / "bench").metrics  # torchrun: rank 0's alone exists
             recs = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-            return {"summary": summary, "cfg": cfg}, [r for r in recs if r["type"] == "update"]
+            ups = [UpdateLine.from_json(r) for r in recs if r["type"] == UPDATE]
+            return {"summary": summary, "cfg": cfg}, ups
 
     out: dict[str, Any] = {
         "config": config,
@@ -124,14 +126,12 @@ def bench_train(
         out["train_sps"] = tr["summary"]["train_sps"]
         out["wall_s"] = tr["summary"]["wall_s"]
         out["episodes"] = tr["summary"]["episodes"]
-        out["time_split_s"] = {k: float(sum(u.get(f"time/{k}") or 0.0 for u in ups)) for k in keys}
+        out["time_split_s"] = {k: float(sum(u.time(k) or 0.0 for u in ups)) for k in keys}
     if with_rollout or not with_train:
         tr, ups = run(False)
         out["rollout_sps"] = tr["summary"]["train_sps"]
         if not with_train:
-            out["time_split_s"] = {
-                k: float(sum(u.get(f"time/{k}") or 0.0 for u in ups)) for k in keys
-            }
+            out["time_split_s"] = {k: float(sum(u.time(k) or 0.0 for u in ups)) for k in keys}
     cfg = tr["cfg"]
     out["env_steps"] = tr["summary"]["env_steps"]
     out["num_envs"] = cfg.ppo.num_envs

@@ -10,7 +10,8 @@ Every number is computed here from the run directory, never typed:
 
 Figures are written to ``report_plots/`` next to the report and embedded with relative paths.
 
-:mod:`~nethack_moe.report.data` loads the run once into typed records,
+:mod:`~nethack_moe.report.data` loads the run once into typed records (their statistics in
+:mod:`~nethack_moe.report.training_stats`),
 :mod:`~nethack_moe.report.sections` turns them into markdown one section at a time, and
 :func:`write_report` puts the sections together.
 """
@@ -20,20 +21,18 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from nethack_moe.report.data import (
+from nethack_moe.report.data import ReportData, load_report_data, report_metrics
+from nethack_moe.report.expectations import check_expectation
+from nethack_moe.report.sections import SECTIONS
+from nethack_moe.report.training_stats import (
     PhaseStats,
-    ReportData,
     ReportOptions,
     SegmentStats,
     StabilityCounts,
-    load_report_data,
     phase_stats,
-    report_metrics,
     segment_stats,
     stability_counts,
 )
-from nethack_moe.report.expectations import check_expectation
-from nethack_moe.report.sections import SECTIONS
 
 log = logging.getLogger(__name__)
 

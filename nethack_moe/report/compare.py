@@ -134,23 +134,23 @@ def groups_from_run(run_dir: Path, label: str) -> list[Group]:
     eps = run.episodes
     if not eps:
         return [Group(label, "no episodes", [], None, None, None)]
-    last = str(eps[-1].get("phase"))
-    sel = [e for e in eps if str(e.get("phase")) == last]
-    a, b = sel[0].get("episode"), sel[-1].get("episode")
+    last = str(eps[-1].phase)
+    sel = [e for e in eps if str(e.phase) == last]
+    a, b = sel[0].episode, sel[-1].episode
     return [
         Group(
             name=label,
             source=f"training, phase {last} (episodes {a}–{b})",
-            scores=[float(e["score"]) for e in sel if e.get("score") is not None],
-            died=_col(sel, "died"),
-            depth=_col(sel, "depth"),
-            length=_col(sel, "length"),
+            scores=[float(e.score) for e in sel if e.score is not None],
+            died=_column([e.died for e in sel]),
+            depth=_column([e.depth for e in sel]),
+            length=_column([e.length for e in sel]),
         )
     ]
 
 
-def _col(eps: list[dict[str, Any]], key: str) -> list[Any] | None:
-    vals = [e.get(key) for e in eps]
+def _column(vals: list[Any]) -> list[Any] | None:
+    """``vals`` when every one is there (``None`` otherwise)."""
     return vals if vals and all(v is not None for v in vals) else None
 
 

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from nethack_moe.analysis import plots
+from nethack_moe.config.loss_terms import TOTAL
 from nethack_moe.core import formatting as fmt
 from nethack_moe.core.formatting import markdown_table, num
 from nethack_moe.report.compare import same_seeds_table, specialization_table, summary_table
-from nethack_moe.report.data import PhaseStats, ReportData, finite, mean_of
+from nethack_moe.report.data import ReportData
 from nethack_moe.report.expectations import check_expectation, known_metrics_text
 from nethack_moe.report.summary_sections import executive_summary, header
 from nethack_moe.report.training_sections import (
@@ -33,6 +34,7 @@ from nethack_moe.report.training_sections import (
     score_distribution,
     segments,
 )
+from nethack_moe.report.training_stats import PhaseStats, finite, mean_of
 from nethack_moe.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -138,8 +140,8 @@ _STABILITY_EVENTS = {
 
 def _stability_rows(d: ReportData) -> list[list[str]]:
     run, stab = d.run, d.stability
-    skipped = [u for u in run.updates if u.get("skipped")]
-    terms = Counter(str(u.get("nonfinite_term")) for u in skipped if u.get("nonfinite_term"))
+    skipped = [u for u in run.updates if u.skipped]
+    terms = Counter(str(u.nonfinite_term) for u in skipped if u.nonfinite_term)
     rows = [
         ["updates logged", str(len(run.updates))],
         [
@@ -162,7 +164,7 @@ def _stability_rows(d: ReportData) -> list[list[str]]:
             f"{run.duplicate_episodes} / {run.duplicate_updates}",
         ],
     ]
-    other = Counter(str(e.get("kind")) for e in run.events)
+    other = Counter(str(e.kind) for e in run.events)
     rows += [[f"`{k}` events", str(v)] for k, v in sorted(other.items())
              if k not in _STABILITY_EVENTS]  # fmt: skip
     return rows
@@ -170,15 +172,15 @@ def _stability_rows(d: ReportData) -> list[list[str]]:
 
 def _optimizer_row(st: PhaseStats) -> list[str]:
     ups = st.updates
-    gn = finite([u.get("grad_norm") for u in ups])
-    sps = finite([u.get("sps") for u in ups])
+    gn = finite([u.grad_norm for u in ups])
+    sps = finite([u.sps for u in ups])
     return [
         st.name,
-        num(mean_of([u.get("approx_kl") for u in ups]), 4),
-        num(mean_of([u.get("clip_frac") for u in ups]), 3),
-        num(mean_of([u.get("explained_var") for u in ups]), 3),
+        num(mean_of([u.approx_kl for u in ups]), 4),
+        num(mean_of([u.clip_frac for u in ups]), 3),
+        num(mean_of([u.explained_var for u in ups]), 3),
         f"{num(np.median(gn) if gn.size else None)} / {num(gn.max() if gn.size else None)}",
-        num(mean_of([u.get("loss/total") for u in ups]), 4),
+        num(mean_of([u.loss(TOTAL) for u in ups]), 4),
         fmt.MISSING if st.lr is None else f"{float(st.lr):.3g}",
         num(float(sps.mean()) if sps.size else None, 0),
     ]
@@ -205,13 +207,14 @@ def checkpoints(d: ReportData) -> list[str]:
     """The checkpoint files with their logged episode and kind."""
     md = ["## 6. Checkpoints\n"]
     ck_dir, files = RunDir(d.run_dir).checkpoints, RunDir(d.run_dir).checkpoint_files()
-    by_name = {Path(str(c.get("path", ""))).name: c for c in d.run.checkpoints}
+    by_name = {Path(c.path or "").name: c for c in d.run.checkpoints}
     if files:
         rows = []
         for p in files:
             rec = by_name.get(p.name)
             if rec is not None:
-                ep, kind = str(rec.get("episode", "–")), str(rec.get("kind", "–"))
+                ep = "–" if rec.episode is None else str(rec.episode)
+                kind = "–" if rec.kind is None else rec.kind
             else:
                 m = re.search(r"(\d+)(?!.*\d)", p.stem)
                 ep, kind = (f"{int(m.group(1))} (from the name)" if m else "–"), "–"
@@ -232,7 +235,7 @@ def _draw_figures(d: ReportData, figs: list[tuple[str, Path]]) -> None:
     ``figs`` (what was drawn before a failure stays there)."""
     run, out = d.run, d.plot_dir
     tp = plots.plot_training_curves(
-        run.episodes + run.updates, out / "training", window=d.options.window
+        run.episodes, run.updates, out / "training", window=d.options.window
     )
     if run.episodes:
         figs.append(("Score and reward per episode", tp[0]))

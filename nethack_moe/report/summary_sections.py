@@ -17,17 +17,16 @@ from nethack_moe.core import formatting as fmt
 from nethack_moe.core.formatting import num
 from nethack_moe.metrics.routing import verdict
 from nethack_moe.metrics.stats import best_window, diff_ci
-from nethack_moe.report.data import ReportData, eval_summary, finite, score_key
+from nethack_moe.report.data import ReportData, eval_summary
+from nethack_moe.report.training_stats import finite, score_key
 from nethack_moe.runs.metrics_io import EvalFile, EvalRun
 
 
 # ------------------------------------------------------------------------------------ header
 def _status(d: ReportData) -> str:
     run, total = d.run, d.total_episodes
-    kinds = [str(e.get("kind")) for e in run.events]
-    if any(c.get("kind") == "final" for c in run.checkpoints) or (
-        total and len(run.episodes) >= total
-    ):
+    kinds = [str(e.kind) for e in run.events]
+    if any(c.kind == "final" for c in run.checkpoints) or (total and len(run.episodes) >= total):
         return "completed"
     if kinds and kinds[-1] == "interrupted":
         return "interrupted (no resume logged after it)"
@@ -35,7 +34,7 @@ def _status(d: ReportData) -> str:
 
 
 def _wall_span(d: ReportData) -> float | None:
-    w = finite([r.get("wall") for r in d.run.episodes + d.run.updates])
+    w = finite([e.wall for e in d.run.episodes] + [u.wall for u in d.run.updates])
     return float(w.max() - w.min()) if w.size > 1 else None
 
 
@@ -43,9 +42,8 @@ def header(d: ReportData) -> list[str]:
     """Title, run directory, episodes, wall time, status, config source."""
     run = d.run
     now = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    env_steps = max(
-        (int(r.get("env_steps", 0) or 0) for r in run.episodes + run.updates), default=0
-    )
+    steps = [e.env_steps for e in run.episodes] + [u.env_steps for u in run.updates]
+    env_steps = max((int(s or 0) for s in steps), default=0)
     tot = f" of {d.total_episodes}" if d.total_episodes else ""
     return [
         f"# Training report: {d.run_dir.resolve().name}\n",
@@ -107,16 +105,15 @@ def _training_items(d: ReportData) -> list[str]:
         bw = best_window(scores, w)
         if bw is not None:
             i, mean = bw
-            e0, e1 = episodes[i].get("episode"), episodes[i + w - 1].get("episode")
-            phs = list(dict.fromkeys(str(e.get("phase")) for e in episodes[i : i + w]))
+            e0, e1 = episodes[i].episode, episodes[i + w - 1].episode
+            phs = list(dict.fromkeys(str(e.phase) for e in episodes[i : i + w]))
             items.append(
                 f"**Best window of {w} episodes**: episodes {e0}–{e1} ({', '.join(phs)}), "
                 f"mean score {num(mean)}"
             )
-        top = episodes[int(np.argmax([score_key(e.get("score")) for e in episodes]))]
+        top = episodes[int(np.argmax([score_key(e.score) for e in episodes]))]
         items.append(
-            f"**Highest score**: {num(top.get('score'), 0)} (episode {top.get('episode')}, "
-            f"phase {top.get('phase')})"
+            f"**Highest score**: {num(top.score, 0)} (episode {top.episode}, phase {top.phase})"
         )
     return items
 

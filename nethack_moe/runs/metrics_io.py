@@ -8,25 +8,42 @@ the record after the tear is recovered.
 After a resume from a checkpoint the file may hold the same episode (update) number twice: the
 records logged after the checkpoint and before the crash, then again after the resume.
 :func:`load_run` keeps the **last** record of each episode and update number.
+
+:func:`read_metrics` gives the lines as written (dicts); :func:`load_run` gives the records as the
+dataclasses of :mod:`nethack_moe.runs.records` (what an older file lacks is ``None``; a line of a
+type this version does not know stays in :attr:`RunData.records` alone).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nethack_moe.metrics import names as mn
 from nethack_moe.metrics.router_figures import NullChoice, stricter_null
 from nethack_moe.metrics.verdict import VerdictFigures, specialization_verdict
+from nethack_moe.runs.records import (
+    CHECKPOINT,
+    EPISODE,
+    EVENT,
+    RECORD_TYPES,
+    RUN_START,
+    UPDATE,
+    CheckpointLine,
+    EpisodeLine,
+    EventLine,
+    RunStartLine,
+    UpdateLine,
+)
 from nethack_moe.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
-RECORD_TYPES = ("run_start", "episode", "update", "checkpoint", "event")
+_R = TypeVar("_R")
 
 
 def read_metrics(
@@ -91,12 +108,13 @@ def split_by_type(records: Iterable[dict[str, Any]]) -> dict[str, list[dict[str,
     return out
 
 
-def dedupe_last(records: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
-    """Keep the last record for each value of ``key`` (records without it are kept), sorted by it."""
-    keyed: dict[Any, dict[str, Any]] = {}
-    rest: list[dict[str, Any]] = []
+def dedupe_last(records: list[_R], key: Callable[[_R], Any]) -> list[_R]:
+    """Keep the last record for each value of ``key(record)`` (records where it is ``None`` are
+    kept), sorted by it."""
+    keyed: dict[Any, _R] = {}
+    rest: list[_R] = []
     for r in records:
-        k = r.get(key)
+        k = key(r)
         if k is None:
             rest.append(r)
         else:
@@ -129,11 +147,14 @@ class RunData:
     config_text: str | None
     config_source: str
     records: list[dict[str, Any]]
-    episodes: list[dict[str, Any]]
-    updates: list[dict[str, Any]]
-    checkpoints: list[dict[str, Any]]
-    events: list[dict[str, Any]]
-    run_start: dict[str, Any] | None
+    """Every line as read, in file order (unknown types included)."""
+    episodes: list[EpisodeLine]
+    """By episode number, the last record of each (:func:`load_run`)."""
+    updates: list[UpdateLine]
+    """By update number, the last record of each."""
+    checkpoints: list[CheckpointLine]
+    events: list[EventLine]
+    run_start: RunStartLine | None
     phases: list[PhaseSpan]
     bad_lines: list[int] = field(default_factory=list)
     duplicate_episodes: int = 0
@@ -158,7 +179,7 @@ def load_config(run_dir: Path) -> tuple[dict[str, Any] | None, str | None, str]:
 
 
 def phases_from_config(
-    config: dict[str, Any] | None, episodes: list[dict[str, Any]] | None = None
+    config: dict[str, Any] | None, episodes: list[EpisodeLine] | None = None
 ) -> list[PhaseSpan]:
     """Phases of ``curriculum.phases`` in config order, else inferred from episode records.
 
@@ -183,8 +204,8 @@ def phases_from_config(
     # phases seen in the records but not configured (or no config): first..last episode
     seen: dict[str, list[int]] = {}
     for e in episodes or []:
-        name = str(e.get("phase", "?"))
-        ep = int(e.get("episode", 0) or 0)
+        name = "?" if e.phase is None else str(e.phase)
+        ep = int(e.episode or 0)
         if name in seen:
             seen[name][0] = min(seen[name][0], ep)
             seen[name][1] = max(seen[name][1], ep)
@@ -206,12 +227,14 @@ def load_run(run_dir: str | Path) -> RunData:
         log.warning("%s: no metrics.jsonl", run_dir)
     by = split_by_type(records)
     config, text, source = load_config(run_dir)
-    run_start = by["run_start"][-1] if by["run_start"] else None
-    if config is None and run_start and isinstance(run_start.get("config"), dict):
-        config = run_start["config"]
+    run_start = RunStartLine.from_json(by[RUN_START][-1]) if by[RUN_START] else None
+    if config is None and run_start and isinstance(run_start.config, dict):
+        config = run_start.config
         source = "run_start record of metrics.jsonl (config file absent)"
-    episodes = dedupe_last(by["episode"], "episode")
-    updates = dedupe_last(by["update"], "update")
+    all_episodes = [EpisodeLine.from_json(r) for r in by[EPISODE]]
+    all_updates = [UpdateLine.from_json(r) for r in by[UPDATE]]
+    episodes = dedupe_last(all_episodes, lambda e: e.episode)
+    updates = dedupe_last(all_updates, lambda u: u.update)
     return RunData(
         run_dir=run_dir,
         config=config,
@@ -220,13 +243,13 @@ def load_run(run_dir: str | Path) -> RunData:
         records=records,
         episodes=episodes,
         updates=updates,
-        checkpoints=by["checkpoint"],
-        events=by["event"],
+        checkpoints=[CheckpointLine.from_json(r) for r in by[CHECKPOINT]],
+        events=[EventLine.from_json(r) for r in by[EVENT]],
         run_start=run_start,
         phases=phases_from_config(config, episodes),
         bad_lines=bad,
-        duplicate_episodes=len(by["episode"]) - len(episodes),
-        duplicate_updates=len(by["update"]) - len(updates),
+        duplicate_episodes=len(all_episodes) - len(episodes),
+        duplicate_updates=len(all_updates) - len(updates),
     )
 
 

@@ -138,6 +138,15 @@ class UpdateLine:
         """Routing figure ``name`` (legacy names too: :func:`names.routing_value`)."""
         return mn.routing_value(self.routing_figures, name)
 
+    def loss(self, term: str) -> float | None:
+        """Mean of loss term ``term`` (:data:`~nethack_moe.config.loss_terms.LOSS_TERMS`;
+        ``None`` when not logged)."""
+        return self.losses.get(term)
+
+    def time(self, part: str) -> float | None:
+        """Seconds spent on ``part`` of the update (``None`` when not logged)."""
+        return self.times.get(part)
+
     def to_json(self) -> dict[str, Any]:
         """The record as written."""
         out: dict[str, Any] = {"type": UPDATE, **{k: getattr(self, k) for k in _UPDATE_HEAD}}
@@ -211,6 +220,18 @@ class EventLine:
     def get(self, key: str, default: Any = None) -> Any:
         """A field of :attr:`details`."""
         return self.details.get(key, default)
+
+    @property
+    def count(self) -> int:
+        """How many times it happened (``count``; 1 when absent or not a number)."""
+        c = self.details.get("count", 1)
+        return int(c) if isinstance(c, (int, float)) and not isinstance(c, bool) else 1
+
+    @property
+    def dropped_total(self) -> int | None:
+        """Episodes dropped by dead env workers so far (``dropped_total``; ``None`` when absent)."""
+        v = self.details.get("dropped_total")
+        return int(v) if isinstance(v, (int, float)) else None
 
     def to_json(self) -> dict[str, Any]:
         """The record as written (``episode`` only when set)."""
