@@ -54,7 +54,9 @@ def test_ctrl_c_during_start_up_exits_130_with_one_line(tmp_path):
     trainer only: a child that Python is just starting (the forkserver) prints its own traceback
     when a group-wide Ctrl-C lands during its start-up, which is CPython's, not the trainer's."""
     out = tmp_path / "out"
-    run = Run(train_args(out), tmp_path / "logs")
+    # a long curriculum: under load the smoke run's 12 episodes could end before the signal lands
+    # (seen once as exit code 0); the signal must find the trainer still starting or training
+    run = Run(train_args(out, "curriculum.total_episodes=100000"), tmp_path / "logs")
     try:
         wait_for(lambda: (out / "smoke" / "config.yaml").exists(), 120, "the start of run()", run)
         os.kill(run.pid, signal.SIGINT)
