@@ -18,6 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from nethack_moe.runs.records import EPISODE, EpisodeLine  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {"S500 (gat_moe)": "gat_moe", "kickstart (gat_moe_ks)": "gat_moe_ks"}
 SEEDS = (1, 2, 3)
@@ -35,9 +37,10 @@ def episodes(run: Path) -> tuple[np.ndarray, np.ndarray]:
     with opener(path, "rt") as f:  # type: ignore[operator]
         for line in f:
             r = json.loads(line)
-            if r.get("type") == "episode":
-                steps.append(r["env_steps"])
-                scores.append(r["score"])
+            if r.get("type") == EPISODE:
+                e = EpisodeLine.from_json(r)  # the runs layer's record, as every reader
+                steps.append(e.env_steps)
+                scores.append(e.score)
     return np.asarray(steps, float), np.asarray(scores, float)
 
 
@@ -73,7 +76,10 @@ def main(out_dir: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(out_dir / "learning_curves_s500_kickstart.png", dpi=120)
-    lines = ["| recipe | env steps | seed 1 | seed 2 | seed 3 | mean |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| recipe | env steps | seed 1 | seed 2 | seed 3 | mean |",
+        "|---|---|---|---|---|---|",
+    ]
     for label, m, per_seed, mean in rows:
         cells = " | ".join(f"{x:.1f}" for x in per_seed)
         lines.append(f"| {label} | {m / 1e6:.1f} M | {cells} | {mean:.1f} |")
