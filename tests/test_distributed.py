@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from run_records import comparable_records as _records
 
 from nethack_moe.config.train import make_config
 from nethack_moe.core.errors import ConfigError
@@ -25,7 +26,6 @@ from nethack_moe.runs.rundir import find_resume_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("dist_worker.py")
-VOLATILE = ("wall", "sps")
 
 #: The smoke preset made cheap for 2 shared cores (as tests/reliability): 2 envs per rank, in
 #: the rank's own process.
@@ -51,17 +51,6 @@ def _torchrun(args: list[str], timeout: float = 240) -> subprocess.CompletedProc
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert p.returncode == 0, f"torchrun failed ({p.returncode}):\n{p.stderr[-4000:]}"
     return p
-
-
-def _records(run: Path, types: tuple[str, ...] = ("episode", "update")) -> list[dict]:
-    out = []
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        if r["type"] in types:
-            out.append(
-                {k: v for k, v in r.items() if k not in VOLATILE and not k.startswith("time/")}
-            )
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +106,18 @@ def test_a_two_rank_checkpoint_resumes_exactly_on_two_ranks(two_ranks, tmp_path)
     ck = load_checkpoint(find_resume_checkpoint(tmp_path / "cut"))
     assert ck["world_size"] == 2 and ck["counters"]["updates"] == 5
     assert [r["pending"] is not None for r in ck["ranks"]] == [True, True], "ppo.overlap (smoke)"
+    _torchrun(["-m", "nethack_moe", "train", "--resume", str(tmp_path / "cut"),
+               "--set", "run.max_env_steps=0"])  # fmt: skip
+    assert _records(tmp_path / "cut") == _records(two_ranks / "full")
+
+
+def test_learner_processes_under_torchrun_match_the_thread_run_and_resume(two_ranks, tmp_path):
+    """One learner process per rank, gradients averaged in the learners' own process group:
+    interrupted after update 5 and resumed by the CLI, the records of the thread-learner run."""
+    sets = _sets(tmp_path, "cut", "ppo.learner=process")
+    _torchrun([str(WORKER), str(tmp_path), "--stop-after-updates", "5", *sets])
+    ck = load_checkpoint(find_resume_checkpoint(tmp_path / "cut"))
+    assert ck["counters"]["updates"] == 5
     _torchrun(["-m", "nethack_moe", "train", "--resume", str(tmp_path / "cut"),
                "--set", "run.max_env_steps=0"])  # fmt: skip
     assert _records(tmp_path / "cut") == _records(two_ranks / "full")

@@ -6,24 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from run_records import comparable_records as _records
 
 from nethack_moe.config.train import make_config
 from nethack_moe.ppo.trainer import Trainer, TrainingInterrupted
 from nethack_moe.runs.checkpoint import load_checkpoint
 from nethack_moe.runs.rundir import RunDirExists
-
-VOLATILE = ("wall", "sps")
-
-
-def _records(run: Path) -> list[dict]:
-    out = []
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        if r["type"] in ("episode", "update"):
-            out.append(
-                {k: v for k, v in r.items() if k not in VOLATILE and not k.startswith("time/")}
-            )
-    return out
 
 
 def _cfg(tmp: Path, name: str, *extra: str):

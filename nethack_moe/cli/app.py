@@ -160,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nethack_moe.config.train import make_config
     from nethack_moe.envs.vector import WorkerError
     from nethack_moe.ppo.distributed import RankFailure, env_rank
-    from nethack_moe.ppo.trainer import NonFiniteError, Trainer, TrainingInterrupted
+    from nethack_moe.ppo.trainer import LearnerError, NonFiniteError, Trainer, TrainingInterrupted
 
     main_rank = env_rank() in (None, 0)  # torchrun: rank 0 speaks for the run
 
@@ -184,7 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except NonFiniteError as e:
         print(f"nethack-moe: {e}", file=sys.stderr)
         return 1
-    except WorkerError as e:
+    except (WorkerError, LearnerError) as e:
         print(f"nethack-moe: error: {_one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (start-up, shutdown)
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run's own saved config, name and directory, and --set may change only run.num_workers, "
         "run.device, run.progress, "
         "run.tensorboard, run.torch_threads, run.max_env_steps, run.checkpoint_every, "
-        "run.keep_checkpoints, run.max_worker_restarts, run.dist_timeout_s",
+        "run.keep_checkpoints, run.max_worker_restarts, run.dist_timeout_s, ppo.learner",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument(

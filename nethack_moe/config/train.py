@@ -65,6 +65,11 @@ class PPOConfig:
     before that update (asynchronous PPO with a one-update policy lag, as in Sample Factory): the
     PPO ratio is taken against the acting policy's log-probabilities, so the first epoch's ratios
     are not 1. Acting and learning then use one torch thread each."""
+    learner: str = "thread"
+    """With ``overlap``, where the update runs: ``thread`` (a background thread of the trainer
+    process) or ``process`` (a learner process of its own, parameters and rollouts in shared
+    memory; CPU only). Same results on one machine; the process does not share the acting
+    thread's interpreter."""
 
     @property
     def batch_size(self) -> int:
@@ -160,6 +165,13 @@ class TrainConfig:
         if p.batch_size % p.num_minibatches:
             raise ConfigError(
                 f"ppo.num_minibatches={p.num_minibatches} must divide num_envs*rollout_steps={p.batch_size}"
+            )
+        if p.learner not in ("thread", "process"):
+            raise ConfigError(f"ppo.learner={p.learner!r}; allowed: thread, process")
+        if p.learner == "process" and not p.overlap:
+            raise ConfigError(
+                "ppo.learner=process needs ppo.overlap=true (the update then runs "
+                "in its own process while the next rollout is collected)"
             )
         for k in ("gamma", "gae_lambda"):
             if not 0.0 <= getattr(p, k) <= 1.0:

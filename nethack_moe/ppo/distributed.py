@@ -380,9 +380,11 @@ def check_world_size(ck: CheckpointPayload, world_size: int, path: Path) -> None
         )
 
 
-def failure_message(e: RankFailure, ckpt_dir: Path, run_dir: Path) -> str:
-    """The error of a failed collective with the last checkpoint and how to resume from it."""
+def failure_message(e: Exception, ckpt_dir: Path, run_dir: Path, ranks: int = 2) -> str:
+    """The error of a failed collective (or learner) with the last checkpoint and how to resume
+    (``ranks``: the run's number of ranks)."""
     run = RunDir(run_dir)
     done = run.periodic_checkpoints() + [p for p in [run.final] if p.exists()]
     where = f"last checkpoint {done[-1]}" if done else f"no checkpoint yet in {ckpt_dir}"
-    return f"{e}; {where}; continue with --resume {run_dir} on the same number of ranks"
+    same = " on the same number of ranks" if ranks > 1 else ""
+    return f"{e}; {where}; continue with --resume {run_dir}{same}"

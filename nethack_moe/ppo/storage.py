@@ -82,15 +82,20 @@ class RolloutStorage:
 
     def compute_returns(self, last_value: Tensor, gamma: float, lam: float) -> None:
         """GAE per env in time order (see :func:`compute_gae`); ``last_value`` is ``V(s_T)`` ``[N]``."""
-        self.advantages, self.returns = compute_gae(
-            self.rewards, self.values, self.dones, last_value, gamma, lam
-        )
+        adv, ret = compute_gae(self.rewards, self.values, self.dones, last_value, gamma, lam)
+        self.advantages.copy_(adv)  # in place: the arrays may be shared with a learner process
+        self.returns.copy_(ret)
 
     #: The arrays saved in a checkpoint (a rollout collected but not yet learned).
     FIELDS = ("state", "crop", "atoms", "actions", "logp", "values", "alpha", "rewards", "dones",
               "advantages", "returns", "teacher_actions", "teacher_branches")  # fmt: skip
     #: Fields a checkpoint written before they existed may lack (filled with their empty value).
     OPTIONAL_FIELDS = ("teacher_actions", "teacher_branches")
+
+    def share_memory_(self) -> None:
+        """Move the arrays to shared memory (a learner process reads them; CPU only)."""
+        for k in self.FIELDS:
+            getattr(self, k).share_memory_()
 
     def arrays(self) -> dict[str, Tensor]:
         """The arrays, on the CPU (for a checkpoint)."""

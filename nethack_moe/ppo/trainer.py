@@ -16,8 +16,8 @@ import logging
 import os
 import platform
 import signal
+import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,19 @@ from nethack_moe.ppo.distributed import (
     init_distributed,
 )
 from nethack_moe.ppo.hooks import RunLog, SignalGuard, Timing
+from nethack_moe.ppo.learner import (
+    InlineLearner,
+    LearnerDist,
+    LearnerError,
+    LearnerInit,
+    ProcessLearner,
+    ThreadLearner,
+    UpdateJob,
+    UpdateResult,
+)
 from nethack_moe.ppo.reward_norm import RunningMeanStd
 from nethack_moe.ppo.storage import RolloutStorage
-from nethack_moe.ppo.update import PPOSettings, UpdateStats, ppo_update
+from nethack_moe.ppo.update import PPOSettings, UpdateStats
 from nethack_moe.runs.checkpoint import (
     CheckpointError,
     CheckpointPayload,
@@ -59,8 +69,8 @@ from nethack_moe.runs.resume import check_resume_compat
 from nethack_moe.runs.rundir import RunDir, find_resume_checkpoint
 
 #: Re-exported: the trainer's parts tests and tools reach through this module.
-__all__ = ["Counters", "NonFiniteError", "RolloutContext", "RunningMeanStd", "Trainer",
-           "TrainingInterrupted", "train"]  # fmt: skip
+__all__ = ["Counters", "LearnerError", "NonFiniteError", "RolloutContext", "RunningMeanStd",
+           "Trainer", "TrainingInterrupted", "train"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +122,9 @@ class Trainer:
         self.device = resolve_device(cfg.run.device)
         self.dist = dist or init_distributed(self.device, cfg.run.dist_timeout_s)
         self.device = self.dist.device
+        if cfg.ppo.learner == "process" and self.device.type != "cpu":
+            raise ConfigError(f"ppo.learner=process runs on the CPU only (run.device={self.device}); "
+                              "use ppo.learner=thread on a GPU")  # fmt: skip
         # torchrun: this rank's share of the envs and workers; a bad split fails before any file
         self.dist.check_workers(cfg.run.num_workers, self.dist.local_ppo(cfg.ppo).num_envs)
         # learning uses run.torch_threads (0 = all cores); acting uses one thread: small batches
@@ -163,9 +176,12 @@ class Trainer:
             self._on_worker_failure(e)
         except RankFailure as e:
             raise RankFailure(failure_message(e, self.ckpt_dir, self.run_dir)) from e
+        except LearnerError as e:
+            self.log.event("learner_failure", episode=self.C.episodes, error=str(e))
+            raise LearnerError(failure_message(e, self.ckpt_dir, self.run_dir,
+                                               self.dist.world_size)) from e  # fmt: skip
         finally:
-            if self.learner is not None:
-                self.learner.shutdown()
+            self.learner.shutdown()
             self.log.close()
             self.venv.close()
         return self._summary(final, exit_reason)
@@ -177,19 +193,20 @@ class Trainer:
         collected with the policy before this update; the checkpoint then carries that rollout.
         """
         nxt = None
-        if self.learner is None:
-            stats = self.learn_from_rollout(ctx)
-        else:
-            job = self.learner.submit(self.learn_from_rollout, ctx)
+        job = self.learner.submit(self.update_job(ctx))
+        if self.overlap:
             try:
                 nxt = self.next_rollout(slot=1 - ctx.slot)
             finally:
-                stats = job.result()
-            self.acting_model.load_state_dict(self.model.state_dict())
+                res = job.result()
+            self.learner.publish(self.acting_model)
+        else:
+            res = job.result()
+        stats = self.count_update(res)
         self.pending = nxt
         self.log_update(ctx, stats)
         self.after_update(stats)
-        return nxt if self.learner is not None else self.next_rollout(slot=0)
+        return nxt if self.overlap else self.next_rollout(slot=0)
 
     def next_rollout(self, slot: int) -> RolloutContext | None:
         """Collect a rollout into storage ``slot`` unless the budget is spent."""
@@ -225,6 +242,7 @@ class Trainer:
         if self.resume_ckpt is not None:
             self._load_state(self.resume_ckpt)
         self.dist.broadcast_module(self.model, self.acting_model)  # the same on every rank, as DDP
+        self.learner.push_state()  # a learner process starts from this state
         self.log = wrap_log(self.dist, lambda: RunLog(self.rundir, cfg.run.tensorboard,
                             cfg.run.progress, cfg.curriculum.total_episodes, self.C.episodes))  # fmt: skip
         self.rollout_sync = RolloutSync(self.dist, p.num_envs, cfg.run.best_window, self.C.episodes,
@@ -259,11 +277,8 @@ class Trainer:
         self.gen.manual_seed(self.dist.rank_seed(cfg.run.seed))
         self.gen_learn = torch.Generator(device="cpu")  # minibatch order
         self.gen_learn.manual_seed(cfg.run.seed + 1)
-        self.acting_model = self.model
-        self.learner: ThreadPoolExecutor | None = None
-        if p.overlap:
-            self.acting_model = copy.deepcopy(self.model)
-            self.learner = ThreadPoolExecutor(1, thread_name_prefix="learner")
+        self.overlap = p.overlap
+        self.acting_model = copy.deepcopy(self.model) if p.overlap else self.model
         self.pending = None
         self.rnorm = RunningMeanStd(p.num_envs, p.gamma)
         self.routing_now = ("softmax", 1.0)
@@ -272,8 +287,29 @@ class Trainer:
                            self.device)
             for _ in range(2 if p.overlap else 1)
         ]  # fmt: skip
+        self.learner = self._make_learner(p)
         self.state = TrainingState(cfg, self.model, self.optim, self.gen, self.gen_learn,
                                    self.rnorm, self.venv)  # fmt: skip
+
+    def _make_learner(self, p: Any) -> InlineLearner | ProcessLearner:
+        """Where the update runs (:mod:`nethack_moe.ppo.learner`)."""
+        parts = (self.model, self.optim, self.gen_learn, self.storages, self.dist,
+                 self.learn_threads)  # fmt: skip
+        if not p.overlap:
+            return InlineLearner(*parts)
+        if p.learner == "thread":
+            return ThreadLearner(*parts)
+        init = LearnerInit(self.cfg.to_dict(), self.venv.spec, self.venv.n_actions,
+                           self.learn_threads, self._learner_dist())  # fmt: skip
+        return ProcessLearner(init, self.model, self.optim, self.gen_learn, self.storages)
+
+    def _learner_dist(self) -> LearnerDist | None:
+        """torchrun: where the ranks' learner processes meet (a free port of rank 0's host)."""
+        if not self.dist.distributed:
+            return None
+        addr = os.environ.get("MASTER_ADDR", "127.0.0.1")
+        port = self.dist.on_main(_free_port)
+        return LearnerDist(addr, port, self.dist.rank, self.dist.world_size, self.dist.timeout_s)
 
     def _load_state(self, ck: CheckpointPayload) -> None:
         ck = self.dist.rank_state(ck)  # torchrun: this rank's envs, RNGs, reward statistics
@@ -283,7 +319,7 @@ class Trainer:
 
     def _load_pending(self, pend: dict) -> None:
         """The rollout collected but not yet learned when the checkpoint was taken."""
-        if self.learner is None:
+        if not self.overlap:
             raise CheckpointError(
                 "checkpoint holds an unlearned rollout of an overlap run; resume with ppo.overlap=true"
             )
@@ -309,22 +345,21 @@ class Trainer:
         self.collector.collect_rollout(ctx)
 
     # ------------------------------------------------------------------ learning
-    def learn_from_rollout(self, ctx: RolloutContext) -> UpdateStats:
-        """The PPO epochs on ``ctx``'s rollout (none when ``learn=False``)."""
+    def update_job(self, ctx: RolloutContext) -> UpdateJob:
+        """The PPO epochs on ``ctx``'s rollout (none when ``learn=False``), for the learner."""
         p = self.cfg.ppo
-        for g in self.optim.param_groups:
-            g["lr"] = ctx.lr
         settings = PPOSettings(
             epochs=p.update_epochs if self.learn else 0, minibatches=p.num_minibatches,
             clip_coef=p.clip_coef, vf_coef=p.vf_coef, clip_vloss=p.clip_vloss, norm_adv=p.norm_adv,
             max_grad_norm=p.max_grad_norm, target_kl=p.target_kl,
             coefficients={**ctx.phase.coefficients, "teacher": ctx.teacher},
         )  # fmt: skip
-        if self.device.type == "cpu":  # per OS thread: the learner thread sets its own
-            torch.set_num_threads(self.learn_threads)
-        with self.timing.add_time("learning"):
-            stats = ppo_update(self.model, self.optim, self.storages[ctx.slot], ctx.routing,
-                               ctx.temperature, settings, self.gen_learn, self.dist)  # fmt: skip
+        return UpdateJob(ctx.slot, ctx.routing, ctx.temperature, ctx.lr, settings)
+
+    def count_update(self, res: UpdateResult) -> UpdateStats:
+        """Count a finished update (and its non-finite skip, if any); its stats."""
+        stats = res.stats
+        self.timing.add("learning", res.seconds)
         self.C.updates += 1
         if stats.skipped:
             self.C.nonfinite_streak += 1
@@ -416,6 +451,7 @@ class Trainer:
 
     def _save(self, kind: str) -> Path:
         """A checkpoint of ``kind`` (periodic, best, final) of the state now."""
+        self.learner.pull_state()  # a learner process: its model, optimizer and generator
         payload = self.state.capture(self.C, self.recent, self.routing_now, self._pending_payload())
         return self.checkpoints.write(kind, payload, self.log, self.C.episodes)
 
@@ -427,6 +463,13 @@ class Trainer:
             "final": str(final), "best_mean_score": self.C.best_score, "exit": exit_reason,
             "device": str(self.device), "world_size": self.dist.world_size,
         }  # fmt: skip
+
+
+def _free_port() -> int:
+    """A TCP port free on this host now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
 
 
 def train(

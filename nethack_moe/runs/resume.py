@@ -29,7 +29,7 @@ from nethack_moe.runs.checkpoint import (
 from nethack_moe.runs.rundir import RunDir, find_resume_checkpoint
 
 #: The ``--set`` keys a resumed run may change: how it executes (workers, device, threads, output,
-#: checkpoint cadence, limits), never what it computes. Results do not depend on any of them.
+#: checkpoint cadence, limits, where the update runs), never what it computes. Results do not depend on any of them.
 RESUME_SETTABLE_KEYS: tuple[str, ...] = (
     "run.num_workers",
     "run.device",
@@ -41,6 +41,7 @@ RESUME_SETTABLE_KEYS: tuple[str, ...] = (
     "run.keep_checkpoints",
     "run.max_worker_restarts",
     "run.dist_timeout_s",
+    "ppo.learner",
 )
 
 #: The sections of a config compared in full by :func:`check_resume_compat`, and single keys.

@@ -14,12 +14,18 @@ from nethack_moe.runs.checkpoint import load_checkpoint
 
 
 @pytest.mark.parametrize(
-    ("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
-)
-def test_signal_to_process_group_checkpoints_and_exits_interrupted(tmp_path, sig, status):
+    ("sig", "status", "learner"),
+    [(signal.SIGINT, 130, "thread"), (signal.SIGTERM, 143, "thread"),
+     (signal.SIGTERM, 143, "process")],
+    ids=["SIGINT", "SIGTERM", "SIGTERM-learner-process"],
+)  # fmt: skip
+def test_signal_to_process_group_checkpoints_and_exits_interrupted(tmp_path, sig, status, learner):
+    """The learner process ignores both signals too: the trainer takes its state into the
+    checkpoint, then stops it."""
     out = tmp_path / "out"
     run_dir = out / "smoke"
-    run = Run(train_args(out, "curriculum.total_episodes=400"), tmp_path / "logs")
+    sets = ("curriculum.total_episodes=400", f"ppo.learner={learner}")
+    run = Run(train_args(out, *sets), tmp_path / "logs")
     try:
         wait_for(
             lambda: any(r["type"] == "update" for r in records_so_far(run_dir)),
