@@ -119,7 +119,7 @@ class Trainer:
         self.cfg, self.learn, self.stop_after_updates = cfg, learn, stop_after_updates
         self.rundir = RunDir(run_dir if run_dir else Path(cfg.run.out_dir) / cfg.run.name)
         self.run_dir, self.ckpt_dir = self.rundir.path, self.rundir.checkpoints
-        self.device = resolve_device(cfg.run.device)
+        self.device = resolve_device(cfg.run.device, cfg.ppo.num_envs)
         self.dist = dist or init_distributed(self.device, cfg.run.dist_timeout_s)
         self.device = self.dist.device
         if cfg.ppo.learner == "process" and self.device.type != "cpu":
