@@ -9,7 +9,7 @@
 # The GPU image has torch, numpy, scipy, numba, yaml, tqdm, tensorboard and matplotlib
 # (../.library/device/KINDS.md); it lacks nle, gymnasium and entmax.
 set -u -o pipefail
-WHEELS="nle==1.3.0 gymnasium==1.2.2 farama-notifications==0.0.4 entmax==1.3"
+WHEELS="nle==1.3.0 gymnasium==1.2.0 farama-notifications==0.0.4 entmax==1.3"
 
 if [ "${1:-}" = "fetch" ]; then
   grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> "$(git rev-parse --git-path info/exclude)"

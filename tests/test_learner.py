@@ -1,12 +1,13 @@
 """The learner process (``ppo.learner=process``): the same records as the learner thread, exact
 resume in both directions between the two, a dead learner that ends the run with one line and
-a usable checkpoint, and the settings it refuses."""
+a usable checkpoint, the settings it refuses, and the thread it falls back to on a GPU."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from run_records import comparable_records as _records
 from nethack_moe.config.train import make_config
 from nethack_moe.core.errors import ConfigError
 from nethack_moe.ppo import trainer as trainer_mod
-from nethack_moe.ppo.learner import LearnerError, ProcessLearner
+from nethack_moe.ppo.distributed import DistContext
+from nethack_moe.ppo.learner import ACTING_NICE, LearnerError, ProcessLearner
 from nethack_moe.ppo.trainer import Trainer, TrainingInterrupted
 from nethack_moe.ppo.update import UpdateStats
 from nethack_moe.runs.checkpoint import load_checkpoint
@@ -60,10 +62,14 @@ def test_an_interrupted_run_resumes_exactly_with_either_learner(thread_run, tmp_
 
 
 class _KillLearner(Trainer):
-    """Kills the learner process (SIGKILL) after update 3, as the OOM killer would."""
+    """Kills the learner process (SIGKILL) after update 3, as the OOM killer would; notes the
+    acting thread's niceness."""
+
+    nice: int | None = None
 
     def after_update(self, stats: UpdateStats) -> None:
         super().after_update(stats)
+        self.nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         if self.C.updates == 3:
             assert isinstance(self.learner, ProcessLearner)
             os.kill(self.learner.proc.pid, signal.SIGKILL)
@@ -73,8 +79,10 @@ def test_a_dead_learner_ends_the_run_in_one_line_and_the_last_checkpoint_resumes
     thread_run, tmp_path
 ):
     cfg = _cfg(tmp_path, "dead", "ppo.learner=process", "run.checkpoint_every=2")
+    trainer = _KillLearner(cfg)
     with pytest.raises(LearnerError) as e:
-        _KillLearner(cfg).run()
+        trainer.run()
+    assert trainer.nice is not None and trainer.nice >= ACTING_NICE, "the acting thread yields"
     msg = str(e.value)
     assert "\n" not in msg
     assert "learner process" in msg and "died" in msg and "exit code -9" in msg
@@ -90,6 +98,7 @@ def test_learner_settings_are_checked_in_one_line(tmp_path, monkeypatch):
         _cfg(tmp_path, "x", "ppo.learner=gpu").validate()
     with pytest.raises(ConfigError, match="needs ppo.overlap=true"):
         _cfg(tmp_path, "x", "ppo.learner=process", "ppo.overlap=false").validate()
-    monkeypatch.setattr(trainer_mod, "resolve_device", lambda name: torch.device("cuda"))
-    with pytest.raises(ConfigError, match="CPU only"):
-        Trainer(_cfg(tmp_path, "x", "ppo.learner=process"))
+    monkeypatch.setattr(trainer_mod, "resolve_device", lambda *a: torch.device("cuda"))
+    monkeypatch.setattr(trainer_mod, "init_distributed", lambda dev, t: DistContext(device=dev))
+    t = Trainer(_cfg(tmp_path, "x", "ppo.learner=process"))
+    assert t.learner_kind == "thread", "on a GPU the update runs in a thread (same results)"

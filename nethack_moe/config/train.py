@@ -68,8 +68,8 @@ class PPOConfig:
     learner: str = "thread"
     """With ``overlap``, where the update runs: ``thread`` (a background thread of the trainer
     process) or ``process`` (a learner process of its own, parameters and rollouts in shared
-    memory; CPU only). Same results on one machine; the process does not share the acting
-    thread's interpreter."""
+    memory; CPU only: on a GPU the thread is used). Same results on one machine; the process
+    does not share the acting thread's interpreter, so the update gets a core of its own."""
 
     @property
     def batch_size(self) -> int:

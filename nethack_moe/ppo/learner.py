@@ -13,6 +13,8 @@ numbers on one machine:
   a process of its own; the rollout storages and the published parameters are in shared memory;
   the learner publishes each update's parameters with a version number before it answers, and
   the trainer loads them into the acting model. Same one-update lag, same results as the thread.
+  The acting thread runs at nice :data:`ACTING_NICE` meanwhile, so that the learner (the
+  bottleneck) keeps its core.
 
 The trainer keeps a copy of the model, the optimizer and the minibatch generator: for the inline
 and thread learners these are the live objects; for the process learner they are mirrors, which
@@ -24,7 +26,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import signal
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +53,12 @@ LEARNER_KINDS = ("thread", "process")
 
 #: How often the trainer checks that a busy learner process is still alive (seconds).
 _POLL_S = 0.2
+
+#: The niceness of the acting thread while a learner process runs. The run is learner-bound and
+#: the acting side has slack, but at equal priority the acting thread's bursts take the learner's
+#: core: on 2 cores an S500 update took 1.07 s at equal priority and 0.94 s at nice 5 (a nice
+#: lowers no other process's priority, and needs no privilege).
+ACTING_NICE = 5
 
 
 class LearnerError(RuntimeError):
@@ -220,6 +230,7 @@ class ProcessLearner:
         self.proc.start()
         child.close()
         self._busy: str | None = None
+        self._nice = _Nice(ACTING_NICE)
 
     # -------------------------------------------------------------- the protocol
     def _send(self, *msg: Any) -> None:
@@ -299,6 +310,32 @@ class ProcessLearner:
                 self.proc.kill()
         self.proc.join()
         self.conn.close()
+        self._nice.restore()
+
+
+class _Nice:
+    """This thread at niceness ``at least`` (Linux: per thread) until :meth:`restore`, which
+    succeeds where the system lets a thread raise its priority again (else it stays)."""
+
+    def __init__(self, at_least: int) -> None:
+        self.tid = threading.get_native_id()
+        self.old: int | None = None
+        try:
+            now = os.getpriority(os.PRIO_PROCESS, self.tid)
+            if now < at_least:
+                os.setpriority(os.PRIO_PROCESS, self.tid, at_least)
+                self.old = now
+        except (AttributeError, OSError) as e:  # not POSIX, or not permitted: run as it is
+            log.debug("acting thread priority unchanged: %s", e)
+
+    def restore(self) -> None:
+        if self.old is None or threading.get_native_id() != self.tid:
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, self.tid, self.old)
+        except OSError:
+            pass
+        self.old = None
 
 
 def learner_main(conn: Any, init: LearnerInit, storages: list[RolloutStorage],

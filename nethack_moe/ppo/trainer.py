@@ -122,9 +122,11 @@ class Trainer:
         self.device = resolve_device(cfg.run.device, cfg.ppo.num_envs)
         self.dist = dist or init_distributed(self.device, cfg.run.dist_timeout_s)
         self.device = self.dist.device
-        if cfg.ppo.learner == "process" and self.device.type != "cpu":
-            raise ConfigError(f"ppo.learner=process runs on the CPU only (run.device={self.device}); "
-                              "use ppo.learner=thread on a GPU")  # fmt: skip
+        self.learner_kind = cfg.ppo.learner
+        if self.learner_kind == "process" and self.device.type != "cpu":
+            log.warning("ppo.learner=process runs on the CPU only; the update runs in a thread "
+                        "on %s (same results)", self.device)  # fmt: skip
+            self.learner_kind = "thread"
         # torchrun: this rank's share of the envs and workers; a bad split fails before any file
         self.dist.check_workers(cfg.run.num_workers, self.dist.local_ppo(cfg.ppo).num_envs)
         # learning uses run.torch_threads (0 = all cores); acting uses one thread: small batches
@@ -297,7 +299,7 @@ class Trainer:
                  self.learn_threads)  # fmt: skip
         if not p.overlap:
             return InlineLearner(*parts)
-        if p.learner == "thread":
+        if self.learner_kind == "thread":
             return ThreadLearner(*parts)
         init = LearnerInit(self.cfg.to_dict(), self.venv.spec, self.venv.n_actions,
                            self.learn_threads, self._learner_dist())  # fmt: skip
