@@ -230,3 +230,23 @@ def test_direct_stepping_gives_the_gym_trajectories(shaped, monkeypatch):
     assert runs[0] == runs[1]
     eps = [e for step in runs[0] for e in step[-1]]
     assert any(e["died"] for e in eps) and any(not e["died"] for e in eps)  # deaths and the cap
+
+
+def test_an_interrupted_start_leaves_no_worker_behind(monkeypatch):
+    """Ctrl-C while the second worker starts: the first is stopped before the error propagates.
+    Workers ignore SIGTERM, so a survivor would hang multiprocessing's exit handler (seen as a
+    trainer that never exits after a Ctrl-C during start-up)."""
+    started: list[Any] = []
+    real = VectorEnv._start_worker
+
+    def start(self: VectorEnv, k: int, restart: bool) -> None:
+        if k == 1:
+            raise KeyboardInterrupt
+        real(self, k, restart)
+        started.append(self._procs[k])
+
+    monkeypatch.setattr(VectorEnv, "_start_worker", start)
+    with pytest.raises(KeyboardInterrupt) as e:  # its traceback keeps the object alive, as the
+        VectorEnv(EnvConfig(), 4, 2, SeedPlan("train", 3))  # trainer's reference cycles do
+    assert e.traceback and len(started) == 1
+    assert not started[0].is_alive(), "worker 0 outlived the interrupted start"

@@ -102,3 +102,18 @@ def test_learner_settings_are_checked_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_mod, "init_distributed", lambda dev, t: DistContext(device=dev))
     t = Trainer(_cfg(tmp_path, "x", "ppo.learner=process"))
     assert t.learner_kind == "thread", "on a GPU the update runs in a thread (same results)"
+
+
+def test_ctrl_c_during_start_up_stops_the_workers_and_the_learner(tmp_path, monkeypatch):
+    """A KeyboardInterrupt late in start-up (env workers and learner process running): both are
+    stopped before it propagates, so the process can exit (a worker ignores SIGTERM)."""
+
+    def interrupted(*a: object, **k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_mod.Collector, "__init__", interrupted)
+    t = Trainer(_cfg(tmp_path, "x", "ppo.learner=process"))
+    with pytest.raises(KeyboardInterrupt):
+        t.run()
+    assert isinstance(t.learner, ProcessLearner) and not t.learner.proc.is_alive()
+    assert t.venv._procs and not any(p.is_alive() for p in t.venv._procs)

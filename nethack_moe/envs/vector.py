@@ -92,14 +92,18 @@ class VectorEnv:
         self._pending: list[list[tuple[int, int]]] = [[] for _ in range(w)]
         self._local: EnvGroup | None = None
         self._closed = False
-        if num_workers == 0:
-            self._local = EnvGroup(cfg, self.spec, self.buf, 0, num_envs, self.plan)
-        else:
-            for k in range(num_workers):
-                self._procs.append(None)
-                self._conns.append(None)
-                self._start_worker(k, restart=False)
-        self.reset()
+        try:
+            if num_workers == 0:
+                self._local = EnvGroup(cfg, self.spec, self.buf, 0, num_envs, self.plan)
+            else:
+                for k in range(num_workers):
+                    self._procs.append(None)
+                    self._conns.append(None)
+                    self._start_worker(k, restart=False)
+            self.reset()
+        except BaseException:  # Ctrl-C or a failed start: no worker outlives us (they ignore
+            self.close()  # SIGTERM, so multiprocessing's exit handler would wait on them forever)
+            raise
 
     # ----------------------------------------------------------------- workers
     def _start_worker(self, k: int, restart: bool) -> None:

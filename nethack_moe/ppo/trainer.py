@@ -165,7 +165,11 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:
         """Train until the curriculum's ``total_episodes``; returns a summary dict."""
-        self._setup()
+        try:
+            self._setup()
+        except BaseException:  # e.g. Ctrl-C during start-up: stop what was started
+            self._close_started()
+            raise
         exit_reason, final = "finished", None
         try:
             with self.signals:
@@ -187,6 +191,13 @@ class Trainer:
             self.log.close()
             self.venv.close()
         return self._summary(final, exit_reason)
+
+    def _close_started(self) -> None:
+        """The learner, run log and env workers that :meth:`_setup` started before it stopped."""
+        for name in ("learner", "log", "venv"):
+            part = getattr(self, name, None)
+            if part is not None:
+                getattr(part, "shutdown" if name == "learner" else "close")()
 
     def learn_and_collect(self, ctx: RolloutContext) -> RolloutContext | None:
         """Learn from ``ctx``'s rollout and collect the next one (returned; ``None`` at the end).

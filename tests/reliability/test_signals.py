@@ -69,7 +69,9 @@ def test_ctrl_c_during_start_up_exits_130_with_one_line(tmp_path):
         rc = run.proc.wait(timeout=60)
     finally:
         run.cleanup()
-    assert rc == 130, run.stderr
+    # 130, or killed by SIGINT itself after printing the line (about 1 start in 15 hit that, on
+    # the code before the learner process too; a shell shows both as 130)
+    assert rc in (130, -signal.SIGINT), run.stderr
     assert "Traceback" not in run.stderr
     (line,) = run.error_lines()
     assert "interrupted" in line
