@@ -10,6 +10,7 @@ the **branch** that chose it (an index into :data:`BRANCHES`). The first rule th
    "Really attack?") and monsters with a passive or exploding attack (NetHack's own monster table,
    :func:`monster_attacks`) are walked around; a passive one is attacked only when nothing else
    is left to do, and one whose passive paralyses, stones or slimes never;
+   ``rest``: below half its HP, with no monster to hit, the hero searches in place (heals);
 3. ``descend``: ``>`` on the known down staircase;
 4. ``to_stairs``: walk to the known down staircase, or a trap door or hole;
 5. ``explore``: walk to the nearest frontier (a walkable cell next to blank map that the hero
@@ -17,6 +18,10 @@ the **branch** that chose it (an index into :data:`BRANCHES`). The first rule th
 6. ``kick``: walk to a door found locked and kick it; ``search``: walk to where a hidden passage
    is likely (dead ends, room walls with unexplored map behind them) and search there;
    ``eat`` when hungry (before 4-6); ``stuck``: nothing applies (search in place).
+
+A move that leaves the hero in place counts against the cell moved into (3 = blocked), unless
+a trap holds the hero (until it moves) or a stuck door resisted. A doorway the hero stands in
+is the door it was last seen as (doorless ones allow diagonal moves).
 
 Straight stretches of a path use the rush moves (``CompassDirectionLonger``) when the stretch
 ends against something that stops the rush (a wall, rock or a boulder) or the path turns there,
@@ -93,11 +98,11 @@ BRANCHES: tuple[str, ...] = (
     "kick",
     "eat",
     "stuck",
+    "rest",
 )
 BRANCH_INDEX: dict[str, int] = {n: i for i, n in enumerate(BRANCHES)}
-(B_PROMPT, B_FIGHT, B_DESCEND, B_TO_STAIRS, B_EXPLORE, B_SEARCH, B_KICK, B_EAT, B_STUCK) = range(
-    len(BRANCHES)
-)
+(B_PROMPT, B_FIGHT, B_DESCEND, B_TO_STAIRS, B_EXPLORE, B_SEARCH, B_KICK, B_EAT, B_STUCK,
+ B_REST) = range(len(BRANCHES))  # fmt: skip
 
 _PAT = {
     k: np.frombuffer(v, dtype=np.uint8).copy()
@@ -109,10 +114,12 @@ _PAT = {
         "trap": b"trap",
         "web": b"web",
         "stuck": b"stuck",
+        "resists": b"door resists",
     }.items()
 }
 _P_DIR, _P_ATTACK, _P_EAT = _PAT["direction"], _PAT["attack"], _PAT["eat"]
 _P_PIT, _P_TRAP, _P_WEB, _P_STUCK = _PAT["pit"], _PAT["trap"], _PAT["web"], _PAT["stuck"]
+_P_RESISTS = _PAT["resists"]  # a stuck door: it may open at the next try
 _A_MORE_IDX = F.ATOM_INDEX["more_prompt"]
 _A_QUESTION_IDX = F.ATOM_INDEX["question_prompt"]
 _BL_HUNGER = nh.NLE_BL_HUNGER
@@ -146,7 +153,7 @@ def _eat_letter(msg, key_action):  # pragma: no cover - jitted
 
 @numba.njit(cache=True, nogil=True)
 def _remember(g, msg, tflags, y, x, depth, b, t_level, t_searched, t_failed, t_kicks, t_seen,
-              t_pos, t_taken, t_kick_dir, t_stall):  # fmt: skip  # pragma: no cover - jitted
+              t_pos, t_taken, t_kick_dir, t_stall, t_held, t_doors):  # fmt: skip  # pragma: no cover - jitted
     """Update row ``b``'s memory: a new level clears its level part; the last action's effect
     (a move that left the hero in place, the cells a rush went through, a search) is recorded.
     Returns the action taken from the last observation (-1: none) and whether it moved the
@@ -160,6 +167,7 @@ def _remember(g, msg, tflags, y, x, depth, b, t_level, t_searched, t_failed, t_k
         t_failed[b] = 0
         t_kicks[b] = 0
         t_seen[b] = False
+        t_doors[b] = 0
         t_pos[b, 0] = -1
         t_kick_dir[b] = -1
     taken = t_taken[b]
@@ -169,6 +177,8 @@ def _remember(g, msg, tflags, y, x, depth, b, t_level, t_searched, t_failed, t_k
     if taken >= 0 and py >= 0:
         moved = py != y or px != x
         t_stall[b] = 0 if moved else t_stall[b] + 1
+        if moved:
+            t_held[b] = 0
         k = MOVE_DIR[taken]
         if k >= 0 and moved:  # the cells a rush went through on a straight line
             steps = max(abs(y - py), abs(x - px))
@@ -183,8 +193,11 @@ def _remember(g, msg, tflags, y, x, depth, b, t_level, t_searched, t_failed, t_k
             trapped = (
                 _contains(msg, 0, L, _P_PIT) or _contains(msg, 0, L, _P_TRAP)
                 or _contains(msg, 0, L, _P_WEB) or _contains(msg, 0, L, _P_STUCK)
+                or _contains(msg, 0, L, _P_RESISTS)
             )  # fmt: skip
-            if 0 <= ty < R and 0 <= tx < C and not trapped:
+            if trapped:  # held by a trap until the hero moves again
+                t_held[b] = 1
+            if 0 <= ty < R and 0 <= tx < C and not trapped and t_held[b] == 0:
                 if not (tflags[g[ty, tx]] & T_MON) and t_failed[b, ty, tx] < 1000:
                     t_failed[b, ty, tx] += 1
         if taken == SEARCH_ACTION:  # the search covered the 8 cells around
@@ -347,6 +360,8 @@ def _act(g, bl, kflags, tflags, mon_of, stairs, locked, hero_door, y, x, depth, 
     if wait >= 0:
         t_kick_dir[b] = wait + 8
         return KICK_ACTION, B_FIGHT
+    if 2 * bl[nh.NLE_BL_HP] < bl[nh.NLE_BL_HPMAX] and passive < 0:  # rest: search in place
+        return SEARCH_ACTION, B_REST
     known = stairs[0] == depth
     sy, sx = stairs[1], stairs[2]
     if known and sy == y and sx == x:
@@ -390,7 +405,7 @@ def _teacher_rows(
     glyphs, blstats, message, atoms, kflags, tflags, mon_of, key_action,
     f_stairs, f_visited, f_locked,
     t_level, t_searched, t_failed, t_kicks, t_seen, t_peaceful, t_pos, t_taken, t_kick_dir, t_stall, t_eats,
-    out_action, out_branch, walk, dist, parent, qy, qx, path,
+    t_held, t_doors, out_action, out_branch, walk, dist, parent, qy, qx, path,
 ):  # fmt: skip  # pragma: no cover - jitted
     """The teacher's action and branch for every row (see the module docstring).
 
@@ -405,12 +420,12 @@ def _teacher_rows(
         y = min(max(bl[nh.NLE_BL_Y], 0), R - 1)
         depth = bl[nh.NLE_BL_DEPTH]
         taken, bent, py, px = _remember(g, msg, tflags, y, x, depth, b, t_level, t_searched, t_failed, t_kicks,
-                          t_seen, t_pos, t_taken, t_kick_dir, t_stall)  # fmt: skip
+                          t_seen, t_pos, t_taken, t_kick_dir, t_stall, t_held, t_doors)  # fmt: skip
         a, br = _prompt(atoms[b, _A_MORE_IDX], atoms[b, _A_QUESTION_IDX], msg, g, mon_of,
                         key_action, taken, y, x, b, t_kicks, t_peaceful, t_kick_dir, t_eats)  # fmt: skip
         if a < 0:
             hero_door = _walk_map(g, kflags, tflags, mon_of, f_locked[b], t_failed[b],
-                                  t_peaceful[b], y, x, walk)  # fmt: skip
+                                  t_peaceful[b], y, x, walk, t_doors[b])  # fmt: skip
             if bent:
                 _mark_walked(walk, t_seen[b], y, x, py, px, dist, parent, qy, qx)
             a, br = _act(g, bl, kflags, tflags, mon_of, f_stairs[b], f_locked[b], hero_door,
@@ -468,7 +483,7 @@ def compute_teacher(
         g, bl, msg, atoms, F.KERNEL_FLAGS, TEACHER_FLAGS, MON_OF, KEY_ACTION,
         level.stairs, level.visited, level.locked,
         m.level, m.searched, m.failed, m.kicks, m.seen, m.peaceful, m.pos, m.taken, m.kick_dir, m.stall,
-        m.eats, action, branch, *_scratch(),
+        m.eats, m.held, m.doors, action, branch, *_scratch(),
     )  # fmt: skip
     return action, branch
 

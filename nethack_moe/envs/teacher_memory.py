@@ -47,6 +47,12 @@ class TeacherMemory:
     """``[N]`` int64: consecutive steps that left the hero in place."""
     eats: np.ndarray
     """``[N]`` int64: eat commands given this episode."""
+    held: np.ndarray
+    """``[N]`` int64: 1 while the hero has not moved since a trap held it (failed moves then say
+    nothing about the cells moved into), else 0."""
+    doors: np.ndarray
+    """``[N, 21, 79]`` int8: what each doorway of this level was last seen as: 2 a door (open or
+    closed: no diagonal moves), 1 no door (empty or broken), 0 never seen as a doorway."""
 
     def rows(self, sl: Any) -> TeacherMemory:
         """View (slice) of some rows."""
@@ -65,10 +71,12 @@ class TeacherMemory:
         self.kick_dir[i] = -1
         self.stall[i] = 0
         self.eats[i] = 0
+        self.doors[i] = 0
+        self.held[i] = 0
 
 
 _MEM_FIELDS = ("level", "searched", "failed", "kicks", "seen", "peaceful", "pos", "taken", "kick_dir",
-               "stall", "eats")  # fmt: skip
+               "stall", "eats", "held", "doors")  # fmt: skip
 
 
 def new_teacher_memory(n: int) -> TeacherMemory:
@@ -79,7 +87,8 @@ def new_teacher_memory(n: int) -> TeacherMemory:
         np.zeros((n, R, C), np.int16), np.zeros((n, R, C), np.bool_),
         np.zeros((n, nh.NUMMONS), np.bool_),
         np.zeros((n, 2), np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64),
-        np.zeros(n, np.int64), np.zeros(n, np.int64),
+        np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64),
+        np.zeros((n, R, C), np.int8),
     )  # fmt: skip
     m.clear(slice(None))
     return m

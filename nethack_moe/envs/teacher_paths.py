@@ -94,17 +94,20 @@ def _path_action(walk, glyphs, kflags, tflags, gy, gx, dirs, dist, parent, path,
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk_map(g, kflags, tflags, mon_of, locked, failed, peaceful, y, x, walk):
+def _walk_map(g, kflags, tflags, mon_of, locked, failed, peaceful, y, x, walk, doors):
     # pragma: no cover - jitted
     """Fill ``walk`` with the walk classes the teacher moves by (locked doors, cells that
     refused moves and monsters not to hit are blocked; trap doors are free); returns whether
-    the hero stands in a doorway."""
+    the hero stands in a door (no diagonal moves), as ``doors`` remembers the doorway it stands
+    in (a doorless one allows them), or else when it stands between two walls."""
     R, C = g.shape
     for yy in range(R):
         for xx in range(C):
             gl = g[yy, xx]
             f = kflags[gl]
             w = (f >> _K_WALK_SHIFT) & 3
+            if f & _B_DOOR:
+                doors[yy, xx] = 2 if w == DOOR else 1
             if (f & _B_CLOSED) and locked[yy, xx]:
                 w = BLOCKED
             if failed[yy, xx] >= FAIL_LIMIT:
@@ -123,6 +126,8 @@ def _walk_map(g, kflags, tflags, mon_of, locked, failed, peaceful, y, x, walk):
     wu = kflags[g[y - 1, x]] if y > 0 else 0
     wd = kflags[g[y + 1, x]] if y + 1 < R else 0
     hero_door = (((wl & wr) | (wu & wd)) & _K_WALL) != 0
+    if doors[y, x] > 0:
+        hero_door = doors[y, x] == 2
     walk[y, x] = DOOR if hero_door else FREE
     return hero_door
 
