@@ -40,7 +40,10 @@ from nethack_moe.models.policy import PolicyOutput, build_model
 E = 4
 NAMES = ["e0", "e1", "e2", "e3"]
 #: Branch shares of real play, roughly (explore dominates, fights and prompts are rarer).
-BRANCH_P = np.array([0.08, 0.1, 0.02, 0.1, 0.5, 0.15, 0.0, 0.05, 0.0])
+_SHARE = {"prompt": 0.08, "fight": 0.1, "descend": 0.02, "to_stairs": 0.1, "explore": 0.5,
+          "search": 0.15, "eat": 0.05}  # fmt: skip
+BRANCH_P = np.array([_SHARE.get(b, 0.0) for b in BRANCHES])
+NB = len(BRANCHES)  # one expert per branch for the branch router on real games
 
 
 def _branches(n_ep: int, length: int, rng: np.random.Generator) -> np.ndarray:
@@ -254,7 +257,7 @@ class BranchRouter:
 
     random: bool = False
     name: str = "branch-router"
-    expert_names: list[str] = field(default_factory=lambda: [f"b{i}" for i in range(9)])
+    expert_names: list[str] = field(default_factory=lambda: [f"b{i}" for i in range(NB)])
     routing: str | None = "sparsemax"
     temperature: float | None = 1.0
     needs_teacher: bool = True
@@ -266,11 +269,11 @@ class BranchRouter:
     def choose(self, obs: Obs, teacher: Teacher | None = None) -> Choice:
         assert teacher is not None
         b = teacher.branch.numpy()
-        e = self.rng.integers(0, 9, b.size) if self.random else np.maximum(b, 0)
-        alpha = torch.from_numpy(np.eye(9, dtype=np.float32)[e])
+        e = self.rng.integers(0, NB, b.size) if self.random else np.maximum(b, 0)
+        alpha = torch.from_numpy(np.eye(NB, dtype=np.float32)[e])
         logits = torch.zeros(b.size, 23)
         out = PolicyOutput(logits, torch.zeros(b.size), alpha, alpha, logits[:, None].expand(
-            -1, 9, -1), None)  # fmt: skip
+            -1, NB, -1), None)  # fmt: skip
         return Choice(teacher.action.numpy().astype(np.int64), out)
 
 
