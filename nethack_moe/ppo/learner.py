@@ -85,6 +85,12 @@ class UpdateResult:
     seconds: float
 
 
+def make_optimizer(model: nn.Module, cfg: Any) -> torch.optim.Optimizer:
+    """The PPO optimizer of a run (``cfg``: its :class:`TrainConfig`); the trainer's and the
+    learner process's must be the same."""
+    return torch.optim.Adam(model.parameters(), lr=cfg.curriculum.lr_at(0), eps=cfg.ppo.adam_eps)
+
+
 def run_update(
     model: ActorCritic,
     optim: torch.optim.Optimizer,
@@ -348,7 +354,7 @@ def learner_main(conn: Any, init: LearnerInit, storages: list[RolloutStorage],
     torch.set_num_threads(init.threads)
     cfg = config_from_dict(init.config)
     model = build_model(cfg.model, init.spec, init.n_actions)
-    optim = torch.optim.Adam(model.parameters(), lr=cfg.curriculum.lr_at(0), eps=cfg.ppo.adam_eps)
+    optim = make_optimizer(model, cfg)
     gen = torch.Generator(device="cpu")
     dist = init.dist.connect() if init.dist is not None else DistContext()
     try:

@@ -53,6 +53,7 @@ from nethack_moe.ppo.learner import (
     ThreadLearner,
     UpdateJob,
     UpdateResult,
+    make_optimizer,
 )
 from nethack_moe.ppo.reward_norm import RunningMeanStd
 from nethack_moe.ppo.storage import RolloutStorage
@@ -187,13 +188,11 @@ class Trainer:
             raise LearnerError(failure_message(e, self.ckpt_dir, self.run_dir,
                                                self.dist.world_size)) from e  # fmt: skip
         finally:
-            self.learner.shutdown()
-            self.log.close()
-            self.venv.close()
+            self._close_started()
         return self._summary(final, exit_reason)
 
     def _close_started(self) -> None:
-        """The learner, run log and env workers that :meth:`_setup` started before it stopped."""
+        """Stop the learner, close the run log and the env workers (those that were started)."""
         for name in ("learner", "log", "venv"):
             part = getattr(self, name, None)
             if part is not None:
@@ -283,9 +282,7 @@ class Trainer:
         )  # fmt: skip
         self.model: ActorCritic = build_model(cfg.model, self.venv.spec, self.venv.n_actions)
         self.model.to(self.device)
-        self.optim = torch.optim.Adam(
-            self.model.parameters(), lr=cfg.curriculum.lr_at(0), eps=p.adam_eps
-        )
+        self.optim = make_optimizer(self.model, cfg)
         self.gen = torch.Generator(device="cpu")  # acting (Gumbel noise)
         self.gen.manual_seed(self.dist.rank_seed(cfg.run.seed))
         self.gen_learn = torch.Generator(device="cpu")  # minibatch order

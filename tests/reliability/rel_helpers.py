@@ -115,6 +115,12 @@ def worker_pids(trainer_pid: int) -> list[int]:
     return [p for p, pp, st, _ in rows if pp in servers and not st.startswith("Z")]
 
 
+def learner_pids(trainer_pid: int) -> list[int]:
+    """A trainer's live learner process (``ppo.learner=process``): its child started by spawn."""
+    return [p for p, pp, st, cmd in _ps()
+            if pp == trainer_pid and "spawn_main" in cmd and not st.startswith("Z")]  # fmt: skip
+
+
 def wait_for(
     pred: Callable[[], object], timeout: float, what: str, run: Run | None = None
 ) -> object:

@@ -8,15 +8,9 @@ from __future__ import annotations
 import os
 import signal
 
-from rel_helpers import Run, _ps, events, records, records_so_far, train_args, wait_for
+from rel_helpers import Run, events, learner_pids, records, records_so_far, train_args, wait_for
 
 from nethack_moe.runs.checkpoint import load_checkpoint
-
-
-def _learner_pid(trainer_pid: int) -> list[int]:
-    """The trainer's learner process: its child started by multiprocessing's spawn."""
-    return [p for p, pp, st, cmd in _ps()
-            if pp == trainer_pid and "spawn_main" in cmd and not st.startswith("Z")]  # fmt: skip
 
 
 def test_dead_learner_stops_the_run_in_one_line_and_it_resumes(tmp_path):
@@ -31,7 +25,7 @@ def test_dead_learner_stops_the_run_in_one_line_and_it_resumes(tmp_path):
             "the first checkpoint",
             run,
         )
-        (pid,) = wait_for(lambda: _learner_pid(run.pid), 30, "the learner process", run)
+        (pid,) = wait_for(lambda: learner_pids(run.pid), 30, "the learner process", run)
         os.kill(pid, signal.SIGKILL)
         rc = run.proc.wait(timeout=120)
     finally:
