@@ -26,7 +26,7 @@ from nethack_moe.models.acting import Obs, Teacher
 
 STEPS = 300
 #: Seeds whose first 300 steps show every common branch between them (checked below).
-SEEDS = (100000, 100012)
+SEEDS = (100000, 100005)
 
 
 @dataclass
@@ -238,6 +238,8 @@ class Log:
     doors: list[np.ndarray] = field(default_factory=list)
     failed: list[np.ndarray] = field(default_factory=list)
     held: list[int] = field(default_factory=list)
+    depth: list[int] = field(default_factory=list)
+    calm: list[int] = field(default_factory=list)
 
 
 def _play_log(seed: int, steps: int) -> Log:
@@ -257,6 +259,8 @@ def _play_log(seed: int, steps: int) -> Log:
             lg.doors.append(group.teacher.doors[0].copy())
             lg.failed.append(group.teacher.failed[0].copy())
             lg.held.append(int(group.teacher.held[0]))
+            lg.depth.append(int(bl[nh.NLE_BL_DEPTH]))
+            lg.calm.append(int(group.teacher.calm[0]))
             venv.step(b.teacher_action.copy())
     return lg
 
@@ -289,17 +293,18 @@ def test_a_doorless_doorway_allows_diagonal_moves():
 
 
 def test_failed_moves_while_a_trap_holds_the_hero_block_nothing():
-    lg = _play_log(300104, 80)  # a bear trap holds the hero for a few turns
+    lg = _play_log(300119, 150)  # a bear trap holds the hero for a few turns
     t0 = next(t for t, m in enumerate(lg.msg) if "bear trap closes" in m)
     held = [t for t in range(t0, len(lg.pos)) if lg.held[t]]
     assert len(held) >= 3 and all(lg.pos[t] == lg.pos[t0] for t in held)
     y, x = lg.pos[t0]
-    assert lg.failed[held[-1]][y - 1 : y + 2, x - 1 : x + 2].max() == 0
+    added = lg.failed[held[-1]].astype(int) - lg.failed[t0]  # counts while held
+    assert added[y - 1 : y + 2, x - 1 : x + 2].max() == 0
     assert any(p != lg.pos[t0] for p in lg.pos[held[-1] + 1 :])  # out of it, it moves on
 
 
 def test_rest_branch_searches_in_place_below_half_hp():
-    lg = _play_log(300025, 120)
+    lg = _play_log(300119, 120)
     rest = [t for t, b in enumerate(lg.branch) if b == "rest"]
     assert rest
     for t in rest:
@@ -311,6 +316,37 @@ def test_rest_branch_searches_in_place_below_half_hp():
         assert not near.any()  # nothing to hit next to it
     after = lg.hp[rest[-1] + 1 :]
     assert any(hp > lg.hp[rest[0]][0] for hp, _ in after)  # it heals, and goes on
+
+
+def _back_and_forth(lg: Log, lo: int, hi: int) -> list[int]:
+    """Steps in ``[lo, hi)`` that bring the hero back to the cell it left the step before."""
+    return [t for t in range(max(lo, 2), hi) if lg.pos[t] == lg.pos[t - 2] != lg.pos[t - 1]]
+
+
+def test_the_search_spot_is_kept_until_searched_out():
+    lg = _play_log(300043, 200)  # re-planned every step, it went back and forth from step 150
+    search = [t for t, b in enumerate(lg.branch) if b == "search"]
+    assert len(search) > 60
+    assert len(_back_and_forth(lg, 100, 200)) <= 5
+    assert sum(lg.action[t] == GA.SEARCH_ACTION for t in search) > len(search) / 2
+
+
+def test_coming_back_to_the_last_cell_stops_rushes_for_a_while():
+    lg = _play_log(300043, 200)
+    back = _back_and_forth(lg, 0, 200)
+    assert back
+    rush = {int(a) for a in GA.RUSH_ACTIONS}
+    for t in back:
+        assert lg.calm[t] == TT.CALM_STEPS
+        calm = range(t, min(t + TT.CALM_STEPS, len(lg.action)))
+        assert not any(lg.action[u] in rush for u in calm)
+
+
+def test_stairs_under_an_object_are_taken():
+    lg = _play_log(300251, 224)  # the down staircase lies under an object: the map shows it
+    t = next(t for t, m in enumerate(lg.msg) if "staircase down here" in m)
+    assert (lg.branch[t], lg.action[t]) == ("descend", GA.DOWN_ACTION)
+    assert lg.depth[t + 1] == lg.depth[t] + 1
 
 
 # ------------------------------------------------------------------------ monster data

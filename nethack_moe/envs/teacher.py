@@ -11,13 +11,21 @@ the **branch** that chose it (an index into :data:`BRANCHES`). The first rule th
    :func:`monster_attacks`) are walked around; a passive one is attacked only when nothing else
    is left to do, and one whose passive paralyses, stones or slimes never;
    ``rest``: below half its HP, with no monster to hit, the hero searches in place (heals);
-3. ``descend``: ``>`` on the known down staircase;
+3. ``descend``: ``>`` on the known down staircase, or where NetHack says one is under the
+   objects the hero stepped on (the map shows the object, not the stairs);
 4. ``to_stairs``: walk to the known down staircase, or a trap door or hole;
 5. ``explore``: walk to the nearest frontier (a walkable cell next to blank map that the hero
-   has never been next to, observed or rushing through: unexplored, not known rock);
+   has never been next to, observed or rushing through: unexplored, not known rock); with no
+   frontier left, to the nearest object the hero has not stood on (stairs may lie under it);
 6. ``kick``: walk to a door found locked and kick it; ``search``: walk to where a hidden passage
    is likely (dead ends, room walls with unexplored map behind them) and search there;
    ``eat`` when hungry (before 4-6); ``stuck``: nothing applies (search in place).
+
+Walk goals are kept: a frontier until it is explored or one is ``GOAL_KEEP`` steps nearer, a
+search spot until it is searched out (re-planned every step, the goal flipped between two
+cells as the hero moved, and the hero went back and forth for hundreds of steps). A hero back
+on the cell it left the step before takes no rush moves for ``CALM_STEPS`` steps (a rush into a
+corridor overshoots a goal one cell away, and the way back rushes past it again).
 
 A move that leaves the hero in place counts against the cell moved into (3 = blocked), unless
 a trap holds the hero (until it moves) or a stuck door resisted. A doorway the hero stands in
@@ -55,7 +63,9 @@ from nethack_moe.envs.teacher_paths import (
     _walk_map,
 )
 from nethack_moe.envs.teacher_tables import (
+    CALM_STEPS,
     EAT_LIMIT,
+    GOAL_KEEP,
     KICK_LIMIT,
     MON_OF,
     RUSH_CORRIDOR,
@@ -72,6 +82,7 @@ from nethack_moe.envs.teacher_tables import (
 )
 from nethack_moe.features.glyphs import (
     _B_CLOSED,
+    _B_ITEM,
     _K_WALK_SHIFT,
 )
 from nethack_moe.features.kernel import _contains
@@ -115,11 +126,13 @@ _PAT = {
         "web": b"web",
         "stuck": b"stuck",
         "resists": b"door resists",
+        "stairs_here": b"staircase down here",
     }.items()
 }
 _P_DIR, _P_ATTACK, _P_EAT = _PAT["direction"], _PAT["attack"], _PAT["eat"]
 _P_PIT, _P_TRAP, _P_WEB, _P_STUCK = _PAT["pit"], _PAT["trap"], _PAT["web"], _PAT["stuck"]
 _P_RESISTS = _PAT["resists"]  # a stuck door: it may open at the next try
+_P_STAIRS_HERE = _PAT["stairs_here"]  # stairs under an object: the map shows the object
 _A_MORE_IDX = F.ATOM_INDEX["more_prompt"]
 _A_QUESTION_IDX = F.ATOM_INDEX["question_prompt"]
 _BL_HUNGER = nh.NLE_BL_HUNGER
@@ -153,7 +166,7 @@ def _eat_letter(msg, key_action):  # pragma: no cover - jitted
 
 @numba.njit(cache=True, nogil=True)
 def _remember(g, msg, tflags, y, x, depth, b, t_level, t_searched, t_failed, t_kicks, t_seen,
-              t_pos, t_taken, t_kick_dir, t_stall, t_held, t_doors):  # fmt: skip  # pragma: no cover - jitted
+              t_pos, t_taken, t_kick_dir, t_stall, t_held, t_doors, t_goal, t_prev, t_calm):  # fmt: skip  # pragma: no cover - jitted
     """Update row ``b``'s memory: a new level clears its level part; the last action's effect
     (a move that left the hero in place, the cells a rush went through, a search) is recorded.
     Returns the action taken from the last observation (-1: none) and whether it moved the
@@ -170,6 +183,8 @@ def _remember(g, msg, tflags, y, x, depth, b, t_level, t_searched, t_failed, t_k
         t_doors[b] = 0
         t_pos[b, 0] = -1
         t_kick_dir[b] = -1
+        t_goal[b, 0] = -1
+        t_prev[b, 0] = -1
     taken = t_taken[b]
     t_taken[b] = -1  # consumed: the same observation twice changes nothing
     py, px = t_pos[b, 0], t_pos[b, 1]
@@ -177,8 +192,14 @@ def _remember(g, msg, tflags, y, x, depth, b, t_level, t_searched, t_failed, t_k
     if taken >= 0 and py >= 0:
         moved = py != y or px != x
         t_stall[b] = 0 if moved else t_stall[b] + 1
+        if t_calm[b] > 0:
+            t_calm[b] -= 1
         if moved:
             t_held[b] = 0
+            if t_prev[b, 0] == y and t_prev[b, 1] == x:  # back where it was: calm down
+                t_calm[b] = CALM_STEPS
+            t_prev[b, 0] = py
+            t_prev[b, 1] = px
         k = MOVE_DIR[taken]
         if k >= 0 and moved:  # the cells a rush went through on a straight line
             steps = max(abs(y - py), abs(x - px))
@@ -311,6 +332,16 @@ def _frontier_goal(g, kflags, seen, qy, qx, n):  # pragma: no cover - jitted
 
 
 @numba.njit(cache=True, nogil=True)
+def _item_goal(kflags, g, visited, qy, qx, n):  # pragma: no cover - jitted
+    """Rule 5b: the nearest object the hero has not stood on, ``(-1, -1)`` if none."""
+    for i in range(1, n):
+        yy, xx = qy[i], qx[i]
+        if (kflags[g[yy, xx]] & _B_ITEM) and not visited[yy, xx]:
+            return yy, xx
+    return -1, -1
+
+
+@numba.njit(cache=True, nogil=True)
 def _kick_goal(g, kflags, locked, kicks, qy, qx, n):  # pragma: no cover - jitted
     """Rule 6a: ``(gy, gx, k)``: the nearest cell next to a locked door still worth kicking
     (``gy = -1``: none), and the door's direction ``k`` when the hero stands there (else -1)."""
@@ -330,12 +361,12 @@ def _kick_goal(g, kflags, locked, kicks, qy, qx, n):  # pragma: no cover - jitte
 @numba.njit(cache=True, nogil=True)
 def _search_goal(g, kflags, walk, searched, dist, qy, qx, n):  # pragma: no cover - jitted
     """Rule 6b: the best spot to search for a hidden passage (its score less its distance),
-    ``(-1, -1)`` if none; spots searched ``SEARCH_LIMIT`` times get more rounds only when no
-    spot is left in the earlier ones."""
+    ``(-1, -1, 0)`` if none, with the search limit of the round it was found in; spots searched
+    ``SEARCH_LIMIT`` times get more rounds only when no spot is left in the earlier ones."""
     gy = -1
     gx = -1
     limit = SEARCH_LIMIT
-    while gy < 0 and limit <= SEARCH_LIMIT * SEARCH_ROUNDS:  # more rounds if in vain
+    while limit <= SEARCH_LIMIT * SEARCH_ROUNDS:  # more rounds if in vain
         best_score = -1.0e9
         for i in range(0, n):
             yy, xx = qy[i], qx[i]
@@ -345,14 +376,23 @@ def _search_goal(g, kflags, walk, searched, dist, qy, qx, n):  # pragma: no cove
                 if s > best_score:
                     best_score = s
                     gy, gx = yy, xx
+        if gy >= 0:
+            return gy, gx, limit
         limit += SEARCH_LIMIT
-    return gy, gx
+    return -1, -1, 0
 
 
 @numba.njit(cache=True, nogil=True)
-def _act(g, bl, kflags, tflags, mon_of, stairs, locked, hero_door, y, x, depth, b, t_searched,
-         t_kicks, t_seen, t_peaceful, t_kick_dir, t_stall, t_eats, walk, dist, parent, qy, qx,
-         path):  # fmt: skip  # pragma: no cover - jitted
+def _committed(goal, branch, dist):  # pragma: no cover - jitted
+    """Whether ``goal`` (a row of :attr:`TeacherMemory.goal`) is a goal of ``branch`` the hero
+    can still walk to."""
+    return goal[0] == branch and dist[goal[1], goal[2]] >= 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _act(g, bl, msg, kflags, tflags, mon_of, stairs, visited, locked, hero_door, y, x, depth, b, t_searched,
+         t_kicks, t_seen, t_peaceful, t_kick_dir, t_stall, t_eats, t_goal, t_calm, walk, dist,
+         parent, qy, qx, path):  # fmt: skip  # pragma: no cover - jitted
     """Rules 2-6 (no prompt on screen) for row ``b``, as ``(action, branch)``."""
     fight, wait, passive = _fight(g, kflags, tflags, mon_of, t_peaceful[b], hero_door, y, x)
     if fight >= 0:
@@ -364,7 +404,7 @@ def _act(g, bl, kflags, tflags, mon_of, stairs, locked, hero_door, y, x, depth, 
         return SEARCH_ACTION, B_REST
     known = stairs[0] == depth
     sy, sx = stairs[1], stairs[2]
-    if known and sy == y and sx == x:
+    if (known and sy == y and sx == x) or _contains(msg, 0, msg.shape[0], _P_STAIRS_HERE):
         return DOWN_ACTION, B_DESCEND
     if bl[_BL_HUNGER] >= _HUNGRY and t_eats[b] < EAT_LIMIT:
         t_eats[b] += 1
@@ -378,19 +418,43 @@ def _act(g, bl, kflags, tflags, mon_of, stairs, locked, hero_door, y, x, depth, 
     if gy < 0:
         branch = B_EXPLORE
         gy, gx = _frontier_goal(g, kflags, t_seen[b], qy, qx, n)
+        cg = t_goal[b]
+        if (  # keep walking to the committed frontier unless one is much nearer
+            gy >= 0
+            and _committed(cg, B_EXPLORE, dist)
+            and dist[cg[1], cg[2]] > 0
+            and _near_unseen_stone(g, kflags, t_seen[b], cg[1], cg[2])
+            and dist[cg[1], cg[2]] < dist[gy, gx] + GOAL_KEEP
+        ):
+            gy, gx = cg[1], cg[2]
+    if gy < 0:  # stairs may lie under an object: step on the ones not stepped on yet
+        gy, gx = _item_goal(kflags, g, visited, qy, qx, n)
     if gy < 0:
         branch = B_KICK
         gy, gx, kd = _kick_goal(g, kflags, locked, t_kicks[b], qy, qx, n)
         if kd >= 0:  # next to it: kick
             t_kick_dir[b] = kd
             return KICK_ACTION, B_KICK
+    limit = 0
     if gy < 0:
         branch = B_SEARCH
-        gy, gx = _search_goal(g, kflags, walk, t_searched[b], dist, qy, qx, n)
-        if gy == y and gx == x:
-            return SEARCH_ACTION, B_SEARCH
+        cg = t_goal[b]
+        if (
+            _committed(cg, B_SEARCH, dist)
+            and _search_score(g, kflags, walk, t_searched[b], cg[3], cg[1], cg[2]) >= SEARCH_MIN
+        ):  # the spot chosen earlier, until searched out
+            gy, gx, limit = cg[1], cg[2], cg[3]
+        else:
+            gy, gx, limit = _search_goal(g, kflags, walk, t_searched[b], dist, qy, qx, n)
+    t_goal[b, 0] = branch if gy >= 0 else -1
+    t_goal[b, 1] = gy
+    t_goal[b, 2] = gx
+    t_goal[b, 3] = limit
+    if branch == B_SEARCH and gy == y and gx == x:
+        return SEARCH_ACTION, B_SEARCH
     if gy >= 0:
-        no_rush = t_stall[b] > 0 or bl[_BL_HUNGER] >= _HUNGRY  # hungry: save turns (food)
+        # hungry: save turns (food); calm: the hero came back where it was a step before
+        no_rush = t_stall[b] > 0 or t_calm[b] > 0 or bl[_BL_HUNGER] >= _HUNGRY
         corridor = RUSH_CORRIDOR
         a = _path_action(walk, g, kflags, tflags, gy, gx, DIRS, dist, parent, path, no_rush,
                          corridor)  # fmt: skip
@@ -405,7 +469,7 @@ def _teacher_rows(
     glyphs, blstats, message, atoms, kflags, tflags, mon_of, key_action,
     f_stairs, f_visited, f_locked,
     t_level, t_searched, t_failed, t_kicks, t_seen, t_peaceful, t_pos, t_taken, t_kick_dir, t_stall, t_eats,
-    t_held, t_doors, out_action, out_branch, walk, dist, parent, qy, qx, path,
+    t_held, t_doors, t_goal, t_prev, t_calm, out_action, out_branch, walk, dist, parent, qy, qx, path,
 ):  # fmt: skip  # pragma: no cover - jitted
     """The teacher's action and branch for every row (see the module docstring).
 
@@ -420,7 +484,8 @@ def _teacher_rows(
         y = min(max(bl[nh.NLE_BL_Y], 0), R - 1)
         depth = bl[nh.NLE_BL_DEPTH]
         taken, bent, py, px = _remember(g, msg, tflags, y, x, depth, b, t_level, t_searched, t_failed, t_kicks,
-                          t_seen, t_pos, t_taken, t_kick_dir, t_stall, t_held, t_doors)  # fmt: skip
+                          t_seen, t_pos, t_taken, t_kick_dir, t_stall, t_held, t_doors, t_goal, t_prev,
+                          t_calm)  # fmt: skip
         a, br = _prompt(atoms[b, _A_MORE_IDX], atoms[b, _A_QUESTION_IDX], msg, g, mon_of,
                         key_action, taken, y, x, b, t_kicks, t_peaceful, t_kick_dir, t_eats)  # fmt: skip
         if a < 0:
@@ -428,9 +493,9 @@ def _teacher_rows(
                                   t_peaceful[b], y, x, walk, t_doors[b])  # fmt: skip
             if bent:
                 _mark_walked(walk, t_seen[b], y, x, py, px, dist, parent, qy, qx)
-            a, br = _act(g, bl, kflags, tflags, mon_of, f_stairs[b], f_locked[b], hero_door,
+            a, br = _act(g, bl, msg, kflags, tflags, mon_of, f_stairs[b], f_visited[b], f_locked[b], hero_door,
                          y, x, depth, b, t_searched, t_kicks, t_seen, t_peaceful, t_kick_dir,
-                         t_stall, t_eats, walk, dist, parent, qy, qx, path)  # fmt: skip
+                         t_stall, t_eats, t_goal, t_calm, walk, dist, parent, qy, qx, path)  # fmt: skip
         out_action[b] = a
         out_branch[b] = br
 
@@ -483,7 +548,7 @@ def compute_teacher(
         g, bl, msg, atoms, F.KERNEL_FLAGS, TEACHER_FLAGS, MON_OF, KEY_ACTION,
         level.stairs, level.visited, level.locked,
         m.level, m.searched, m.failed, m.kicks, m.seen, m.peaceful, m.pos, m.taken, m.kick_dir, m.stall,
-        m.eats, m.held, m.doors, action, branch, *_scratch(),
+        m.eats, m.held, m.doors, m.goal, m.prev, m.calm, action, branch, *_scratch(),
     )  # fmt: skip
     return action, branch
 

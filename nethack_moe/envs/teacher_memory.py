@@ -53,6 +53,15 @@ class TeacherMemory:
     doors: np.ndarray
     """``[N, 21, 79]`` int8: what each doorway of this level was last seen as: 2 a door (open or
     closed: no diagonal moves), 1 no door (empty or broken), 0 never seen as a doorway."""
+    goal: np.ndarray
+    """``[N, 4]`` int64: the walk goal the teacher committed to: ``(branch, y, x, limit)``
+    (``limit``: the search round it was chosen in; branch -1 = none). Re-planning from every
+    cell made the goal flip between two cells as the hero moved (the hero went back and forth)."""
+    prev: np.ndarray
+    """``[N, 2]`` int64: hero position one observation before ``pos`` (-1 = none)."""
+    calm: np.ndarray
+    """``[N]`` int64: steps left without rush moves, after the hero came back to the cell it
+    left the step before (a rush overshooting and the path leading back)."""
 
     def rows(self, sl: Any) -> TeacherMemory:
         """View (slice) of some rows."""
@@ -73,10 +82,13 @@ class TeacherMemory:
         self.eats[i] = 0
         self.doors[i] = 0
         self.held[i] = 0
+        self.goal[i] = -1
+        self.prev[i] = -1
+        self.calm[i] = 0
 
 
 _MEM_FIELDS = ("level", "searched", "failed", "kicks", "seen", "peaceful", "pos", "taken", "kick_dir",
-               "stall", "eats", "held", "doors")  # fmt: skip
+               "stall", "eats", "held", "doors", "goal", "prev", "calm")  # fmt: skip
 
 
 def new_teacher_memory(n: int) -> TeacherMemory:
@@ -88,7 +100,8 @@ def new_teacher_memory(n: int) -> TeacherMemory:
         np.zeros((n, nh.NUMMONS), np.bool_),
         np.zeros((n, 2), np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64),
         np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64),
-        np.zeros((n, R, C), np.int8),
+        np.zeros((n, R, C), np.int8), np.zeros((n, 4), np.int64), np.zeros((n, 2), np.int64),
+        np.zeros(n, np.int64),
     )  # fmt: skip
     m.clear(slice(None))
     return m

@@ -132,6 +132,10 @@ SEARCH_RAY = 15
 SEARCH_OPENING = 1.0
 #: Least search score worth walking to, and its cost per step of the way there.
 SEARCH_MIN, SEARCH_DIST = 0.5, 0.05
+#: A nearer frontier replaces the committed one only when it is this many steps nearer.
+GOAL_KEEP = 3
+#: Steps without rush moves after the hero came back to the cell it left the step before.
+CALM_STEPS = 8
 #: Kicks per locked door before it is given up.
 KICK_LIMIT = 8
 #: Eat commands per episode.
