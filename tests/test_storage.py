@@ -119,7 +119,7 @@ def test_arrays_round_trip_as_copies():
     st = _storage()
     _fill(st)
     arr = st.arrays()
-    assert set(arr) == set(RolloutStorage.FIELDS) and len(RolloutStorage.FIELDS) == 13
+    assert set(arr) == set(RolloutStorage.FIELDS) and len(RolloutStorage.FIELDS) == 14
     for name in RolloutStorage.FIELDS:
         assert torch.equal(arr[name], getattr(st, name)), name
     arr["rewards"][0, 0] = 99.0  # a copy: the storage is not touched

@@ -70,6 +70,13 @@ class PPOConfig:
     process) or ``process`` (a learner process of its own, parameters and rollouts in shared
     memory; CPU only: on a GPU the thread is used). Same results on one machine; the process
     does not share the acting thread's interpreter, so the update gets a core of its own."""
+    greedy_envs: int = 0
+    """Kickstarting with DAgger rows (Ross et al. 2011): this many envs of each process (the last
+    ones) act greedily, the argmax of π, while the teacher term is on (λ > 0). Their rows enter
+    only the teacher's cross-entropy and the routing terms, not PPO's policy, value and entropy
+    terms; their episodes are logged with ``greedy: true`` and left out of the training score
+    (and ``best.pt``). Greedy play loops in states sampled play rarely visits (notebook entry
+    11): this trains the policy's mode toward the teacher there. Needs ``env.teacher``."""
 
     @property
     def batch_size(self) -> int:
@@ -165,6 +172,14 @@ class TrainConfig:
         if p.batch_size % p.num_minibatches:
             raise ConfigError(
                 f"ppo.num_minibatches={p.num_minibatches} must divide num_envs*rollout_steps={p.batch_size}"
+            )
+        if not 0 <= p.greedy_envs < p.num_envs:
+            raise ConfigError(
+                f"ppo.greedy_envs={p.greedy_envs} must be in [0, ppo.num_envs={p.num_envs})"
+            )
+        if p.greedy_envs and not self.curriculum.uses_teacher:
+            raise ConfigError(
+                "ppo.greedy_envs > 0 needs a teacher term (curriculum teacher > 0, env.teacher=true)"
             )
         if p.learner not in ("thread", "process"):
             raise ConfigError(f"ppo.learner={p.learner!r}; allowed: thread, process")

@@ -89,6 +89,15 @@ class Collector:
         gsz = local_envs // groups
         self.groups = [(g * gsz, (g + 1) * gsz) for g in range(groups)]
         self.noise = {lo: torch.empty(hi - lo, venv.n_actions) for lo, hi in self.groups}
+        #: The first of the envs that act greedily while the teacher term is on (greedy_envs).
+        self.greedy_from = local_envs - cfg.ppo.greedy_envs
+
+    def greedy_rows(self, lo: int, hi: int, ctx: RolloutContext) -> torch.Tensor | None:
+        """``[hi-lo]`` bool: which of envs ``lo..hi-1`` act by argmax in this rollout (the last
+        ``ppo.greedy_envs`` while λ > 0); ``None`` when none does."""
+        if ctx.teacher <= 0 or hi <= self.greedy_from:
+            return None
+        return torch.arange(lo, hi) >= self.greedy_from
 
     def collect_rollout(self, ctx: RolloutContext) -> None:
         """T steps of every env into the storage. Envs are split into contiguous groups: while
@@ -117,9 +126,12 @@ class Collector:
     def _act(self, t: int, lo: int, hi: int, ctx: RolloutContext) -> np.ndarray:
         obs = self.obs_now.rows(slice(lo, hi)).to(self.device, non_blocking=True)
         noise = gumbel_noise((hi - lo, self.venv.n_actions), self.gen, out=self.noise[lo])
+        greedy = self.greedy_rows(lo, hi, ctx)
+        if greedy is not None:  # argmax: no noise (the draws stay those of a run without)
+            noise[greedy] = 0.0
         res = act(self.acting_model, obs, ctx.routing, ctx.temperature, noise=noise)
         st = self.storages[ctx.slot]
-        st.store_act(t, lo, hi, obs, res)
+        st.store_act(t, lo, hi, obs, res, None if greedy is None else greedy.to(self.device))
         if self.teacher_now is not None:  # the advice on the same observations, never an input
             st.store_teacher(t, lo, hi, *self.teacher_now.rows(slice(lo, hi)).to(self.device))
         return res.action.cpu().numpy()
@@ -153,14 +165,17 @@ class Collector:
     def _episode(self, e: EpisodeRecord, ctx: RolloutContext) -> None:
         C = self.C
         C.episodes += 1
-        self.recent.append(float(e.score))
-        del self.recent[: -self.cfg.run.best_window]
+        greedy = ctx.teacher > 0 and e.env_index >= self.greedy_from
+        if not greedy:  # the training score is the sampled policy's
+            self.recent.append(float(e.score))
+            del self.recent[: -self.cfg.run.best_window]
         ctx.finished.append(e)
         self.log.episode(EpisodeLine(
             episode=C.episodes, env_steps=C.env_steps, score=e.score, reward=e.reward,
             length=e.length, depth=e.depth, died=e.died, phase=ctx.phase.name,
             temperature=ctx.temperature, routing=ctx.routing, seed_core=e.seed_core,
             seed_disp=e.seed_disp, env_index=e.env_index, wall=time.time(),
+            greedy=True if greedy else None,
         ))  # fmt: skip
 
     def note_worker_restarts(self) -> None:

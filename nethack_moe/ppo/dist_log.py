@@ -126,7 +126,8 @@ class RolloutSync:
             rec.env_index = int(rec.env_index or 0) + rank * self.n_local
         self.episodes += len(merged)
         self.env_steps += sum(m["steps"] for m in every)
-        self.recent = (self.recent + [float(x[3].score) for x in merged])[-self.best_window :]
+        scores = [float(x[3].score) for x in merged if not x[3].greedy]  # training score only
+        self.recent = (self.recent + scores)[-self.best_window :]
         counters.episodes, counters.env_steps = self.episodes, self.env_steps
         finished[:] = [x[4] for x in merged]
         if log.inner is not None:

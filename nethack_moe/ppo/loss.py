@@ -20,6 +20,10 @@ Terms (all minimized; ``c_x`` is the phase coefficient of term ``x``):
   scripted teacher's action ``a_T`` under the mixed policy, mean over the rows that have advice
   (``a_T >= 0``; 0 when none has); enters as ``+c_teacher * CE`` (a positive coefficient pulls the
   policy toward the teacher). The actions PPO learns from stay the student's own.
+
+Rows acted greedily (``LossBatch.greedy``, ``ppo.greedy_envs``: DAgger rows) are not samples of
+π: ``policy``, ``value``, ``entropy`` and the ratio diagnostics are means over the other rows
+(advantages normalized over them); the teacher and routing terms use every row.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class LossBatch:
     """``[M, E]`` routing prior (rows summing to 1), ``None`` = no prior term."""
     teacher_actions: torch.Tensor | None = None
     """``[M]`` the teacher's action per row (-1: no advice), ``None`` = no teacher term."""
+    greedy: torch.Tensor | None = None
+    """``[M]`` bool: rows acted by argmax (out of PPO's terms); ``None`` = none."""
 
 
 def entropy_of(p: torch.Tensor) -> torch.Tensor:
@@ -80,6 +86,14 @@ def teacher_term(logp_all: torch.Tensor, teacher_actions: torch.Tensor | None) -
     return -(picked * valid).sum() / n
 
 
+def _mean(x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``x [M]`` over the rows with weight 1 (``w``: 0/1 floats, ``None`` = all rows;
+    0 when no row has weight)."""
+    if w is None:
+        return x.mean()
+    return (x * w).sum() / w.sum().clamp_min(1.0)
+
+
 def ppo_loss(
     out,
     batch: LossBatch,
@@ -93,23 +107,31 @@ def ppo_loss(
     logits = out.logits
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(1, batch.actions[:, None]).squeeze(1)
+    w = None if batch.greedy is None else (~batch.greedy).to(logp.dtype)  # [M] sampled rows
     logratio = logp - batch.old_logp
     ratio = logratio.exp()
     adv = batch.advantages
     if norm_adv and adv.numel() > 1:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        if w is None:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        elif w.sum() > 1:
+            a_mean = _mean(adv, w)
+            a_std = (_mean((adv - a_mean) ** 2, w) * w.sum() / (w.sum() - 1)).sqrt()
+            adv = (adv - a_mean) / (a_std + 1e-8)
     pg1 = -adv * ratio
     pg2 = -adv * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
-    policy = torch.max(pg1, pg2).mean()
+    policy = _mean(torch.max(pg1, pg2), w)
 
     v = out.value
     if clip_vloss:
         v_clipped = batch.old_values + torch.clamp(v - batch.old_values, -clip_coef, clip_coef)
-        value = 0.5 * torch.max((v - batch.returns) ** 2, (v_clipped - batch.returns) ** 2).mean()
+        value = 0.5 * _mean(
+            torch.max((v - batch.returns) ** 2, (v_clipped - batch.returns) ** 2), w
+        )
     else:
-        value = 0.5 * ((v - batch.returns) ** 2).mean()
+        value = 0.5 * _mean((v - batch.returns) ** 2, w)
 
-    entropy = entropy_of(logp_all.exp()).mean()
+    entropy = _mean(entropy_of(logp_all.exp()), w)
     alpha = out.alpha  # [M, E]
     E = alpha.shape[1]
     alpha_entropy = entropy_of(alpha).mean()
@@ -136,8 +158,8 @@ def ppo_loss(
         + coefs.get("teacher", 0.0) * teacher
     )
     with torch.no_grad():
-        approx_kl = ((ratio - 1) - logratio).mean()
-        clip_frac = ((ratio - 1.0).abs() > clip_coef).float().mean()
+        approx_kl = _mean((ratio - 1) - logratio, w)
+        clip_frac = _mean(((ratio - 1.0).abs() > clip_coef).to(ratio.dtype), w)
     terms = {
         "total": total,
         "policy": policy,

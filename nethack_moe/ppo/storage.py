@@ -32,6 +32,9 @@ class Minibatch:
     returns: Tensor
     teacher_actions: Tensor
     """The teacher's action per row (-1: no advice); never a policy input."""
+    greedy: Tensor | None = None
+    """Rows acted greedily (``ppo.greedy_envs``): only the teacher and routing terms learn
+    from them; ``None`` = none."""
 
 
 class RolloutStorage:
@@ -59,9 +62,17 @@ class RolloutStorage:
         self.returns = zeros(T, N)
         self.teacher_actions = torch.full((T, N), -1, dtype=torch.long, device=device)
         self.teacher_branches = torch.full((T, N), -1, dtype=torch.long, device=device)
+        self.greedy = zeros(T, N, dtype=torch.bool)  # acted by argmax (ppo.greedy_envs)
 
-    def store_act(self, t: int, lo: int, hi: int, obs: Obs, res: ActResult) -> None:
-        """Row ``t`` of envs ``lo..hi-1``: what was observed and what the policy did."""
+    def store_act(
+        self, t: int, lo: int, hi: int, obs: Obs, res: ActResult, greedy: Tensor | None = None
+    ) -> None:
+        """Row ``t`` of envs ``lo..hi-1``: what was observed and what the policy did
+        (``greedy [hi-lo]``: which of them acted by argmax; ``None`` = none)."""
+        if greedy is None:
+            self.greedy[t, lo:hi] = False
+        else:
+            self.greedy[t, lo:hi] = greedy
         self.state[t, lo:hi] = obs.state
         self.crop[t, lo:hi] = obs.crop
         self.atoms[t, lo:hi] = obs.atoms
@@ -88,9 +99,9 @@ class RolloutStorage:
 
     #: The arrays saved in a checkpoint (a rollout collected but not yet learned).
     FIELDS = ("state", "crop", "atoms", "actions", "logp", "values", "alpha", "rewards", "dones",
-              "advantages", "returns", "teacher_actions", "teacher_branches")  # fmt: skip
+              "advantages", "returns", "teacher_actions", "teacher_branches", "greedy")  # fmt: skip
     #: Fields a checkpoint written before they existed may lack (filled with their empty value).
-    OPTIONAL_FIELDS = ("teacher_actions", "teacher_branches")
+    OPTIONAL_FIELDS = {"teacher_actions": -1, "teacher_branches": -1, "greedy": False}
 
     def share_memory_(self) -> None:
         """Move the arrays to shared memory (a learner process reads them; CPU only)."""
@@ -105,7 +116,7 @@ class RolloutStorage:
         """Fill the arrays from :meth:`arrays`."""
         for k in self.FIELDS:
             if k in self.OPTIONAL_FIELDS and k not in arrays:
-                getattr(self, k).fill_(-1)
+                getattr(self, k).fill_(self.OPTIONAL_FIELDS[k])
                 continue
             getattr(self, k).copy_(arrays[k])
 
@@ -125,6 +136,7 @@ class RolloutStorage:
             self.advantages.view(TN),
             self.returns.view(TN),
             self.teacher_actions.view(TN),
+            self.greedy.view(TN) if bool(self.greedy.any()) else None,
         )
 
     def minibatches(self, n: int, gen: torch.Generator) -> Iterator[Minibatch]:
@@ -143,17 +155,25 @@ class RolloutStorage:
                 full.advantages[idx],
                 full.returns[idx],
                 full.teacher_actions[idx],
+                None if full.greedy is None else full.greedy[idx],
             )
 
     def teacher_agreement(self) -> dict[str, float]:
         """Share of rows whose action is the teacher's, overall and per branch (rows with advice)."""
 
         ta, tb = self.teacher_actions.flatten(), self.teacher_branches.flatten()
-        valid = ta >= 0
+        greedy = self.greedy.flatten()
+        advised = ta >= 0
+        valid = advised & ~greedy  # the sampled rows; greedy ones are reported apart
+        same = self.actions.flatten() == ta
+        out: dict[str, float] = {}
+        if bool((advised & greedy).any()):
+            g = advised & greedy
+            out["teacher/agree_greedy"] = float((same & g).sum()) / float(g.sum())
         if not bool(valid.any()):
-            return {}
-        same = (self.actions.flatten() == ta) & valid
-        out = {"teacher/agree": float(same.sum()) / float(valid.sum())}
+            return out
+        same = same & valid
+        out["teacher/agree"] = float(same.sum()) / float(valid.sum())
         for i, name in enumerate(BRANCHES):
             rows = valid & (tb == i)
             n = int(rows.sum())

@@ -75,7 +75,7 @@ def _step(
     if s.coefficients.get("routing_prior", 0.0) > 0 and out.operator_scores is not None:
         prior = model.expert_prior(out.operator_scores)
     batch = LossBatch(mb.actions, mb.old_logp, mb.old_values, mb.advantages, mb.returns, prior,
-                      mb.teacher_actions)  # fmt: skip
+                      mb.teacher_actions, mb.greedy)  # fmt: skip
     loss, terms = ppo_loss(
         out, batch, s.coefficients, s.clip_coef, s.vf_coef, s.clip_vloss, s.norm_adv
     )

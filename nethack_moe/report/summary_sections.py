@@ -26,7 +26,8 @@ from nethack_moe.runs.metrics_io import EvalFile, EvalRun
 def _status(d: ReportData) -> str:
     run, total = d.run, d.total_episodes
     kinds = [str(e.kind) for e in run.events]
-    if any(c.kind == "final" for c in run.checkpoints) or (total and len(run.episodes) >= total):
+    n = len(run.episodes) + len(run.greedy_episodes)
+    if any(c.kind == "final" for c in run.checkpoints) or (total and n >= total):
         return "completed"
     if kinds and kinds[-1] == "interrupted":
         return "interrupted (no resume logged after it)"
@@ -45,12 +46,14 @@ def header(d: ReportData) -> list[str]:
     steps = [e.env_steps for e in run.episodes] + [u.env_steps for u in run.updates]
     env_steps = max((int(s or 0) for s in steps), default=0)
     tot = f" of {d.total_episodes}" if d.total_episodes else ""
+    n_greedy = len(run.greedy_episodes)
+    greedy = f" ({n_greedy} of them greedy, outside the training figures)" if n_greedy else ""
     return [
         f"# Training report: {d.run_dir.resolve().name}\n",
         f"**Generated**: {now} by `nethack_moe.report` (every number below is computed from the "
         "run directory)  ",
         f"**Run directory**: `{d.run_dir}`  ",
-        f"**Episodes**: {len(run.episodes)}{tot} completed, {env_steps:,} env steps, "
+        f"**Episodes**: {len(run.episodes) + n_greedy}{tot} completed{greedy}, {env_steps:,} env steps, "
         f"{len(run.updates)} updates  ",
         f"**Wall time** (span of the logged records): {fmt.duration(_wall_span(d))}  ",
         f"**Status**: {_status(d)}  ",

@@ -149,7 +149,8 @@ class RunData:
     records: list[dict[str, Any]]
     """Every line as read, in file order (unknown types included)."""
     episodes: list[EpisodeLine]
-    """By episode number, the last record of each (:func:`load_run`)."""
+    """By episode number, the last record of each (:func:`load_run`); the training episodes
+    (sampled actions): greedy ones are in :attr:`greedy_episodes`."""
     updates: list[UpdateLine]
     """By update number, the last record of each."""
     checkpoints: list[CheckpointLine]
@@ -159,6 +160,8 @@ class RunData:
     bad_lines: list[int] = field(default_factory=list)
     duplicate_episodes: int = 0
     duplicate_updates: int = 0
+    greedy_episodes: list[EpisodeLine] = field(default_factory=list)
+    """Episodes played by argmax during training (``ppo.greedy_envs``), by episode number."""
 
 
 def load_config(run_dir: Path) -> tuple[dict[str, Any] | None, str | None, str]:
@@ -233,7 +236,8 @@ def load_run(run_dir: str | Path) -> RunData:
         source = "run_start record of metrics.jsonl (config file absent)"
     all_episodes = [EpisodeLine.from_json(r) for r in by[EPISODE]]
     all_updates = [UpdateLine.from_json(r) for r in by[UPDATE]]
-    episodes = dedupe_last(all_episodes, lambda e: e.episode)
+    numbered = dedupe_last(all_episodes, lambda e: e.episode)
+    episodes = [e for e in numbered if not e.greedy]
     updates = dedupe_last(all_updates, lambda u: u.update)
     return RunData(
         run_dir=run_dir,
@@ -248,8 +252,9 @@ def load_run(run_dir: str | Path) -> RunData:
         run_start=run_start,
         phases=phases_from_config(config, episodes),
         bad_lines=bad,
-        duplicate_episodes=len(all_episodes) - len(episodes),
+        duplicate_episodes=len(all_episodes) - len(numbered),
         duplicate_updates=len(all_updates) - len(updates),
+        greedy_episodes=[e for e in numbered if e.greedy],
     )
 
 

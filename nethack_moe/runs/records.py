@@ -83,18 +83,22 @@ class EpisodeLine:
     wall: float | None = None
     rank: int | None = None
     """torchrun: the rank that played it (absent for one process)."""
+    greedy: bool | None = None
+    """Played by argmax (``ppo.greedy_envs``), not part of the training score (absent if not)."""
 
     def to_json(self) -> dict[str, Any]:
-        """The record as written (``rank`` only when set)."""
+        """The record as written (``rank`` and ``greedy`` only when set)."""
         out = {"type": EPISODE, **{k: getattr(self, k) for k in _EPISODE_KEYS}}
         if self.rank is not None:
             out["rank"] = self.rank
+        if self.greedy:
+            out["greedy"] = True
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EpisodeLine:
         """A record as read."""
-        return cls(**_take(data, (*_EPISODE_KEYS, "rank")))
+        return cls(**_take(data, (*_EPISODE_KEYS, "rank", "greedy")))
 
 
 _EPISODE_KEYS = ("episode", "env_steps", "score", "reward", "length", "depth", "died", "phase",

@@ -1,0 +1,143 @@
+"""DAgger rows for kickstarting (``ppo.greedy_envs``): the last envs act by argmax while the
+teacher term is on; their rows enter only the teacher and routing terms, their episodes are
+logged apart from the training score."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_kickstart import PHASES, _cfg
+
+from nethack_moe.config.train import make_config
+from nethack_moe.core.errors import ConfigError
+from nethack_moe.features import FeatureSpec
+from nethack_moe.ppo import collector as collector_mod
+from nethack_moe.ppo.loss import LossBatch, ppo_loss
+from nethack_moe.ppo.storage import RolloutStorage
+from nethack_moe.ppo.trainer import Trainer
+from nethack_moe.runs.metrics_io import load_run
+
+PPO_TERMS = ("policy", "value", "entropy", "approx_kl", "clip_frac")
+
+
+def _out(logits: torch.Tensor, value: torch.Tensor):
+    out = type("Out", (), {})()
+    out.logits, out.value = logits, value
+    M = logits.shape[0]
+    out.alpha = torch.softmax(logits[:, :2], -1)
+    out.expert_logits = logits[:, None].expand(M, 2, logits.shape[1])
+    return out
+
+
+def _batch(M: int, greedy: torch.Tensor | None, rows: slice = slice(None)) -> LossBatch:
+    g = torch.Generator().manual_seed(1)
+    cols = [
+        torch.randint(0, 5, (M,), generator=g),  # actions
+        -torch.rand(M, generator=g) - 1.0,  # old log-probs
+        torch.randn(M, generator=g),  # old values
+        torch.randn(M, generator=g) * 3,  # advantages
+        torch.randn(M, generator=g),  # returns
+    ]
+    teacher = torch.randint(0, 5, (M,), generator=g)
+    return LossBatch(*(c[rows] for c in cols), None, teacher[rows],
+                     None if greedy is None else greedy[rows])  # fmt: skip
+
+
+@pytest.mark.parametrize("clip_vloss", [True, False])
+def test_greedy_rows_leave_ppos_terms_and_enter_the_teachers(clip_vloss):
+    M = 8
+    torch.manual_seed(0)
+    logits = torch.randn(M, 5, requires_grad=True)
+    value = torch.randn(M, requires_grad=True)
+    greedy = torch.tensor([False, True, False, False, True, False, False, True])
+    keep = (~greedy).nonzero().squeeze(1)
+    _, masked = ppo_loss(_out(logits, value), _batch(M, greedy), {}, 0.2, 0.5, clip_vloss, True)
+    sub = LossBatch(*(getattr(_batch(M, None), f)[keep] for f in
+                      ("actions", "old_logp", "old_values", "advantages", "returns")))  # fmt: skip
+    _, alone = ppo_loss(_out(logits[keep], value[keep]), sub, {}, 0.2, 0.5, clip_vloss, True)
+    for k in PPO_TERMS:  # PPO's terms: the sampled rows alone
+        assert float(masked[k].detach()) == pytest.approx(float(alone[k].detach()), rel=1e-5), k
+    _, plain = ppo_loss(_out(logits, value), _batch(M, None), {}, 0.2, 0.5, clip_vloss, True)
+    assert float(masked["teacher"].detach()) == pytest.approx(float(plain["teacher"].detach()))
+    assert float(masked["policy"].detach()) != pytest.approx(float(plain["policy"].detach()))
+
+
+def test_greedy_rows_get_gradient_from_the_teacher_term_only():
+    M = 6
+    greedy = torch.tensor([False, False, False, False, True, True])
+    for coef, moved in ((0.0, False), (0.5, True)):
+        logits = torch.randn(M, 5, requires_grad=True)
+        value = torch.randn(M, requires_grad=True)
+        total, _ = ppo_loss(_out(logits, value), _batch(M, greedy), {"teacher": coef,
+                            "entropy": 0.01}, 0.2, 0.5, True, True)  # fmt: skip
+        total.backward()
+        assert logits.grad is not None and value.grad is not None
+        # logits[:, :2] feed the (test) router's alpha; alpha terms are off here
+        assert bool(logits.grad[greedy].abs().sum() > 0) == moved
+        assert float(value.grad[greedy].abs().sum()) == 0.0
+        assert float(logits.grad[~greedy].abs().sum()) > 0
+
+
+def test_greedy_envs_are_checked():
+    with pytest.raises(ConfigError, match="needs a teacher term"):
+        make_config("smoke", ["ppo.greedy_envs=1"])
+    with pytest.raises(ConfigError, match=r"ppo.greedy_envs=4 must be in \[0, ppo.num_envs=4\)"):
+        make_config("smoke", ["env.teacher=true", PHASES, "ppo.greedy_envs=4"])
+
+
+def test_a_checkpoint_without_greedy_rows_loads_as_none_greedy():
+    st = RolloutStorage(2, 3, FeatureSpec(), 4, torch.device("cpu"))
+    st.greedy.fill_(True)
+    arrays = st.arrays()
+    del arrays["greedy"]
+    st.load_arrays(arrays)
+    assert not bool(st.greedy.any()) and st.flat().greedy is None
+
+
+@pytest.fixture(scope="module")
+def greedy_run(tmp_path_factory) -> tuple[Path, list]:
+    tmp = tmp_path_factory.mktemp("greedy")
+    calls: list = []
+    real = collector_mod.act
+
+    def spy(model, obs, routing, temperature, noise=None, **kw):
+        res = real(model, obs, routing, temperature, noise=noise, **kw)
+        calls.append((noise.clone(), res.out.logits.detach().clone(), res.action.clone()))
+        return res
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(collector_mod, "act", spy)
+    try:
+        Trainer(_cfg(tmp, "greedy", "ppo.greedy_envs=1")).run()
+    finally:
+        mp.undo()
+    return tmp / "greedy", calls
+
+
+def test_the_last_env_acts_by_argmax_while_the_teacher_term_is_on(greedy_run):
+    _, calls = greedy_run
+    last = [(n, lg, a) for n, lg, a in calls if n.shape[0] == 2]  # groups of 2: envs 2-3
+    greedy = [(lg, a) for n, lg, a in last if bool((n[-1] == 0).all())]
+    sampled = [n for n, _, _ in last if not bool((n[-1] == 0).all())]
+    assert greedy and sampled  # greedy while λ > 0, sampled again in fine-tune (λ = 0)
+    for lg, a in greedy:
+        assert int(a[-1]) == int(lg[-1].argmax())
+    assert all(bool((n[0] != 0).any()) for n, _, _ in last)  # env 2 always samples
+
+
+def test_greedy_episodes_are_logged_apart(greedy_run):
+    run_dir, _ = greedy_run
+    recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    eps = [r for r in recs if r["type"] == "episode"]
+    g = [r for r in eps if r.get("greedy")]
+    assert g and all(r["env_index"] == 3 and r["phase"] != "finetune" for r in g)
+    assert any(r["env_index"] == 3 and not r.get("greedy") for r in eps)  # λ = 0: sampled
+    ups = [r for r in recs if r["type"] == "update"]
+    assert any("teacher/agree_greedy" in r for r in ups if r["teacher/coef"] > 0)
+    data = load_run(run_dir)
+    assert len(data.greedy_episodes) == len(g)
+    assert not any(e.greedy for e in data.episodes)
+    assert len(data.episodes) + len(data.greedy_episodes) == len(eps)
