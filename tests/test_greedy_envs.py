@@ -18,6 +18,7 @@ from nethack_moe.ppo import collector as collector_mod
 from nethack_moe.ppo.loss import LossBatch, ppo_loss
 from nethack_moe.ppo.storage import RolloutStorage
 from nethack_moe.ppo.trainer import Trainer
+from nethack_moe.runs.checkpoint import load_payload
 from nethack_moe.runs.metrics_io import load_run
 
 PPO_TERMS = ("policy", "value", "entropy", "approx_kl", "clip_frac")
@@ -137,6 +138,14 @@ def test_greedy_episodes_are_logged_apart(greedy_run):
     assert any(r["env_index"] == 3 and not r.get("greedy") for r in eps)  # λ = 0: sampled
     ups = [r for r in recs if r["type"] == "update"]
     assert any("teacher/agree_greedy" in r for r in ups if r["teacher/coef"] > 0)
+    mixed = 0  # checkpoints whose last 4 episodes include greedy ones
+    for path in sorted((run_dir / "checkpoints").glob("ep_*.pt")):
+        ck = load_payload(path)
+        done = [r for r in eps if r["episode"] <= ck.counters.episodes]
+        mixed += any(r.get("greedy") for r in done[-4:])
+        sampled = [float(r["score"]) for r in done if not r.get("greedy")]
+        assert ck.recent_scores == sampled[-4:], path.name  # best.pt's window: sampled only
+    assert mixed
     data = load_run(run_dir)
     assert len(data.greedy_episodes) == len(g)
     assert not any(e.greedy for e in data.episodes)
