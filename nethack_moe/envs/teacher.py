@@ -56,7 +56,6 @@ from nle import nethack as nh
 
 from nethack_moe import features as F
 from nethack_moe.envs.teacher_goals import (
-    _committed,
     _frontier_goal,
     _item_goal,
     _kick_goal,
@@ -69,18 +68,14 @@ from nethack_moe.envs.teacher_paths import (
     _bfs_all,
     _mark_seen,
     _mark_walked,
-    _near_unseen_stone,
     _path_action,
-    _search_score,
     _walk_map,
 )
 from nethack_moe.envs.teacher_tables import (
     CALM_STEPS,
     EAT_LIMIT,
-    GOAL_KEEP,
     MON_OF,
     RUSH_CORRIDOR,
-    SEARCH_MIN,
     T_DEADLY,
     T_MON,
     T_PASSIVE,
@@ -336,16 +331,7 @@ def _act(g, bl, msg, kflags, tflags, mon_of, stairs, visited, locked, hero_door,
     gy, gx = _stairs_goal(g, tflags, known, sy, sx, dist, qy, qx, n)
     if gy < 0:
         branch = B_EXPLORE
-        gy, gx = _frontier_goal(g, kflags, t_seen[b], qy, qx, n)
-        cg = t_goal[b]
-        if (  # keep walking to the committed frontier unless one is much nearer
-            gy >= 0
-            and _committed(cg, B_EXPLORE, dist)
-            and dist[cg[1], cg[2]] > 0
-            and _near_unseen_stone(g, kflags, t_seen[b], cg[1], cg[2])
-            and dist[cg[1], cg[2]] < dist[gy, gx] + GOAL_KEEP
-        ):
-            gy, gx = cg[1], cg[2]
+        gy, gx = _frontier_goal(g, kflags, t_seen[b], t_goal[b], B_EXPLORE, dist, qy, qx, n)
     if gy < 0:  # stairs may lie under an object: step on the ones not stepped on yet
         gy, gx = _item_goal(kflags, g, visited, qy, qx, n)
     if gy < 0:
@@ -357,14 +343,8 @@ def _act(g, bl, msg, kflags, tflags, mon_of, stairs, visited, locked, hero_door,
     limit = 0
     if gy < 0:
         branch = B_SEARCH
-        cg = t_goal[b]
-        if (
-            _committed(cg, B_SEARCH, dist)
-            and _search_score(g, kflags, walk, t_searched[b], cg[3], cg[1], cg[2]) >= SEARCH_MIN
-        ):  # the spot chosen earlier, until searched out
-            gy, gx, limit = cg[1], cg[2], cg[3]
-        else:
-            gy, gx, limit = _search_goal(g, kflags, walk, t_searched[b], dist, qy, qx, n)
+        gy, gx, limit = _search_goal(g, kflags, walk, t_searched[b], t_goal[b], B_SEARCH, dist,
+                                     qy, qx, n)  # fmt: skip
     t_goal[b, 0] = branch if gy >= 0 else -1
     t_goal[b, 1] = gy
     t_goal[b, 2] = gx

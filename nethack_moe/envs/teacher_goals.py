@@ -8,6 +8,7 @@ import numba
 
 from nethack_moe.envs.teacher_paths import _near_unseen_stone, _search_score
 from nethack_moe.envs.teacher_tables import (
+    GOAL_KEEP,
     KICK_LIMIT,
     SEARCH_DIST,
     SEARCH_LIMIT,
@@ -38,11 +39,20 @@ def _stairs_goal(g, tflags, known, sy, sx, dist, qy, qx, n):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def _frontier_goal(g, kflags, seen, qy, qx, n):  # pragma: no cover - jitted
-    """Rule 5: the nearest frontier cell, ``(-1, -1)`` if none."""
+def _frontier_goal(g, kflags, seen, goal, branch, dist, qy, qx, n):  # pragma: no cover - jitted
+    """Rule 5: the nearest frontier cell, ``(-1, -1)`` if none; the committed one (``goal``, a
+    row of :attr:`TeacherMemory.goal` of ``branch``) while it is still a frontier and no other
+    is ``GOAL_KEEP`` steps nearer."""
     for i in range(1, n):
         yy, xx = qy[i], qx[i]
         if _near_unseen_stone(g, kflags, seen, yy, xx):
+            if (
+                _committed(goal, branch, dist)
+                and dist[goal[1], goal[2]] > 0
+                and _near_unseen_stone(g, kflags, seen, goal[1], goal[2])
+                and dist[goal[1], goal[2]] < dist[yy, xx] + GOAL_KEEP
+            ):
+                return goal[1], goal[2]
             return yy, xx
     return -1, -1
 
@@ -75,10 +85,17 @@ def _kick_goal(g, kflags, locked, kicks, qy, qx, n):  # pragma: no cover - jitte
 
 
 @numba.njit(cache=True, nogil=True)
-def _search_goal(g, kflags, walk, searched, dist, qy, qx, n):  # pragma: no cover - jitted
+def _search_goal(g, kflags, walk, searched, goal, branch, dist, qy, qx, n):
+    # pragma: no cover - jitted
     """Rule 6b: the best spot to search for a hidden passage (its score less its distance),
     ``(-1, -1, 0)`` if none, with the search limit of the round it was found in; spots searched
-    ``SEARCH_LIMIT`` times get more rounds only when no spot is left in the earlier ones."""
+    ``SEARCH_LIMIT`` times get more rounds only when no spot is left in the earlier ones. The
+    committed spot (``goal`` of ``branch``) is kept until it is searched out."""
+    if (
+        _committed(goal, branch, dist)
+        and _search_score(g, kflags, walk, searched, goal[3], goal[1], goal[2]) >= SEARCH_MIN
+    ):
+        return goal[1], goal[2], goal[3]
     gy = -1
     gx = -1
     limit = SEARCH_LIMIT

@@ -91,13 +91,16 @@ class Collector:
         self.noise = {lo: torch.empty(hi - lo, venv.n_actions) for lo, hi in self.groups}
         #: The first of the envs that act greedily while the teacher term is on (greedy_envs).
         self.greedy_from = local_envs - cfg.ppo.greedy_envs
+        self.greedy_mask = {  # [hi-lo] bool per group, on the device (None: no greedy env)
+            lo: (torch.arange(lo, hi) >= self.greedy_from).to(device)
+            for lo, hi in self.groups
+            if hi > self.greedy_from
+        }
 
-    def greedy_rows(self, lo: int, hi: int, ctx: RolloutContext) -> torch.Tensor | None:
-        """``[hi-lo]`` bool: which of envs ``lo..hi-1`` act by argmax in this rollout (the last
-        ``ppo.greedy_envs`` while λ > 0); ``None`` when none does."""
-        if ctx.teacher <= 0 or hi <= self.greedy_from:
-            return None
-        return torch.arange(lo, hi) >= self.greedy_from
+    def acts_greedily(self, env_index: int, ctx: RolloutContext) -> bool:
+        """Whether env ``env_index`` acts by argmax in this rollout (the last
+        ``ppo.greedy_envs`` envs, while λ > 0)."""
+        return ctx.teacher > 0 and env_index >= self.greedy_from
 
     def collect_rollout(self, ctx: RolloutContext) -> None:
         """T steps of every env into the storage. Envs are split into contiguous groups: while
@@ -126,12 +129,12 @@ class Collector:
     def _act(self, t: int, lo: int, hi: int, ctx: RolloutContext) -> np.ndarray:
         obs = self.obs_now.rows(slice(lo, hi)).to(self.device, non_blocking=True)
         noise = gumbel_noise((hi - lo, self.venv.n_actions), self.gen, out=self.noise[lo])
-        greedy = self.greedy_rows(lo, hi, ctx)
+        greedy = self.greedy_mask.get(lo) if self.acts_greedily(hi - 1, ctx) else None
         if greedy is not None:  # argmax: no noise (the draws stay those of a run without)
-            noise[greedy] = 0.0
+            noise[max(self.greedy_from - lo, 0) :] = 0.0  # the greedy envs are the last ones
         res = act(self.acting_model, obs, ctx.routing, ctx.temperature, noise=noise)
         st = self.storages[ctx.slot]
-        st.store_act(t, lo, hi, obs, res, None if greedy is None else greedy.to(self.device))
+        st.store_act(t, lo, hi, obs, res, greedy)
         if self.teacher_now is not None:  # the advice on the same observations, never an input
             st.store_teacher(t, lo, hi, *self.teacher_now.rows(slice(lo, hi)).to(self.device))
         return res.action.cpu().numpy()
@@ -165,7 +168,7 @@ class Collector:
     def _episode(self, e: EpisodeRecord, ctx: RolloutContext) -> None:
         C = self.C
         C.episodes += 1
-        greedy = ctx.teacher > 0 and e.env_index >= self.greedy_from
+        greedy = self.acts_greedily(e.env_index, ctx)
         if not greedy:  # the training score is the sampled policy's
             self.recent.append(float(e.score))
             del self.recent[: -self.cfg.run.best_window]

@@ -111,13 +111,9 @@ def ppo_loss(
     logratio = logp - batch.old_logp
     ratio = logratio.exp()
     adv = batch.advantages
-    if norm_adv and adv.numel() > 1:
-        if w is None:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        elif w.sum() > 1:
-            a_mean = _mean(adv, w)
-            a_std = (_mean((adv - a_mean) ** 2, w) * w.sum() / (w.sum() - 1)).sqrt()
-            adv = (adv - a_mean) / (a_std + 1e-8)
+    sampled = adv if batch.greedy is None else adv[~batch.greedy]  # what normalizes them
+    if norm_adv and sampled.numel() > 1:
+        adv = (adv - sampled.mean()) / (sampled.std() + 1e-8)
     pg1 = -adv * ratio
     pg2 = -adv * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
     policy = _mean(torch.max(pg1, pg2), w)
