@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_kickstart import PHASES, _cfg
+from test_train import _records
 
 from nethack_moe.config.train import make_config
 from nethack_moe.core.errors import ConfigError
@@ -17,7 +18,7 @@ from nethack_moe.features import FeatureSpec
 from nethack_moe.ppo import collector as collector_mod
 from nethack_moe.ppo.loss import LossBatch, ppo_loss
 from nethack_moe.ppo.storage import RolloutStorage
-from nethack_moe.ppo.trainer import Trainer
+from nethack_moe.ppo.trainer import Trainer, TrainingInterrupted
 from nethack_moe.runs.checkpoint import load_payload
 from nethack_moe.runs.metrics_io import load_run
 
@@ -150,3 +151,98 @@ def test_greedy_episodes_are_logged_apart(greedy_run):
     assert len(data.greedy_episodes) == len(g)
     assert not any(e.greedy for e in data.episodes)
     assert len(data.episodes) + len(data.greedy_episodes) == len(eps)
+
+
+# ------------------------------------------------------------------ ppo.greedy_refresh
+#: Fine-tune from episode 10: the checkpoint at episode 8 (update 5) falls between two copies.
+FROZEN = (PHASES.replace("start_episode: 8", "start_episode: 10"), "ppo.greedy_envs=1",
+          "ppo.greedy_refresh=2")  # fmt: skip
+
+
+def test_greedy_refresh_is_checked():
+    with pytest.raises(ConfigError, match="ppo.greedy_refresh=2 must be >= 0, and > 0 only with"):
+        make_config("smoke", ["env.teacher=true", PHASES, "ppo.greedy_refresh=2"])
+    with pytest.raises(ConfigError, match="ppo.greedy_refresh=-1"):
+        make_config("smoke", ["env.teacher=true", PHASES, "ppo.greedy_envs=1",
+                              "ppo.greedy_refresh=-1"])  # fmt: skip
+
+
+def _digest(model: torch.nn.Module) -> float:
+    return float(sum(p.detach().double().sum() for p in model.parameters()))
+
+
+@pytest.fixture(scope="module")
+def frozen_run(tmp_path_factory) -> tuple[Path, list, list]:
+    """A run whose greedy env plays a frozen copy taken every 2 updates: every ``act`` call
+    (``frozen``: the copy's, no noise), every action ``_act`` returned, and per rollout the
+    update count with the live and the frozen parameters."""
+    tmp = tmp_path_factory.mktemp("frozen")
+    calls: list = []
+    rollouts: list = []
+    real_act, real_step, real_refresh = (collector_mod.act, collector_mod.Collector._act,
+                                         collector_mod.Collector._refresh_greedy_policy)  # fmt: skip
+
+    def spy(model, obs, routing, temperature, noise=None, **kw):
+        res = real_act(model, obs, routing, temperature, noise=noise, **kw)
+        calls.append(("frozen" if noise is None else "live", res.out.logits.detach().clone(),
+                      res.action.clone()))  # fmt: skip
+        return res
+
+    def step(self, t, lo, hi, ctx):
+        actions = real_step(self, t, lo, hi, ctx)
+        calls.append(("returned", lo, actions.copy()))
+        return actions
+
+    def refresh(self):
+        real_refresh(self)
+        rollouts.append((self.C.updates, _digest(self.acting_model), _digest(self.greedy_policy)))
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(collector_mod, "act", spy)
+    mp.setattr(collector_mod.Collector, "_act", step)
+    mp.setattr(collector_mod.Collector, "_refresh_greedy_policy", refresh)
+    try:
+        Trainer(_cfg(tmp, "frozen", *FROZEN)).run()
+    finally:
+        mp.undo()
+    return tmp, calls, rollouts
+
+
+def test_the_greedy_env_plays_the_frozen_copys_argmax(frozen_run):
+    _, calls, _ = frozen_run
+    played, differs = 0, 0
+    for i, c in enumerate(calls):
+        if c[0] != "frozen":
+            continue
+        live, ret = calls[i - 1], calls[i + 1]  # the group's live call, then what _act returned
+        assert live[0] == "live" and ret[0] == "returned" and c[1].shape[0] == 1  # env 3 alone
+        assert int(ret[2][-1]) == int(c[1][0].argmax()) == int(c[2][0])
+        differs += int(live[1][-1].argmax()) != int(c[2][0])
+        played += 1
+    assert played and differs  # the copy's argmax, not the live policy's
+
+
+def test_the_frozen_copy_is_taken_every_2_updates(frozen_run):
+    _, _, rollouts = frozen_run
+    taken: dict[float, int] = {}  # frozen parameters -> the update they were taken at
+    for updates, live, frozen in rollouts:
+        if frozen == live and frozen not in taken:
+            taken[frozen] = updates
+        assert frozen in taken and updates - taken[frozen] < 2
+    assert len(taken) >= 3 and len(taken) < len({live for _, live, _ in rollouts})
+
+
+def test_a_run_with_a_frozen_copy_resumes_exactly(frozen_run, tmp_path):
+    tmp, _, _ = frozen_run
+    cut = _cfg(tmp_path, "frozen", *FROZEN)
+    with pytest.raises(TrainingInterrupted):
+        Trainer(cut, stop_after_updates=5).run()
+    ck = load_payload(sorted((tmp_path / "frozen" / "checkpoints").glob("ep_*.pt"))[-1])
+    assert ck.counters.episodes == 8 and ck.greedy_policy is not None
+    assert ck.greedy_policy["updates"] == ck.counters.updates - 1  # taken at the update before
+    Trainer(cut, resume=tmp_path / "frozen").run()
+    assert _records(tmp_path / "frozen") == _records(tmp / "frozen")
+    a, b = (load_payload(d / "frozen" / "checkpoints" / "final.pt").greedy_policy
+            for d in (tmp, tmp_path))  # fmt: skip
+    assert a is not None and b is not None and a["updates"] == b["updates"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -77,6 +77,12 @@ class PPOConfig:
     terms; their episodes are logged with ``greedy: true`` and left out of the training score
     (and ``best.pt``). Greedy play loops in states sampled play rarely visits (notebook entry
     11): this trains the policy's mode toward the teacher there. Needs ``env.teacher``."""
+    greedy_refresh: int = 0
+    """With ``greedy_envs``: the greedy envs play a frozen copy of the policy, taken again
+    every this many updates (0: the live policy, which changes every update). A policy that
+    changes every update leaves its loops sooner than the fixed checkpoint it ends as (notebook
+    entry 24); a frozen copy brings the DAgger rows to the states where that one loops. The
+    copy is saved in checkpoints, so a resumed run plays on with the same one."""
 
     @property
     def batch_size(self) -> int:
@@ -176,6 +182,10 @@ class TrainConfig:
         if not 0 <= p.greedy_envs < p.num_envs:
             raise ConfigError(
                 f"ppo.greedy_envs={p.greedy_envs} must be in [0, ppo.num_envs={p.num_envs})"
+            )
+        if p.greedy_refresh < 0 or (p.greedy_refresh and not p.greedy_envs):
+            raise ConfigError(
+                f"ppo.greedy_refresh={p.greedy_refresh} must be >= 0, and > 0 only with ppo.greedy_envs > 0"
             )
         if p.greedy_envs and not self.curriculum.uses_teacher:
             raise ConfigError(

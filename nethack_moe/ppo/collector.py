@@ -11,6 +11,7 @@ record of the run log.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from nethack_moe.config.curriculum import Phase
 from nethack_moe.config.train import TrainConfig
 from nethack_moe.envs.accounting import EpisodeRecord
 from nethack_moe.envs.vector import VectorEnv
-from nethack_moe.models.acting import Obs, Teacher, act, gumbel_noise
+from nethack_moe.models.acting import ActResult, Obs, Teacher, act, gumbel_noise
 from nethack_moe.models.policy import ActorCritic
 from nethack_moe.ppo.dist_log import DistRunLog
 from nethack_moe.ppo.hooks import RunLog, Timing
@@ -96,6 +97,11 @@ class Collector:
             for lo, hi in self.groups
             if hi > self.greedy_from
         }
+        #: ``ppo.greedy_refresh``: the frozen copy the greedy envs play, and the update it is of.
+        self.greedy_policy = (
+            copy.deepcopy(acting_model) if cfg.ppo.greedy_envs and cfg.ppo.greedy_refresh else None
+        )
+        self.greedy_policy_at = -1
 
     def acts_greedily(self, env_index: int, ctx: RolloutContext) -> bool:
         """Whether env ``env_index`` acts by argmax in this rollout (the last
@@ -106,6 +112,7 @@ class Collector:
         """T steps of every env into the storage. Envs are split into contiguous groups: while
         the workers step one group, this process computes the next group's actions."""
         self.acting_model.eval()
+        self._refresh_greedy_policy()
         if self.device.type == "cpu":
             torch.set_num_threads(1)
         T, p = self.cfg.ppo.rollout_steps, self.cfg.ppo
@@ -133,11 +140,47 @@ class Collector:
         if greedy is not None:  # argmax: no noise (the draws stay those of a run without)
             noise[max(self.greedy_from - lo, 0) :] = 0.0  # the greedy envs are the last ones
         res = act(self.acting_model, obs, ctx.routing, ctx.temperature, noise=noise)
+        if greedy is not None and self.greedy_policy is not None:
+            res = self._frozen_argmax(res, obs, max(self.greedy_from - lo, 0), ctx)
         st = self.storages[ctx.slot]
         st.store_act(t, lo, hi, obs, res, greedy)
         if self.teacher_now is not None:  # the advice on the same observations, never an input
             st.store_teacher(t, lo, hi, *self.teacher_now.rows(slice(lo, hi)).to(self.device))
         return res.action.cpu().numpy()
+
+    def _frozen_argmax(
+        self, res: ActResult, obs: Obs, first: int, ctx: RolloutContext
+    ) -> ActResult:
+        """``res`` with the actions of rows ``first:`` (the greedy envs) replaced by the frozen
+        copy's argmax; log-probabilities are the live policy's, as for any stored row."""
+        assert self.greedy_policy is not None
+        frozen = act(self.greedy_policy, obs.rows(slice(first, None)), ctx.routing, ctx.temperature)
+        action = res.action.clone()
+        action[first:] = frozen.action
+        logp = torch.log_softmax(res.out.logits.float(), -1).gather(1, action[:, None]).squeeze(1)
+        return ActResult(action, logp, res.out)
+
+    def _refresh_greedy_policy(self) -> None:
+        """Take the frozen copy again when ``ppo.greedy_refresh`` updates have passed."""
+        every = self.cfg.ppo.greedy_refresh
+        if self.greedy_policy is None:
+            return
+        if self.greedy_policy_at < 0 or self.C.updates - self.greedy_policy_at >= every:
+            self.greedy_policy.load_state_dict(self.acting_model.state_dict())
+            self.greedy_policy.eval()
+            self.greedy_policy_at = self.C.updates
+
+    def greedy_policy_state(self) -> dict[str, Any] | None:
+        """The frozen copy for a checkpoint (``None`` without one)."""
+        if self.greedy_policy is None or self.greedy_policy_at < 0:
+            return None
+        return {"updates": self.greedy_policy_at, "model": self.greedy_policy.state_dict()}
+
+    def load_greedy_policy(self, state: dict[str, Any] | None) -> None:
+        """Restore the frozen copy a checkpoint holds (none: taken again at the next rollout)."""
+        if self.greedy_policy is not None and state is not None:
+            self.greedy_policy.load_state_dict(state["model"])
+            self.greedy_policy_at = int(state["updates"])
 
     def _record_step(self, t: int, lo: int, hi: int, ctx: RolloutContext) -> None:
         """Reward (scaled; truncation bootstrapped with V of the last observation) and done."""

@@ -262,6 +262,8 @@ class Trainer:
         self.collector = Collector(cfg, self.venv, self.acting_model, self.device, self.storages,
                                    self.rnorm, self.C, self.recent, self.log, self.state.gen,
                                    self.timing, p.num_envs)  # fmt: skip
+        if self.resume_ckpt is not None:
+            self.collector.load_greedy_policy(self.resume_ckpt.greedy_policy)
         self.checkpoints = Checkpointing(self.rundir, cfg, self.dist, self.C.episodes)
         if self.resume_ckpt is None:
             self.log.write(RunStartLine(__version__, cfg.to_dict(), str(self.device),
@@ -463,6 +465,7 @@ class Trainer:
         """A checkpoint of ``kind`` (periodic, best, final) of the state now."""
         self.learner.pull_state()  # a learner process: its model, optimizer and generator
         payload = self.state.capture(self.C, self.recent, self.routing_now, self._pending_payload())
+        payload.greedy_policy = self.collector.greedy_policy_state()
         return self.checkpoints.write(kind, payload, self.log, self.C.episodes)
 
     def _summary(self, final: Path | None, exit_reason: str) -> dict[str, Any]:

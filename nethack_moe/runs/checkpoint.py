@@ -53,7 +53,7 @@ class Counters:
 
 
 #: Keys written only when set, in this order, after the others (torchrun's, then the log offset).
-_OPTIONAL_TAIL = ("world_size", "ranks", "metrics_offset")
+_OPTIONAL_TAIL = ("world_size", "ranks", "metrics_offset", "greedy_policy")
 
 
 @dataclass
@@ -91,6 +91,9 @@ class CheckpointPayload:
     """torchrun: every rank's own state (envs, RNGs, reward statistics)."""
     metrics_offset: int | None = None
     """Byte length of ``metrics.jsonl`` when it was written."""
+    greedy_policy: dict[str, Any] | None = None
+    """``ppo.greedy_refresh``: ``{"updates", "model"}``, the frozen copy of the policy the
+    greedy envs play and the update it was taken at (absent without one)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Keys this version does not know (kept as they were)."""
 
