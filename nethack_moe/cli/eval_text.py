@@ -20,6 +20,13 @@ from nethack_moe.metrics.teacher_figures import ALL_STATES, TeacherFigures
 from nethack_moe.metrics.verdict import verdict_of
 
 
+def motion_text(m: dict[str, Any] | None) -> str:
+    """The ``motion`` block as four shares (``–`` where it was not measured)."""
+    if not m:
+        return "–"
+    return " / ".join(pct(m[k]) for k in ("still", "back", "revisit", "new"))
+
+
 def _rows(rows: Sequence[tuple[str, str]]) -> str:
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k.ljust(w)}  {v}" for k, v in rows)
@@ -45,6 +52,7 @@ def _eval_rows(entry: dict[str, Any]) -> list[tuple[str, str]]:
         ("mean length", num(s["length"], 1)),
         ("mean reward", num(s.get("reward"), 3)),
         ("hinted move taken", pct((s.get("hint") or {}).get("follow_share"))),
+        ("steps: still / back / revisit / new", motion_text(s.get(mn.MOTION))),
     ]
     if entry.get("greedy_result"):
         g = entry["greedy_result"]["summary"]
@@ -52,6 +60,7 @@ def _eval_rows(entry: dict[str, Any]) -> list[tuple[str, str]]:
             ("greedy: mean [CI]", f"{num(g['mean'])} {ci(g['ci_mean'])}, died {pct(g['died'])}, "
              f"depth {num(g['depth'])}, hinted move {pct((g.get('hint') or {}).get('follow_share'))}")
         )  # fmt: skip
+        rows.append(("greedy steps: still / back / revisit / new", motion_text(g.get(mn.MOTION))))
     if not r:
         return rows + teacher_rows(s.get(mn.TEACHER)) + _entry_notes(entry)
     src = f" (from the {entry['routing_source']})" if entry.get("routing_source") else ""

@@ -59,6 +59,7 @@ from nethack_moe.evaluation.runner import (
 )
 from nethack_moe.game.actions import check_action_set
 from nethack_moe.metrics import names as mn
+from nethack_moe.metrics.motion import motion_figures
 from nethack_moe.metrics.state_report import SpecializationReport, state_report
 from nethack_moe.metrics.stats import summarize
 from nethack_moe.models.policy import ActorCritic
@@ -154,7 +155,8 @@ def run_entry(res: RolloutResult, model: ActorCritic | None = None) -> dict[str,
     """The evaluation JSON of one played set of episodes: ``greedy``, ``summary``, ``episodes``
     (per-episode records), ``retried``, ``failed``, ``wall_s``, ``env_steps``.
 
-    ``summary`` holds the E200 figures and, when states were logged, ``hint`` (``follow_share``)
+    ``summary`` holds the E200 figures and, when states were logged, ``hint`` (``follow_share``),
+    ``motion`` (where the steps take the hero: :mod:`nethack_moe.metrics.motion`)
     and for a mixture of experts ``routing`` (usage balance, sharpness, scenario table),
     ``specialization`` (scenario information and its baselines), ``reliance`` (on the logged
     states; needs ``model`` and kept observations; ``{}`` with ``reliance_measured`` false
@@ -169,6 +171,9 @@ def run_entry(res: RolloutResult, model: ActorCritic | None = None) -> dict[str,
             summary[mn.ROUTING] = routing_summary(res)
         blocks = specialization_summary(res, model).to_json()
         summary[mn.HINT] = blocks[mn.HINT]
+        motion = motion_figures(st)
+        if motion is not None:
+            summary[mn.MOTION] = motion.to_json()
         if res.expert_names:
             for key in (mn.N_EXPERTS, mn.SPECIALIZATION, mn.RELIANCE, mn.RELIANCE_MEASURED):
                 summary[key] = blocks[key]

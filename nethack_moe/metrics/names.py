@@ -138,6 +138,9 @@ STATE_MEAN = "state_mean"
 ARGMAX_CHANGE = "argmax_change"
 #: Paired bootstrap CI of an entry's ``score_change`` over the probe seeds.
 SCORE_CHANGE_CI = "score_change_ci"
+#: Block of where the steps take the hero (:mod:`nethack_moe.metrics.motion`): shares of the
+#: steps that are ``still``, ``back`` (A-B-A), ``revisit`` and ``new``, and ``steps``.
+MOTION = "motion"
 #: Figure of the ``hint`` block.
 FOLLOW_SHARE = "follow_share"
 #: Block of the scripted teacher's figures (issue 18: specialization against the teacher's

@@ -1,0 +1,66 @@
+"""Where a player's steps take the hero: the figures behind "greedy play loops in place".
+
+Each step (the action of row t of an episode, seen in the position of row t+1; the last action
+of an episode has no next row and is not counted) is exactly one of:
+
+- ``still``: the position (x, y, depth) did not change (a move into a wall, a no-op, a prompt);
+- ``back``: back to the cell of two rows before, which the hero had just left (A-B-A);
+- ``revisit``: any other cell this episode had already stood on;
+- ``new``: a cell first stood on in this episode.
+
+A memoryless deterministic policy that repeats a no-op shows as ``still``; one that walks
+between two cells as ``back``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nethack_moe.metrics.statelog import StateLog
+
+MOTION_KINDS = ("still", "back", "revisit", "new")
+
+
+@dataclass(frozen=True)
+class MotionFigures:
+    """Shares of the counted steps, and how many there were."""
+
+    still: float
+    back: float
+    revisit: float
+    new: float
+    steps: int
+
+    def to_json(self) -> dict[str, float | int]:
+        """The ``motion`` block of an evaluation summary."""
+        return {"still": self.still, "back": self.back, "revisit": self.revisit,
+                "new": self.new, "steps": self.steps}  # fmt: skip
+
+
+def motion_figures(st: StateLog) -> MotionFigures | None:
+    """The shares over every episode of ``st`` (``None`` without a counted step)."""
+    ep = st.episode.astype(np.int64)
+    key = (ep * 64 + st.depth.astype(np.int64)) * 4096 + st.y.astype(np.int64) * 128 + st.x
+    n = key.shape[0]
+    if n < 2:
+        return None
+    _, first = np.unique(key, return_index=True)
+    is_new = np.zeros(n, bool)
+    is_new[first] = True  # rows are in time order within an episode, so the first is the visit
+    same_ep1 = ep[1:] == ep[:-1]  # [n-1] row j+1 follows row j in the same episode
+    after = np.flatnonzero(same_ep1) + 1  # rows that show the result of a step
+    if after.shape[0] == 0:
+        return None
+    still = key[after] == key[after - 1]
+    two_back = after >= 2
+    back = np.zeros(after.shape[0], bool)
+    idx = after[two_back]
+    back[two_back] = (
+        (ep[idx - 2] == ep[idx]) & (key[idx] == key[idx - 2]) & (key[idx] != key[idx - 1])
+    )
+    new = is_new[after] & ~still
+    revisit = ~(still | back | new)
+    return MotionFigures(float(still.mean()), float(back.mean()), float(revisit.mean()),
+                         float(new.mean()), int(after.shape[0]))  # fmt: skip
