@@ -65,7 +65,7 @@ def _get(d: Any, *path: str) -> Any:
     return d
 
 
-def _entry(eval_json: dict[str, Any]) -> dict[str, Any]:
+def final_entry(eval_json: dict[str, Any]) -> dict[str, Any]:
     """The final checkpoint's entry of a run's evaluation file (or its only entry)."""
     entries = eval_json.get("checkpoints") or {}
     if "final" in entries:
@@ -77,7 +77,7 @@ def _entry(eval_json: dict[str, Any]) -> dict[str, Any]:
 
 def seed_figures(run_dir: Path, seed: int) -> tuple[SeedFigures, list[dict], list[dict]]:
     """A run's figures and its sampled and greedy episode records."""
-    ev = _entry(json.loads((run_dir / "eval_E200.json").read_text()))
+    ev = final_entry(json.loads((run_dir / "eval_E200.json").read_text()))
     s, g = ev["summary"], _get(ev, "greedy_result", "summary") or {}
     fig = SeedFigures(seed=seed, run=run_dir.name, episodes=int(s.get("n", 0)))
     fig.sampled_mean, fig.sampled_ci = s.get("mean"), s.get("ci_mean")
