@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -23,7 +24,11 @@ from nethack_moe.analysis.over_runs import (
 
 def greedy_scores(table_dir: Path, row: str):
     """``[R, T]`` greedy scores of the row's finished seeds, on their common game seeds."""
-    runs = sorted(p for p in table_dir.glob(f"{row}_s*") if (p / "eval_E200.json").is_file())
+    pattern = re.compile(rf"{re.escape(row)}_s\d+")  # not gat_moe_softmax_s1 for gat_moe
+    runs = sorted(
+        p for p in table_dir.iterdir()
+        if pattern.fullmatch(p.name) and (p / "eval_E200.json").is_file()
+    )  # fmt: skip
     if not runs:
         raise SystemExit(f"no finished run of row {row!r} in {table_dir}")
     eps = []
