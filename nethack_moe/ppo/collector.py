@@ -97,6 +97,8 @@ class Collector:
             for lo, hi in self.groups
             if hi > self.greedy_from
         }
+        #: Per group with greedy envs: the row of its first greedy env (they are the last ones).
+        self.greedy_first = {lo: max(self.greedy_from - lo, 0) for lo in self.greedy_mask}
         #: ``ppo.greedy_refresh``: the frozen copy the greedy envs play, and the update it is of.
         self.greedy_policy = (
             copy.deepcopy(acting_model) if cfg.ppo.greedy_envs and cfg.ppo.greedy_refresh else None
@@ -138,27 +140,25 @@ class Collector:
         noise = gumbel_noise((hi - lo, self.venv.n_actions), self.gen, out=self.noise[lo])
         greedy = self.greedy_mask.get(lo) if self.acts_greedily(hi - 1, ctx) else None
         if greedy is not None:  # argmax: no noise (the draws stay those of a run without)
-            noise[max(self.greedy_from - lo, 0) :] = 0.0  # the greedy envs are the last ones
+            noise[self.greedy_first[lo] :] = 0.0
         res = act(self.acting_model, obs, ctx.routing, ctx.temperature, noise=noise)
         if greedy is not None and self.greedy_policy is not None:
-            res = self._frozen_argmax(res, obs, max(self.greedy_from - lo, 0), ctx)
+            self._frozen_argmax(res, obs, self.greedy_first[lo], ctx)
         st = self.storages[ctx.slot]
         st.store_act(t, lo, hi, obs, res, greedy)
         if self.teacher_now is not None:  # the advice on the same observations, never an input
             st.store_teacher(t, lo, hi, *self.teacher_now.rows(slice(lo, hi)).to(self.device))
         return res.action.cpu().numpy()
 
-    def _frozen_argmax(
-        self, res: ActResult, obs: Obs, first: int, ctx: RolloutContext
-    ) -> ActResult:
-        """``res`` with the actions of rows ``first:`` (the greedy envs) replaced by the frozen
-        copy's argmax; log-probabilities are the live policy's, as for any stored row."""
+    def _frozen_argmax(self, res: ActResult, obs: Obs, first: int, ctx: RolloutContext) -> None:
+        """Rows ``first:`` of ``res`` (the greedy envs), in place: the frozen copy's argmax, with
+        the live policy's log-probability of it, as for any stored row."""
         assert self.greedy_policy is not None
-        frozen = act(self.greedy_policy, obs.rows(slice(first, None)), ctx.routing, ctx.temperature)
-        action = res.action.clone()
-        action[first:] = frozen.action
-        logp = torch.log_softmax(res.out.logits.float(), -1).gather(1, action[:, None]).squeeze(1)
-        return ActResult(action, logp, res.out)
+        rows = slice(first, None)
+        a = act(self.greedy_policy, obs.rows(rows), ctx.routing, ctx.temperature).action  # [G]
+        res.action[rows] = a
+        logp = torch.log_softmax(res.out.logits[rows].float(), -1)  # [G, A]
+        res.log_prob[rows] = logp.gather(1, a[:, None]).squeeze(1)
 
     def _refresh_greedy_policy(self) -> None:
         """Take the frozen copy again when ``ppo.greedy_refresh`` updates have passed."""
