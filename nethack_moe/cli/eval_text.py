@@ -14,6 +14,7 @@ from typing import Any
 
 from nethack_moe.core.formatting import ci, num, pct
 from nethack_moe.metrics import names as mn
+from nethack_moe.metrics.motion import MOTION_KINDS
 from nethack_moe.metrics.router_figures import RelianceFigure, ScenarioInformation
 from nethack_moe.metrics.routing import verdict as routing_verdict
 from nethack_moe.metrics.teacher_figures import ALL_STATES, TeacherFigures
@@ -24,7 +25,7 @@ def motion_text(m: dict[str, Any] | None) -> str:
     """The ``motion`` block as four shares (``–`` where it was not measured)."""
     if not m:
         return "–"
-    return " / ".join(pct(m[k]) for k in ("still", "back", "revisit", "new"))
+    return " / ".join(pct(m[k]) for k in MOTION_KINDS)
 
 
 def _rows(rows: Sequence[tuple[str, str]]) -> str:

@@ -35,19 +35,15 @@ class MotionFigures:
 
     def to_json(self) -> dict[str, float | int]:
         """The ``motion`` block of an evaluation summary."""
-        return {"still": self.still, "back": self.back, "revisit": self.revisit,
-                "new": self.new, "steps": self.steps}  # fmt: skip
+        return {**{k: getattr(self, k) for k in MOTION_KINDS}, "steps": self.steps}
 
 
 def motion_figures(st: StateLog) -> MotionFigures | None:
     """The shares over every episode of ``st`` (``None`` without a counted step)."""
     ep = st.episode.astype(np.int64)
     key = (ep * 64 + st.depth.astype(np.int64)) * 4096 + st.y.astype(np.int64) * 128 + st.x
-    n = key.shape[0]
-    if n < 2:
-        return None
-    _, first = np.unique(key, return_index=True)
-    is_new = np.zeros(n, bool)
+    _, first = np.unique(key, return_index=True)  # the key holds the episode: per-episode cells
+    is_new = np.zeros(key.shape[0], bool)
     is_new[first] = True  # rows are in time order within an episode, so the first is the visit
     same_ep1 = ep[1:] == ep[:-1]  # [n-1] row j+1 follows row j in the same episode
     after = np.flatnonzero(same_ep1) + 1  # rows that show the result of a step
@@ -57,9 +53,7 @@ def motion_figures(st: StateLog) -> MotionFigures | None:
     two_back = after >= 2
     back = np.zeros(after.shape[0], bool)
     idx = after[two_back]
-    back[two_back] = (
-        (ep[idx - 2] == ep[idx]) & (key[idx] == key[idx - 2]) & (key[idx] != key[idx - 1])
-    )
+    back[two_back] = (key[idx] == key[idx - 2]) & (key[idx] != key[idx - 1])  # same episode too
     new = is_new[after] & ~still
     revisit = ~(still | back | new)
     return MotionFigures(float(still.mean()), float(back.mean()), float(revisit.mean()),
