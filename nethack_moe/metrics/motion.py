@@ -38,23 +38,31 @@ class MotionFigures:
         return {**{k: getattr(self, k) for k in MOTION_KINDS}, "steps": self.steps}
 
 
-def motion_figures(st: StateLog) -> MotionFigures | None:
-    """The shares over every episode of ``st`` (``None`` without a counted step)."""
+def motion_kinds(st: StateLog) -> np.ndarray:
+    """``[S]`` int8: for each row, how the step before it moved the hero (an index into
+    :data:`MOTION_KINDS`); ``-1`` for the first row of an episode (no step led to it)."""
     ep = st.episode.astype(np.int64)
     key = (ep * 64 + st.depth.astype(np.int64)) * 4096 + st.y.astype(np.int64) * 128 + st.x
     _, first = np.unique(key, return_index=True)  # the key holds the episode: per-episode cells
     is_new = np.zeros(key.shape[0], bool)
     is_new[first] = True  # rows are in time order within an episode, so the first is the visit
-    same_ep1 = ep[1:] == ep[:-1]  # [n-1] row j+1 follows row j in the same episode
-    after = np.flatnonzero(same_ep1) + 1  # rows that show the result of a step
-    if after.shape[0] == 0:
-        return None
+    kinds = np.full(key.shape[0], -1, np.int8)
+    after = np.flatnonzero(ep[1:] == ep[:-1]) + 1  # rows that show the result of a step
     still = key[after] == key[after - 1]
-    two_back = after >= 2
     back = np.zeros(after.shape[0], bool)
+    two_back = after >= 2
     idx = after[two_back]
     back[two_back] = (key[idx] == key[idx - 2]) & (key[idx] != key[idx - 1])  # same episode too
     new = is_new[after] & ~still
-    revisit = ~(still | back | new)
-    return MotionFigures(float(still.mean()), float(back.mean()), float(revisit.mean()),
-                         float(new.mean()), int(after.shape[0]))  # fmt: skip
+    kinds[after] = np.select([still, back, new], [0, 1, 3], default=2)
+    return kinds
+
+
+def motion_figures(st: StateLog) -> MotionFigures | None:
+    """The shares over every episode of ``st`` (``None`` without a counted step)."""
+    kinds = motion_kinds(st)
+    counted = kinds[kinds >= 0]
+    if counted.shape[0] == 0:
+        return None
+    still, back, revisit, new = (float((counted == i).mean()) for i in range(len(MOTION_KINDS)))
+    return MotionFigures(still, back, revisit, new, int(counted.shape[0]))
