@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_inputs import random_inputs
 
 import nethack_moe.features as F
 from nethack_moe.config.train import make_config
@@ -14,20 +15,12 @@ from nethack_moe.models.policy import build_model
 NO_HINT = ["model.hint_inputs=false", "model.hint_to_logits=false", "env.hint_bonus=0"]
 
 
-def _batch(n: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    state = torch.rand(n, F.STATE_DIM, generator=g)
-    crop = torch.randint(0, int(F.N_GLYPH_GROUPS), (n, 9, 9), generator=g)
-    atoms = (torch.rand(n, F.N_ATOMS, generator=g) > 0.7).float()
-    return state, crop, atoms
-
-
 @pytest.mark.parametrize("variant", ["gat_moe", "mlp_single"])
 def test_without_hint_inputs_the_hint_columns_change_nothing(variant):
     torch.manual_seed(0)
     cfg = make_config("s500", [*NO_HINT, f"model.variant={variant}"])
     model = build_model(cfg.model, FeatureSpec(), 23)
-    state, crop, atoms = _batch()
+    state, crop, atoms = random_inputs()
     other = state.clone()
     other[:, list(F.HINT_STATE_COLUMNS)] = torch.rand(len(state), len(F.HINT_STATE_COLUMNS)) * 5
     a, b = model(state, crop, atoms), model(other, crop, atoms)

@@ -26,6 +26,7 @@ from nethack_moe.envs.factory import EnvConfig, SeedPlan, make_env, seed_env
 from nethack_moe.envs.shaping import Shaper, descend_reward
 from nethack_moe.envs.stepping import StepStatus, stepper
 from nethack_moe.envs.teacher_memory import new_teacher_memory
+from nethack_moe.game.actions import move_dirs
 
 
 class EnvGroup:
@@ -59,6 +60,11 @@ class EnvGroup:
         self.shaping = self.shaper.enabled
         # the scripted teacher's memory of this group's envs (teacher.py), when it is on
         self.teacher = new_teacher_memory(self.n) if cfg.teacher else None
+        # the one-step memory of the state vector (features.write_last_move): the direction of
+        # each env's last action (-1: none or not a move) and whether it moved the hero
+        self.move_dir = move_dirs(self.envs[0].actions) if self.n else np.zeros(0, np.int64)
+        self.last_dir = np.full(self.n, -1, np.int64)
+        self.last_moved = np.zeros(self.n, bool)
 
     def _stage(self, j: int) -> None:
         """Copy env ``j``'s observation from NLE's buffers into the staging arrays."""
@@ -77,6 +83,8 @@ class EnvGroup:
         self._stage(j)
         self.tracker.start(j, self.blstats[j], core, disp)
         self.buf.memory.clear(i)
+        self.last_dir[j] = -1
+        self.last_moved[j] = False
         if self.teacher is not None:
             self.teacher.clear(j)
         self.buf.length[i] = 0
@@ -91,6 +99,7 @@ class EnvGroup:
             self.glyphs[j0:j1], self.blstats[j0:j1], self.message[j0:j1], self.tty[j0:j1], self.spec,
             out_state=b.state[sl], out_crop=b.crop[sl], out_atoms=b.atoms[sl], memory=b.memory.rows(sl),
         )  # fmt: skip
+        F.write_last_move(b.state[sl], self.last_dir[j0:j1], self.last_moved[j0:j1])
         b.blstats[sl] = self.blstats[j0:j1]
         if self.teacher is not None and teach:  # after the features: it reads their memory
             self._teach(j0, j1)
@@ -133,13 +142,20 @@ class EnvGroup:
         length = int(self.tracker.length[j])
         self.buf.history[i, length] = action
         r, done, trunc, status = self.steppers[j](action)
+        bl = self.steppers[j].buffers[1]
+        old = self.blstats[j]  # still the observation the action was taken in (_stage follows)
+        self.last_dir[j] = self.move_dir[action]
+        self.last_moved[j] = (
+            bl[nh.NLE_BL_X] != old[nh.NLE_BL_X]
+            or bl[nh.NLE_BL_Y] != old[nh.NLE_BL_Y]
+            or bl[nh.NLE_BL_DEPTH] != old[nh.NLE_BL_DEPTH]
+        )
         # We cap episodes ourselves, one step before NLE's own cap (make_env), because NLE
         # quits the game at its cap and zeroes blstats: the last observation stays usable.
         trunc = trunc or status == StepStatus.ABORTED
         trunc = trunc or (not done and length + 1 >= self.cap)
         term = done and not trunc
         r = r * self.cfg.reward_scale
-        bl = self.steppers[j].buffers[1]
         if self.cfg.descend_bonus:
             bonus = descend_reward(
                 self.cfg, int(bl[nh.NLE_BL_DEPTH]), int(self.tracker.max_depth[j]), done
@@ -241,6 +257,7 @@ class EnvGroup:
             self.spec,
             memory=mem,
         )
+        F.write_last_move(st, self.last_dir[idx], self.last_moved[idx])
         b.final_state[gidx] = st
         b.final_crop[gidx] = cr
         b.final_atoms[gidx] = at

@@ -52,12 +52,14 @@ from nethack_moe.features.spec import (
     ATOM_INDEX,
     ATOM_SPECS,
     ATOMS,
+    BASE_STATE_DIM,
     COLS,
     HINT_STATE_COLUMNS,
     HUNGER_HUNGRY,
     HUNGER_NOT_HUNGRY,
     HUNGER_SATIATED,
     HUNGER_WEAK,
+    LAST_MOVE,
     N_ATOMS,
     N_ENCUMBRANCE,
     N_HUNGER,
@@ -72,6 +74,7 @@ from nethack_moe.features.spec import (
     Memory,
     atom_names_true,
     new_memory,
+    write_last_move,
 )
 
 __all__ = [
@@ -128,10 +131,13 @@ __all__ = [
     "PAD_GROUP",
     "ROWS",
     "STATE_DIM",
+    "BASE_STATE_DIM",
+    "LAST_MOVE",
     "STATE_NAMES",
     "S_STONE",
     "WALK_CLASS",
     "atom_names_true",
     "compute_features",
     "new_memory",
+    "write_last_move",
 ]

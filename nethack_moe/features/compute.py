@@ -17,6 +17,7 @@ from nethack_moe.features.kernel import _fused_rows
 from nethack_moe.features.spec import (
     _COND_ARRAY,
     COLS,
+    LAST_MOVE,
     N_ATOMS,
     ROWS,
     STATE_DIM,
@@ -107,4 +108,5 @@ def compute_features(
         memory is not None, *mem, state, crop, atoms, *scratch,
     )  # fmt: skip
     _log_columns(bl, state)
+    state[:, LAST_MOVE:] = 0.0  # the one-step memory: the env layer writes it (write_last_move)
     return state, crop, atoms

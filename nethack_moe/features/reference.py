@@ -35,6 +35,7 @@ from nethack_moe.features.spec import (
     HUNGER_HUNGRY,
     HUNGER_SATIATED,
     HUNGER_WEAK,
+    LAST_MOVE,
     N_ATOMS,
     N_ENCUMBRANCE,
     N_HUNGER,
@@ -297,6 +298,7 @@ def compute_features_reference(
     a[:, A["deeper_than_1"]] = depth >= 2
     a[:, A["low_xp"]] = bl[:, nh.NLE_BL_XP] <= 2
     a[:, A["prayer_ready"]] = bl[:, nh.NLE_BL_TIME] > 300
+    state[:, LAST_MOVE:] = 0.0  # the one-step memory: the env layer writes it
     return state, crop, atoms
 
 

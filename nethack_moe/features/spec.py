@@ -127,8 +127,18 @@ STATE_NAMES: tuple[str, ...] = (
     + tuple(f"enc_{i}" for i in range(N_ENCUMBRANCE))
     + tuple(f"cond_{i}" for i in range(len(_CONDITION_BITS)))
     + tuple(f"nav_{i}" for i in range(N_NAV))
+    + tuple(f"last_move_{i}" for i in range(8))
+    + ("last_moved",)
 )
 STATE_DIM = len(STATE_NAMES)
+#: First column of the one-step memory: ``last_move_0..7`` (one-hot: the direction, in
+#: navigation.DIRS order, of the previous action if it was a step or a rush move) and
+#: ``last_moved`` (it changed the hero's position or depth). Written by the env layer, which knows
+#: the action (:func:`write_last_move`); all zero at the start of an episode and in
+#: :func:`compute_features`' output. Models read them only with ``model.last_move_inputs``.
+LAST_MOVE = STATE_NAMES.index("last_move_0")
+#: Width of the state vector without the one-step memory (what models without it read).
+BASE_STATE_DIM = LAST_MOVE
 NAV_ONEHOT = STATE_NAMES.index("nav_0")
 #: Columns of the state vector that carry the navigation hint (every ``nav_*`` feature).
 HINT_STATE_COLUMNS: tuple[int, ...] = tuple(
@@ -213,3 +223,16 @@ def new_memory(batch: int) -> Memory:
 def atom_names_true(atoms_row: np.ndarray) -> list[str]:
     """Names of the atoms set in one atom vector."""
     return [ATOMS[i] for i in np.flatnonzero(atoms_row)]
+
+
+def write_last_move(state: np.ndarray, last_dir: np.ndarray, moved: np.ndarray) -> None:
+    """Write the one-step memory columns of ``state [B, STATE_DIM]`` in place: ``last_dir [B]``
+    (0..7, or -1 for none: not a move, or the first observation of an episode), ``moved [B]``."""
+    # row -1 of the table (mode "wrap") is all zeros: no allocation, one pass
+    np.take(
+        _LAST_MOVE_TABLE, last_dir, axis=0, out=state[:, LAST_MOVE : LAST_MOVE + 8], mode="wrap"
+    )
+    state[:, LAST_MOVE + 8] = moved
+
+
+_LAST_MOVE_TABLE = np.vstack([np.eye(8, dtype=np.float32), np.zeros((1, 8), np.float32)])

@@ -64,6 +64,17 @@ for _i, _a in enumerate(TASK_ACTIONS):
         KEY_ACTION[int(_a)] = _i
 
 
+def move_dirs(raw_actions: Sequence[Any]) -> np.ndarray:
+    """``[len(raw_actions)]`` int64: the direction (navigation.DIRS order) of each action of an
+    env's list that steps or rushes, -1 for the others (any NLE action set)."""
+    out = np.full(len(raw_actions), -1, dtype=np.int64)
+    for i, a in enumerate(raw_actions):
+        for enum in (CompassDirection, CompassDirectionLonger):
+            if isinstance(a, enum):
+                out[i] = list(enum).index(a)
+    return out
+
+
 def action_label(action: Any) -> str:
     """A readable name of an NLE action enum: ``N``, ``far N`` (a rush move), ``DOWN``, ``SEARCH``."""
     name = getattr(action, "name", str(action))

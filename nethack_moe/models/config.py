@@ -54,6 +54,12 @@ class ModelConfig:
     hint_inputs: bool = True
     """Whether the policy sees the navigation hint: off, the ``nav_*`` columns of the state
     vector are zeroed inside the model (acting and learning alike), for the no-hint ablation."""
+    last_move_inputs: bool = False
+    """A one-step memory: the policy also reads the ``last_move_*`` columns of the state vector
+    (the direction of its previous action if it was a move, and whether that moved the hero), so
+    that a deterministic policy can tell "arrived here from the east" or "bumped east" from a first
+    visit. Off: the model reads the first ``BASE_STATE_DIM`` columns only (checkpoints made before
+    the columns existed load unchanged)."""
     gat_dedup: bool = True
     """Run the GAT once per distinct atom vector of a batch (results identical, much faster)."""
     graph_path: str | None = None

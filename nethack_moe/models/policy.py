@@ -22,7 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nethack_moe.features import HINT_STATE_COLUMNS, N_NAV, NAV_ONEHOT, FeatureSpec
+from nethack_moe.features import (
+    BASE_STATE_DIM,
+    HINT_STATE_COLUMNS,
+    N_NAV,
+    NAV_ONEHOT,
+    FeatureSpec,
+)
 from nethack_moe.game.actions import HINT_ACTIONS, N_TASK_ACTIONS
 from nethack_moe.knowledge.graph import KnowledgeGraph
 from nethack_moe.knowledge.loader import load_graph
@@ -131,7 +137,9 @@ class StateEncoder(nn.Module):
 
     def __init__(self, spec: FeatureSpec, cfg: ModelConfig) -> None:
         super().__init__()
-        self.state_mlp = nn.Sequential(nn.Linear(spec.state_dim, cfg.hidden), nn.ReLU())
+        # without the one-step memory the model reads the state's first BASE_STATE_DIM columns
+        self.state_in = spec.state_dim if cfg.last_move_inputs else BASE_STATE_DIM
+        self.state_mlp = nn.Sequential(nn.Linear(self.state_in, cfg.hidden), nn.ReLU())
         n_conv = len(cfg.conv_channels)
         first_stride = 2 if n_conv == 1 else 1
         self.glyph_conv = GlyphConv(
@@ -149,7 +157,7 @@ class StateEncoder(nn.Module):
         self.merge = nn.Sequential(nn.Linear(2 * cfg.hidden, cfg.hidden), nn.ReLU())
         mask = None
         if not cfg.hint_inputs:  # the no-hint ablation: the hint columns never reach the model
-            mask = torch.ones(spec.state_dim)
+            mask = torch.ones(self.state_in)
             mask[list(HINT_STATE_COLUMNS)] = 0.0
         self.state_mask: Tensor | None
         self.register_buffer("state_mask", mask, persistent=False)
@@ -160,7 +168,9 @@ class StateEncoder(nn.Module):
         if len(self.convs):
             x = self.convs(x.permute(0, 3, 1, 2))  # [B, C, S'', S'']
         c = self.crop_mlp(x.flatten(1))  # [B, H]
-        x_state = state.float() if self.state_mask is None else state.float() * self.state_mask
+        x_state = state[:, : self.state_in].float()  # [B, state_in]
+        if self.state_mask is not None:
+            x_state = x_state * self.state_mask
         s = self.state_mlp(x_state)  # [B, H]
         return self.merge(torch.cat([s, c], dim=-1))  # [B, H]
 
