@@ -17,18 +17,20 @@ import sys
 
 import numpy as np
 from nle import nethack as nh
+from nle.env.tasks import TASK_ACTIONS
 
 from nethack_moe.evaluation.evaluate import teacher_env
 from nethack_moe.evaluation.loading import load_policy
 from nethack_moe.evaluation.players import ModelPlayer
 from nethack_moe.evaluation.runner import play
 from nethack_moe.features.glyphs import GLYPH_GROUP
+from nethack_moe.game.actions import action_label
 from nethack_moe.metrics.motion import MOTION_KINDS, motion_kinds
 
 #: (dy, dx) of the 8 moves (actions 1-8) and of the rush moves (9-16), NetHackScore-v0's order.
 DIRS = np.array([(-1, 0), (0, 1), (1, 0), (0, -1), (-1, 1), (1, 1), (1, -1), (-1, -1)])
 CMAP_NAMES = {int(GLYPH_GROUP[nh.GLYPH_CMAP_OFF + i]): n for i, n in
-              ((0, "stone"), (19, "floor"), (21, "corridor"), (15, "closed door"),
+              ((0, "stone"), (19, "floor"), (21, "corridor"), (15, "closed door"), (13, "open door"), (14, "open door"),
                (16, "closed door"), (12, "doorway"), *((i, "wall") for i in range(1, 12)))}  # fmt: skip
 
 
@@ -62,6 +64,11 @@ def report(path: str, episodes: int, greedy: bool) -> str:
         g = int(st.crop[r, c + dy, c + dx])
         into[CMAP_NAMES.get(g, f"group {g}")] += 1
     out.append(f"  moves that changed nothing, into: {dict(into.most_common(6))}")
+    for who, acts in (("the player", st.action), ("the teacher", st.teacher_action)):
+        still = collections.Counter(
+            "none" if a < 0 else action_label(TASK_ACTIONS[a]) for a in acts[kinds == 0]
+        )
+        out.append(f"  in still states, {who} pressed: {dict(still.most_common(6))}")
     return "\n".join(out)
 
 
