@@ -28,12 +28,14 @@ def _pos(bl: np.ndarray) -> tuple[int, int, int]:
     return int(bl[nh.NLE_BL_X]), int(bl[nh.NLE_BL_Y]), int(bl[nh.NLE_BL_DEPTH])
 
 
-def _want(action: int, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """The columns by hand: the move's direction one-hot, then whether the hero moved."""
-    want = np.zeros(9, np.float32)
+def _want(action: int, before: np.ndarray, after: np.ndarray, still: int) -> np.ndarray:
+    """The columns by hand: the move's direction one-hot, whether the hero moved, and the steps
+    since it last moved (``still``, before this step), capped at 8, /8."""
+    want = np.zeros(10, np.float32)
     if MOVE_DIR[action] >= 0:
         want[MOVE_DIR[action]] = 1.0
     want[8] = float(_pos(before) != _pos(after))
+    want[9] = 0.0 if want[8] else min(still + 1, 8) / 8
     return want
 
 
@@ -41,24 +43,31 @@ def test_vector_env_writes_the_last_move_of_every_step():
     rng = np.random.default_rng(5)
     # steps, rushes and a search, in an order that bumps walls as well as walks
     pool = np.concatenate([MOVE_ACTIONS, RUSH_ACTIONS[:2], [SEARCH_ACTION]])
-    seen = {"moved": 0, "bumped": 0, "other": 0}
+    seen = {"moved": 0, "bumped": 0, "other": 0, "still 8+": 0}
+    still = np.zeros(2, np.int64)
     with VectorEnv(EnvConfig(max_episode_steps=40), 2, 0, SeedPlan("train", 4)) as v:
         assert not v.buf.state[:, LM:].any()  # the first observation of an episode
-        for _ in range(120):
+        for t in range(120):
             acts = rng.choice(pool, 2)
+            if t % 40 >= 30:  # ten searches in a row: the still counter passes its cap
+                acts[:] = SEARCH_ACTION
             before = v.buf.blstats.copy()
             v.step(acts)
             for i in range(2):
                 st = v.buf.final_state[i] if v.buf.truncated[i] else v.buf.state[i]
                 if v.buf.terminated[i]:
+                    still[i] = 0
                     continue  # NLE zeroes blstats at the game's end
                 after = v.buf.blstats[i]
                 if v.buf.truncated[i]:
                     # the new episode starts with no memory; the final state keeps the last move
                     assert not v.buf.state[i, LM:].any()
+                    still[i] = 0
                     continue  # (its blstats are the new episode's)
-                want = _want(int(acts[i]), before[i], after)
+                want = _want(int(acts[i]), before[i], after, int(still[i]))
                 np.testing.assert_array_equal(st[LM:], want)
+                still[i] = 0 if want[8] else still[i] + 1
+                seen["still 8+"] += int(still[i] >= 8)
                 kind = "other" if MOVE_DIR[acts[i]] < 0 else ("moved" if want[8] else "bumped")
                 seen[kind] += 1
     assert min(seen.values()) >= 5, seen  # every case was exercised
@@ -134,10 +143,25 @@ def test_the_model_reads_the_columns_only_when_asked(variant):
     torch.manual_seed(0)
     cfg = make_config("s500", [f"model.variant={variant}", "model.last_move_inputs=true"])
     on = build_model(cfg.model, FeatureSpec(), 23)
-    assert on.encoder.state_mlp[0].in_features == F.STATE_DIM
+    assert on.encoder.state_mlp[0].in_features == F.LAST_MOVE_DIM
+    still = other.clone()
+    still[:, F.LAST_MOVE_DIM] += 1.0  # still_steps: read only with model.still_inputs
+    assert torch.equal(on(other, crop, atoms).logits, on(still, crop, atoms).logits)
+    torch.manual_seed(0)
+    more = [f"model.variant={variant}", "model.last_move_inputs=true", "model.still_inputs=true"]
+    with_still = build_model(make_config("s500", more).model, FeatureSpec(), 23)
+    assert with_still.encoder.state_mlp[0].in_features == F.LAST_MOVE_DIM + 1 == F.STATE_DIM
+    assert not torch.allclose(
+        with_still(other, crop, atoms).logits, with_still(still, crop, atoms).logits
+    )
     assert not torch.allclose(on(state, crop, atoms).logits, on(other, crop, atoms).logits)
     # the weights of the memory columns learn
     out = on(other, crop, atoms)
     (out.logits.logsumexp(-1).sum() + out.value.sum()).backward()
     grad = on.encoder.state_mlp[0].weight.grad
     assert grad is not None and grad[:, LM:].abs().sum() > 0
+
+
+def test_still_inputs_without_last_move_inputs_are_refused():
+    with pytest.raises(ValueError, match="still_inputs: needs last_move_inputs=true"):
+        make_config("s500", ["model.still_inputs=true"])

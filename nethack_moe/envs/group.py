@@ -65,6 +65,7 @@ class EnvGroup:
         self.move_dir = move_dirs(self.envs[0].actions) if self.n else np.zeros(0, np.int64)
         self.last_dir = np.full(self.n, -1, np.int64)
         self.last_moved = np.zeros(self.n, bool)
+        self.n_still = np.zeros(self.n, np.int64)  # steps since the position or depth changed
 
     def _stage(self, j: int) -> None:
         """Copy env ``j``'s observation from NLE's buffers into the staging arrays."""
@@ -85,6 +86,7 @@ class EnvGroup:
         self.buf.memory.clear(i)
         self.last_dir[j] = -1
         self.last_moved[j] = False
+        self.n_still[j] = 0
         if self.teacher is not None:
             self.teacher.clear(j)
         self.buf.length[i] = 0
@@ -99,7 +101,9 @@ class EnvGroup:
             self.glyphs[j0:j1], self.blstats[j0:j1], self.message[j0:j1], self.tty[j0:j1], self.spec,
             out_state=b.state[sl], out_crop=b.crop[sl], out_atoms=b.atoms[sl], memory=b.memory.rows(sl),
         )  # fmt: skip
-        F.write_last_move(b.state[sl], self.last_dir[j0:j1], self.last_moved[j0:j1])
+        F.write_last_move(
+            b.state[sl], self.last_dir[j0:j1], self.last_moved[j0:j1], self.n_still[j0:j1]
+        )
         b.blstats[sl] = self.blstats[j0:j1]
         if self.teacher is not None and teach:  # after the features: it reads their memory
             self._teach(j0, j1)
@@ -150,6 +154,7 @@ class EnvGroup:
             or bl[nh.NLE_BL_Y] != old[nh.NLE_BL_Y]
             or bl[nh.NLE_BL_DEPTH] != old[nh.NLE_BL_DEPTH]
         )
+        self.n_still[j] = 0 if self.last_moved[j] else self.n_still[j] + 1
         # We cap episodes ourselves, one step before NLE's own cap (make_env), because NLE
         # quits the game at its cap and zeroes blstats: the last observation stays usable.
         trunc = trunc or status == StepStatus.ABORTED
@@ -257,7 +262,7 @@ class EnvGroup:
             self.spec,
             memory=mem,
         )
-        F.write_last_move(st, self.last_dir[idx], self.last_moved[idx])
+        F.write_last_move(st, self.last_dir[idx], self.last_moved[idx], self.n_still[idx])
         b.final_state[gidx] = st
         b.final_crop[gidx] = cr
         b.final_atoms[gidx] = at

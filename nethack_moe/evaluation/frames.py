@@ -119,6 +119,7 @@ def play_frames(
         mem = new_memory(1)
         move_dir = move_dirs(env.unwrapped.actions)
         last_dir, moved = np.full(1, -1, np.int64), np.zeros(1, bool)  # the one-step memory
+        still = np.zeros(1, np.int64)
         score0 = int(obs["blstats"][nh.NLE_BL_SCORE])
         score = 0
         for t in range(cap):
@@ -126,7 +127,7 @@ def play_frames(
                 obs["glyphs"][None], obs["blstats"][None], obs["message"][None],
                 obs["tty_chars"][None], spec, memory=mem,
             )  # fmt: skip
-            write_last_move(st, last_dir, moved)
+            write_last_move(st, last_dir, moved, still)
             advice = None
             if tmem is not None:  # after the features: it reads their level memory
                 ta, tb = T.compute_teacher(
@@ -142,6 +143,7 @@ def play_frames(
             obs, r, term, trunc, _ = env.step(a)
             last_dir[0] = move_dir[a]
             moved[0] = _moved(before[2], obs["blstats"])
+            still[0] = 0 if moved[0] else still[0] + 1
             done = bool(term or trunc) or t + 1 >= cap
             bl = before[2] if term else obs["blstats"]  # NLE zeroes blstats after the game ends
             if not term:

@@ -128,7 +128,7 @@ STATE_NAMES: tuple[str, ...] = (
     + tuple(f"cond_{i}" for i in range(len(_CONDITION_BITS)))
     + tuple(f"nav_{i}" for i in range(N_NAV))
     + tuple(f"last_move_{i}" for i in range(8))
-    + ("last_moved",)
+    + ("last_moved", "still_steps")
 )
 STATE_DIM = len(STATE_NAMES)
 #: First column of the one-step memory: ``last_move_0..7`` (one-hot: the direction, in
@@ -137,6 +137,11 @@ STATE_DIM = len(STATE_NAMES)
 #: the action (:func:`write_last_move`); all zero at the start of an episode and in
 #: :func:`compute_features`' output. Models read them only with ``model.last_move_inputs``.
 LAST_MOVE = STATE_NAMES.index("last_move_0")
+#: Width of the state vector up to ``last_moved`` (what ``model.last_move_inputs`` reads); the
+#: next column, ``still_steps``, counts the steps since the hero's position or depth last changed
+#: (capped at 8, /8; ``model.still_inputs``): it changes while the hero repeats an action that
+#: does nothing, where the other inputs do not.
+LAST_MOVE_DIM = LAST_MOVE + 9
 #: Width of the state vector without the one-step memory (what models without it read).
 BASE_STATE_DIM = LAST_MOVE
 NAV_ONEHOT = STATE_NAMES.index("nav_0")
@@ -225,14 +230,20 @@ def atom_names_true(atoms_row: np.ndarray) -> list[str]:
     return [ATOMS[i] for i in np.flatnonzero(atoms_row)]
 
 
-def write_last_move(state: np.ndarray, last_dir: np.ndarray, moved: np.ndarray) -> None:
+def write_last_move(
+    state: np.ndarray, last_dir: np.ndarray, moved: np.ndarray, still: np.ndarray
+) -> None:
     """Write the one-step memory columns of ``state [B, STATE_DIM]`` in place: ``last_dir [B]``
-    (0..7, or -1 for none: not a move, or the first observation of an episode), ``moved [B]``."""
+    (0..7, or -1 for none: not a move, or the first observation of an episode), ``moved [B]``,
+    ``still [B]`` (steps since the position or depth last changed)."""
     # row -1 of the table (mode "wrap") is all zeros: no allocation, one pass
     np.take(
         _LAST_MOVE_TABLE, last_dir, axis=0, out=state[:, LAST_MOVE : LAST_MOVE + 8], mode="wrap"
     )
     state[:, LAST_MOVE + 8] = moved
+    np.minimum(still, _STILL_CAP, out=state[:, LAST_MOVE_DIM], casting="unsafe")
+    state[:, LAST_MOVE_DIM] /= _STILL_CAP
 
 
+_STILL_CAP = 8
 _LAST_MOVE_TABLE = np.vstack([np.eye(8, dtype=np.float32), np.zeros((1, 8), np.float32)])

@@ -60,6 +60,10 @@ class ModelConfig:
     that a deterministic policy can tell "arrived here from the east" or "bumped east" from a first
     visit. Off: the model reads the first ``BASE_STATE_DIM`` columns only (checkpoints made before
     the columns existed load unchanged)."""
+    still_inputs: bool = False
+    """With ``last_move_inputs``: also read ``still_steps`` (steps since the hero's position or
+    depth last changed, capped at 8), an input that changes while the policy repeats an action
+    that does nothing (a search, a prompt key, a bump), so that a deterministic policy can stop."""
     gat_dedup: bool = True
     """Run the GAT once per distinct atom vector of a batch (results identical, much faster)."""
     graph_path: str | None = None
@@ -134,6 +138,8 @@ class ModelConfig:
             raise ValueError(
                 f"gat_dim: {self.gat_dim} is not divisible by gat_heads={self.gat_heads}"
             )
+        if self.still_inputs and not self.last_move_inputs:
+            raise ValueError("still_inputs: needs last_move_inputs=true")
         if self.hint_to_logits and not self.hint_inputs:
             raise ValueError(
                 "hint_to_logits: needs hint_inputs=true (the skip path reads the hint)"

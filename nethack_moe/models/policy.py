@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from nethack_moe.features import (
     BASE_STATE_DIM,
     HINT_STATE_COLUMNS,
+    LAST_MOVE_DIM,
     N_NAV,
     NAV_ONEHOT,
     FeatureSpec,
@@ -138,7 +139,9 @@ class StateEncoder(nn.Module):
     def __init__(self, spec: FeatureSpec, cfg: ModelConfig) -> None:
         super().__init__()
         # without the one-step memory the model reads the state's first BASE_STATE_DIM columns
-        self.state_in = spec.state_dim if cfg.last_move_inputs else BASE_STATE_DIM
+        self.state_in = BASE_STATE_DIM
+        if cfg.last_move_inputs:
+            self.state_in = LAST_MOVE_DIM + 1 if cfg.still_inputs else LAST_MOVE_DIM
         self.state_mlp = nn.Sequential(nn.Linear(self.state_in, cfg.hidden), nn.ReLU())
         n_conv = len(cfg.conv_channels)
         first_stride = 2 if n_conv == 1 else 1
