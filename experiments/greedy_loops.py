@@ -24,11 +24,10 @@ from nethack_moe.evaluation.loading import load_policy
 from nethack_moe.evaluation.players import ModelPlayer
 from nethack_moe.evaluation.runner import play
 from nethack_moe.features.glyphs import GLYPH_GROUP
-from nethack_moe.game.actions import action_label
+from nethack_moe.game.actions import MOVE_DIR, action_label
+from nethack_moe.game.navigation import DIRS
 from nethack_moe.metrics.motion import MOTION_KINDS, motion_kinds
 
-#: (dy, dx) of the 8 moves (actions 1-8) and of the rush moves (9-16), NetHackScore-v0's order.
-DIRS = np.array([(-1, 0), (0, 1), (1, 0), (0, -1), (-1, 1), (1, 1), (1, -1), (-1, -1)])
 CMAP_NAMES = {int(GLYPH_GROUP[nh.GLYPH_CMAP_OFF + i]): n for i, n in
               ((0, "stone"), (19, "floor"), (21, "corridor"), (15, "closed door"), (13, "open door"), (14, "open door"),
                (16, "closed door"), (12, "doorway"), *((i, "wall") for i in range(1, 12)))}  # fmt: skip
@@ -59,8 +58,8 @@ def report(path: str, episodes: int, greedy: bool) -> str:
         )  # fmt: skip
     into: collections.Counter = collections.Counter()
     c = st.crop.shape[-1] // 2
-    for r in np.flatnonzero((kinds == 0) & (st.action >= 1) & (st.action <= 16)):
-        dy, dx = DIRS[(int(st.action[r]) - 1) % 8]
+    for r in np.flatnonzero((kinds == 0) & (MOVE_DIR[st.action] >= 0)):
+        dy, dx = DIRS[MOVE_DIR[st.action[r]]]
         g = int(st.crop[r, c + dy, c + dx])
         into[CMAP_NAMES.get(g, f"group {g}")] += 1
     out.append(f"  moves that changed nothing, into: {dict(into.most_common(6))}")

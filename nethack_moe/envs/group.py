@@ -60,12 +60,9 @@ class EnvGroup:
         self.shaping = self.shaper.enabled
         # the scripted teacher's memory of this group's envs (teacher.py), when it is on
         self.teacher = new_teacher_memory(self.n) if cfg.teacher else None
-        # the one-step memory of the state vector (features.write_last_move): the direction of
-        # each env's last action (-1: none or not a move) and whether it moved the hero
-        self.move_dir = move_dirs(self.envs[0].actions) if self.n else np.zeros(0, np.int64)
-        self.last_dir = np.full(self.n, -1, np.int64)
-        self.last_moved = np.zeros(self.n, bool)
-        self.n_still = np.zeros(self.n, np.int64)  # steps since the position or depth changed
+        # the short memory of the state vector (last move, moved, steps still)
+        move_dir = move_dirs(self.envs[0].actions) if self.n else np.zeros(0, np.int64)
+        self.moves = F.MoveMemory(self.n, move_dir)
 
     def _stage(self, j: int) -> None:
         """Copy env ``j``'s observation from NLE's buffers into the staging arrays."""
@@ -84,9 +81,7 @@ class EnvGroup:
         self._stage(j)
         self.tracker.start(j, self.blstats[j], core, disp)
         self.buf.memory.clear(i)
-        self.last_dir[j] = -1
-        self.last_moved[j] = False
-        self.n_still[j] = 0
+        self.moves.clear(j)
         if self.teacher is not None:
             self.teacher.clear(j)
         self.buf.length[i] = 0
@@ -101,9 +96,7 @@ class EnvGroup:
             self.glyphs[j0:j1], self.blstats[j0:j1], self.message[j0:j1], self.tty[j0:j1], self.spec,
             out_state=b.state[sl], out_crop=b.crop[sl], out_atoms=b.atoms[sl], memory=b.memory.rows(sl),
         )  # fmt: skip
-        F.write_last_move(
-            b.state[sl], self.last_dir[j0:j1], self.last_moved[j0:j1], self.n_still[j0:j1]
-        )
+        self.moves.write(b.state[sl], slice(j0, j1))
         b.blstats[sl] = self.blstats[j0:j1]
         if self.teacher is not None and teach:  # after the features: it reads their memory
             self._teach(j0, j1)
@@ -147,14 +140,7 @@ class EnvGroup:
         self.buf.history[i, length] = action
         r, done, trunc, status = self.steppers[j](action)
         bl = self.steppers[j].buffers[1]
-        old = self.blstats[j]  # still the observation the action was taken in (_stage follows)
-        self.last_dir[j] = self.move_dir[action]
-        self.last_moved[j] = (
-            bl[nh.NLE_BL_X] != old[nh.NLE_BL_X]
-            or bl[nh.NLE_BL_Y] != old[nh.NLE_BL_Y]
-            or bl[nh.NLE_BL_DEPTH] != old[nh.NLE_BL_DEPTH]
-        )
-        self.n_still[j] = 0 if self.last_moved[j] else self.n_still[j] + 1
+        self.moves.record(j, action, self.blstats[j], bl)  # staging: still the old observation
         # We cap episodes ourselves, one step before NLE's own cap (make_env), because NLE
         # quits the game at its cap and zeroes blstats: the last observation stays usable.
         trunc = trunc or status == StepStatus.ABORTED
@@ -262,7 +248,7 @@ class EnvGroup:
             self.spec,
             memory=mem,
         )
-        F.write_last_move(st, self.last_dir[idx], self.last_moved[idx], self.n_still[idx])
+        self.moves.write(st, idx)
         b.final_state[gidx] = st
         b.final_crop[gidx] = cr
         b.final_atoms[gidx] = at

@@ -23,7 +23,7 @@ from nethack_moe.envs.factory import EnvConfig, make_env, seed_env
 from nethack_moe.envs.shaping import hint_action
 from nethack_moe.envs.teacher_memory import new_teacher_memory
 from nethack_moe.evaluation.players import Player
-from nethack_moe.features import FeatureSpec, compute_features, new_memory, write_last_move
+from nethack_moe.features import FeatureSpec, MoveMemory, compute_features, new_memory
 from nethack_moe.game.actions import move_dirs
 from nethack_moe.models.acting import Obs, Teacher
 
@@ -87,12 +87,6 @@ def _top(logits: torch.Tensor | None, action: int) -> list[tuple[int, float]]:
     return [(int(a), float(q)) for a, q in zip(i, v, strict=True)]
 
 
-def _moved(before: np.ndarray, after: np.ndarray) -> bool:
-    """Whether the hero's position or depth differs between two blstats."""
-    keys = (nh.NLE_BL_X, nh.NLE_BL_Y, nh.NLE_BL_DEPTH)
-    return any(int(before[k]) != int(after[k]) for k in keys)
-
-
 def play_frames(
     player: Player,
     env_cfg: EnvConfig,
@@ -117,9 +111,7 @@ def play_frames(
         seed_env(env, seed, seed)
         obs, _ = env.reset()
         mem = new_memory(1)
-        move_dir = move_dirs(env.unwrapped.actions)
-        last_dir, moved = np.full(1, -1, np.int64), np.zeros(1, bool)  # the one-step memory
-        still = np.zeros(1, np.int64)
+        moves = MoveMemory(1, move_dirs(env.unwrapped.actions))  # as the env workers keep it
         score0 = int(obs["blstats"][nh.NLE_BL_SCORE])
         score = 0
         for t in range(cap):
@@ -127,7 +119,7 @@ def play_frames(
                 obs["glyphs"][None], obs["blstats"][None], obs["message"][None],
                 obs["tty_chars"][None], spec, memory=mem,
             )  # fmt: skip
-            write_last_move(st, last_dir, moved, still)
+            moves.write(st, slice(0, 1))
             advice = None
             if tmem is not None:  # after the features: it reads their level memory
                 ta, tb = T.compute_teacher(
@@ -141,9 +133,7 @@ def play_frames(
             out = choice.out
             before = (obs["tty_chars"].copy(), obs["tty_colors"].copy(), obs["blstats"].copy())
             obs, r, term, trunc, _ = env.step(a)
-            last_dir[0] = move_dir[a]
-            moved[0] = _moved(before[2], obs["blstats"])
-            still[0] = 0 if moved[0] else still[0] + 1
+            moves.record(0, a, before[2], obs["blstats"])
             done = bool(term or trunc) or t + 1 >= cap
             bl = before[2] if term else obs["blstats"]  # NLE zeroes blstats after the game ends
             if not term:

@@ -230,6 +230,37 @@ def atom_names_true(atoms_row: np.ndarray) -> list[str]:
     return [ATOMS[i] for i in np.flatnonzero(atoms_row)]
 
 
+def hero_moved(before: np.ndarray, after: np.ndarray) -> bool:
+    """Whether the hero's position or depth differs between two blstats vectors."""
+    return any(int(before[k]) != int(after[k]) for k in _WHERE)
+
+
+class MoveMemory:
+    """The short memory of ``n`` envs that :func:`write_last_move` puts into the state vector:
+    the direction of each env's last action (-1: none, or not a move), whether it moved the hero,
+    and the steps since the hero last moved. The env layer records every step (it knows the
+    action) and clears a row when its env starts an episode."""
+
+    def __init__(self, n: int, move_dir: np.ndarray) -> None:
+        self.move_dir = move_dir  # action id -> direction 0..7 or -1 (game.actions.move_dirs)
+        self.last_dir = np.full(n, -1, np.int64)
+        self.moved = np.zeros(n, bool)
+        self.still = np.zeros(n, np.int64)
+
+    def clear(self, j: int) -> None:
+        self.last_dir[j], self.moved[j], self.still[j] = -1, False, 0
+
+    def record(self, j: int, action: int, before: np.ndarray, after: np.ndarray) -> None:
+        """Env ``j`` took ``action``; ``before``/``after``: its blstats around the step."""
+        self.last_dir[j] = self.move_dir[action]
+        self.moved[j] = hero_moved(before, after)
+        self.still[j] = 0 if self.moved[j] else self.still[j] + 1
+
+    def write(self, state: np.ndarray, rows: slice | np.ndarray) -> None:
+        """The memory of envs ``rows`` into ``state [len(rows), STATE_DIM]``, in place."""
+        write_last_move(state, self.last_dir[rows], self.moved[rows], self.still[rows])
+
+
 def write_last_move(
     state: np.ndarray, last_dir: np.ndarray, moved: np.ndarray, still: np.ndarray
 ) -> None:
@@ -246,4 +277,5 @@ def write_last_move(
 
 
 _STILL_CAP = 8
+_WHERE = (nh.NLE_BL_X, nh.NLE_BL_Y, nh.NLE_BL_DEPTH)
 _LAST_MOVE_TABLE = np.vstack([np.eye(8, dtype=np.float32), np.zeros((1, 8), np.float32)])

@@ -52,17 +52,6 @@ if [(-DIRS[k][0], DIRS[k][1]) for k in range(8)] != [
 ]:  # fmt: skip
     raise RuntimeError("navigation.DIRS is not in CompassDirection order")  # N = up = y - 1
 
-#: Direction index (0..7) of every action id that moves (steps and rushes); -1 otherwise.
-MOVE_DIR = np.full(N_TASK_ACTIONS, -1, dtype=np.int64)
-MOVE_DIR[MOVE_ACTIONS] = np.arange(8)
-MOVE_DIR[RUSH_ACTIONS] = np.arange(8)
-#: Action id that types each key (its ASCII code), -1 for keys no action types: the inventory
-#: letters an ``eat`` prompt can be answered with.
-KEY_ACTION = np.full(256, -1, dtype=np.int64)
-for _i, _a in enumerate(TASK_ACTIONS):
-    if 32 < int(_a) < 127:
-        KEY_ACTION[int(_a)] = _i
-
 
 def move_dirs(raw_actions: Sequence[Any]) -> np.ndarray:
     """``[len(raw_actions)]`` int64: the direction (navigation.DIRS order) of each action of an
@@ -73,6 +62,16 @@ def move_dirs(raw_actions: Sequence[Any]) -> np.ndarray:
             if isinstance(a, enum):
                 out[i] = list(enum).index(a)
     return out
+
+
+#: Direction index (0..7) of every action id that moves (steps and rushes); -1 otherwise.
+MOVE_DIR = move_dirs(TASK_ACTIONS)
+#: Action id that types each key (its ASCII code), -1 for keys no action types: the inventory
+#: letters an ``eat`` prompt can be answered with.
+KEY_ACTION = np.full(256, -1, dtype=np.int64)
+for _i, _a in enumerate(TASK_ACTIONS):
+    if 32 < int(_a) < 127:
+        KEY_ACTION[int(_a)] = _i
 
 
 def action_label(action: Any) -> str:
