@@ -1,4 +1,5 @@
-"""The one-step memory (``last_move_*`` state columns, ``model.last_move_inputs``) on real NLE play."""
+"""The short memory (``last_move_*``, ``last_moved``, ``still_steps``, ``last_action_*`` state
+columns; ``model.last_move_inputs``, ``still_inputs``, ``action_inputs``) on real NLE play."""
 
 from __future__ import annotations
 
@@ -17,7 +18,15 @@ from nethack_moe.envs.vector import VectorEnv
 from nethack_moe.evaluation.frames import play_frames
 from nethack_moe.evaluation.players import Choice
 from nethack_moe.features import FeatureSpec
-from nethack_moe.game.actions import MOVE_ACTIONS, MOVE_DIR, RUSH_ACTIONS, SEARCH_ACTION
+from nethack_moe.game.actions import (
+    KICK_ACTION,
+    MORE_ACTION,
+    MOVE_ACTIONS,
+    MOVE_DIR,
+    N_TASK_ACTIONS,
+    RUSH_ACTIONS,
+    SEARCH_ACTION,
+)
 from nethack_moe.models.acting import Obs, Teacher
 from nethack_moe.models.policy import build_model
 
@@ -29,21 +38,25 @@ def _pos(bl: np.ndarray) -> tuple[int, int, int]:
 
 
 def _want(action: int, before: np.ndarray, after: np.ndarray, still: int) -> np.ndarray:
-    """The columns by hand: the move's direction one-hot, whether the hero moved, and the steps
-    since it last moved (``still``, before this step), capped at 8, /8."""
-    want = np.zeros(10, np.float32)
+    """The columns by hand: the move's direction one-hot, whether the hero moved, the steps
+    since it last moved (``still``, before this step) capped at 8, /8, and the action one-hot
+    (NetHackScore's action ids are the task's slots)."""
+    want = np.zeros(10 + N_TASK_ACTIONS, np.float32)
     if MOVE_DIR[action] >= 0:
         want[MOVE_DIR[action]] = 1.0
     want[8] = float(_pos(before) != _pos(after))
     want[9] = 0.0 if want[8] else min(still + 1, 8) / 8
+    want[10 + action] = 1.0
     return want
 
 
 def test_vector_env_writes_the_last_move_of_every_step():
     rng = np.random.default_rng(5)
     # steps, rushes and a search, in an order that bumps walls as well as walks
-    pool = np.concatenate([MOVE_ACTIONS, RUSH_ACTIONS[:2], [SEARCH_ACTION]])
-    seen = {"moved": 0, "bumped": 0, "other": 0, "still 8+": 0}
+    pool = np.concatenate(
+        [MOVE_ACTIONS, RUSH_ACTIONS[:2], [SEARCH_ACTION, KICK_ACTION, MORE_ACTION]]
+    )
+    seen = {"moved": 0, "bumped": 0, "other": 0, "still 8+": 0, "kick": 0}
     still = np.zeros(2, np.int64)
     with VectorEnv(EnvConfig(max_episode_steps=40), 2, 0, SeedPlan("train", 4)) as v:
         assert not v.buf.state[:, LM:].any()  # the first observation of an episode
@@ -70,6 +83,7 @@ def test_vector_env_writes_the_last_move_of_every_step():
                 seen["still 8+"] += int(still[i] >= 8)
                 kind = "other" if MOVE_DIR[acts[i]] < 0 else ("moved" if want[8] else "bumped")
                 seen[kind] += 1
+                seen["kick"] += int(acts[i] == KICK_ACTION)
     assert min(seen.values()) >= 5, seen  # every case was exercised
 
 
@@ -79,6 +93,8 @@ def test_a_truncated_episode_keeps_its_last_move_in_the_final_state():
             v.step(np.array([a]))
         assert v.buf.truncated[0]
         assert v.buf.final_state[0, LM + 2] == 1.0 and v.buf.final_state[0, LM : LM + 8].sum() == 1
+        la = v.buf.final_state[0, F.LAST_ACTION :]
+        assert la[int(MOVE_ACTIONS[2])] == 1.0 and la.sum() == 1
         assert not v.buf.state[0, LM:].any()
 
 
@@ -117,7 +133,9 @@ class _Scripted:
 
 def test_watch_and_replays_see_the_same_columns_as_the_vector_env():
     rng = np.random.default_rng(8)
-    acts = [int(a) for a in rng.choice(np.concatenate([MOVE_ACTIONS, [SEARCH_ACTION]]), 30)]
+    acts = [
+        int(a) for a in rng.choice(np.concatenate([MOVE_ACTIONS, [SEARCH_ACTION, KICK_ACTION]]), 30)
+    ]
     cfg = EnvConfig(max_episode_steps=100)
     player = _Scripted(acts)
     list(play_frames(player, cfg, seed=100003, steps=30))
@@ -150,9 +168,20 @@ def test_the_model_reads_the_columns_only_when_asked(variant):
     torch.manual_seed(0)
     more = [f"model.variant={variant}", "model.last_move_inputs=true", "model.still_inputs=true"]
     with_still = build_model(make_config("s500", more).model, FeatureSpec(), 23)
-    assert with_still.encoder.state_mlp[0].in_features == F.LAST_MOVE_DIM + 1 == F.STATE_DIM
+    assert with_still.encoder.state_mlp[0].in_features == F.LAST_MOVE_DIM + 1 == F.LAST_ACTION
     assert not torch.allclose(
         with_still(other, crop, atoms).logits, with_still(still, crop, atoms).logits
+    )
+    acted = still.clone()
+    acted[:, F.LAST_ACTION + SEARCH_ACTION] += 1.0  # last_action_*: only with model.action_inputs
+    assert torch.equal(with_still(still, crop, atoms).logits, with_still(acted, crop, atoms).logits)
+    torch.manual_seed(0)
+    with_acts = build_model(
+        make_config("s500", [*more, "model.action_inputs=true"]).model, FeatureSpec(), 23
+    )
+    assert with_acts.encoder.state_mlp[0].in_features == F.STATE_DIM
+    assert not torch.allclose(
+        with_acts(still, crop, atoms).logits, with_acts(acted, crop, atoms).logits
     )
     assert not torch.allclose(on(state, crop, atoms).logits, on(other, crop, atoms).logits)
     # the weights of the memory columns learn
@@ -165,3 +194,15 @@ def test_the_model_reads_the_columns_only_when_asked(variant):
 def test_still_inputs_without_last_move_inputs_are_refused():
     with pytest.raises(ValueError, match="still_inputs: needs last_move_inputs=true"):
         make_config("s500", ["model.still_inputs=true"])
+    with pytest.raises(ValueError, match="action_inputs: needs still_inputs=true"):
+        make_config("s500", ["model.last_move_inputs=true", "model.action_inputs=true"])
+
+
+def test_the_action_slots_are_the_task_actions():
+    from nle.env.tasks import TASK_ACTIONS
+
+    from nethack_moe.game.actions import task_slots
+
+    assert F.N_LAST_ACTIONS == N_TASK_ACTIONS
+    np.testing.assert_array_equal(task_slots(TASK_ACTIONS), np.arange(N_TASK_ACTIONS))
+    assert task_slots([TASK_ACTIONS[5], nh.actions.Command.PRAY]).tolist() == [5, -1]

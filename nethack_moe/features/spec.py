@@ -113,6 +113,7 @@ _STATE_SCALARS = (
     "nav_goal_is_stairs",
     "nav_dist",
 )
+N_LAST_ACTIONS = 23  # NLE's TASK_ACTIONS (game.actions.N_TASK_ACTIONS)
 N_NAV = 9  # one-hot hint: the 8 moves (navigation.DIRS order), then "descend here"
 NAV_DIST = _STATE_SCALARS.index("nav_dist")
 NAV_STAIRS = _STATE_SCALARS.index("nav_goal_is_stairs")
@@ -129,6 +130,7 @@ STATE_NAMES: tuple[str, ...] = (
     + tuple(f"nav_{i}" for i in range(N_NAV))
     + tuple(f"last_move_{i}" for i in range(8))
     + ("last_moved", "still_steps")
+    + tuple(f"last_action_{i}" for i in range(N_LAST_ACTIONS))
 )
 STATE_DIM = len(STATE_NAMES)
 #: First column of the one-step memory: ``last_move_0..7`` (one-hot: the direction, in
@@ -142,6 +144,11 @@ LAST_MOVE = STATE_NAMES.index("last_move_0")
 #: (capped at 8, /8; ``model.still_inputs``): it changes while the hero repeats an action that
 #: does nothing, where the other inputs do not.
 LAST_MOVE_DIM = LAST_MOVE + 9
+#: First column of ``last_action_0..22``: one-hot of the previous action among the task's 23
+#: (``game.actions.task_slots``; all zero at an episode's start and for commands the task lacks),
+#: so that a search, a kick, an eat or a prompt key just pressed is visible
+#: (``model.action_inputs``).
+LAST_ACTION = STATE_NAMES.index("last_action_0")
 #: Width of the state vector without the one-step memory (what models without it read).
 BASE_STATE_DIM = LAST_MOVE
 NAV_ONEHOT = STATE_NAMES.index("nav_0")
@@ -237,45 +244,65 @@ def hero_moved(before: np.ndarray, after: np.ndarray) -> bool:
 
 class MoveMemory:
     """The short memory of ``n`` envs that :func:`write_last_move` puts into the state vector:
-    the direction of each env's last action (-1: none, or not a move), whether it moved the hero,
-    and the steps since the hero last moved. The env layer records every step (it knows the
-    action) and clears a row when its env starts an episode."""
+    each env's last action (its direction, -1 if not a move; its task slot, -1 if none), whether
+    it moved the hero, and the steps since the hero last moved. The env layer records every step
+    (it knows the action) and clears a row when its env starts an episode."""
 
-    def __init__(self, n: int, move_dir: np.ndarray) -> None:
+    def __init__(self, n: int, move_dir: np.ndarray, slot: np.ndarray) -> None:
         self.move_dir = move_dir  # action id -> direction 0..7 or -1 (game.actions.move_dirs)
+        self.slot = slot  # action id -> task slot 0..22 or -1 (game.actions.task_slots)
         self.last_dir = np.full(n, -1, np.int64)
+        self.last_slot = np.full(n, -1, np.int64)
         self.moved = np.zeros(n, bool)
         self.still = np.zeros(n, np.int64)
 
     def clear(self, j: int) -> None:
-        self.last_dir[j], self.moved[j], self.still[j] = -1, False, 0
+        self.last_dir[j], self.last_slot[j], self.moved[j], self.still[j] = -1, -1, False, 0
 
     def record(self, j: int, action: int, before: np.ndarray, after: np.ndarray) -> None:
         """Env ``j`` took ``action``; ``before``/``after``: its blstats around the step."""
         self.last_dir[j] = self.move_dir[action]
+        self.last_slot[j] = self.slot[action]
         self.moved[j] = hero_moved(before, after)
         self.still[j] = 0 if self.moved[j] else self.still[j] + 1
 
     def write(self, state: np.ndarray, rows: slice | np.ndarray) -> None:
         """The memory of envs ``rows`` into ``state [len(rows), STATE_DIM]``, in place."""
-        write_last_move(state, self.last_dir[rows], self.moved[rows], self.still[rows])
+        write_last_move(
+            state, self.last_dir[rows], self.moved[rows], self.still[rows], self.last_slot[rows]
+        )
 
 
 def write_last_move(
-    state: np.ndarray, last_dir: np.ndarray, moved: np.ndarray, still: np.ndarray
+    state: np.ndarray,
+    last_dir: np.ndarray,
+    moved: np.ndarray,
+    still: np.ndarray,
+    last_slot: np.ndarray,
 ) -> None:
-    """Write the one-step memory columns of ``state [B, STATE_DIM]`` in place: ``last_dir [B]``
-    (0..7, or -1 for none: not a move, or the first observation of an episode), ``moved [B]``,
-    ``still [B]`` (steps since the position or depth last changed)."""
-    # row -1 of the table (mode "wrap") is all zeros: no allocation, one pass
+    """Write the memory columns of ``state [B, STATE_DIM]`` in place: ``last_dir [B]`` (0..7, or
+    -1 for none: not a move, or the first observation of an episode), ``moved [B]``, ``still [B]``
+    (steps since the position or depth last changed), ``last_slot [B]`` (the last action's task
+    slot 0..22, -1 for none)."""
+    # row -1 of the tables (mode "wrap") is all zeros: no allocation, one pass
     np.take(
         _LAST_MOVE_TABLE, last_dir, axis=0, out=state[:, LAST_MOVE : LAST_MOVE + 8], mode="wrap"
     )
     state[:, LAST_MOVE + 8] = moved
     np.minimum(still, _STILL_CAP, out=state[:, LAST_MOVE_DIM], casting="unsafe")
     state[:, LAST_MOVE_DIM] /= _STILL_CAP
+    np.take(
+        _LAST_ACTION_TABLE,
+        last_slot,
+        axis=0,
+        out=state[:, LAST_ACTION : LAST_ACTION + N_LAST_ACTIONS],
+        mode="wrap",
+    )
 
 
 _STILL_CAP = 8
 _WHERE = (nh.NLE_BL_X, nh.NLE_BL_Y, nh.NLE_BL_DEPTH)
 _LAST_MOVE_TABLE = np.vstack([np.eye(8, dtype=np.float32), np.zeros((1, 8), np.float32)])
+_LAST_ACTION_TABLE = np.vstack(
+    [np.eye(N_LAST_ACTIONS, dtype=np.float32), np.zeros((1, N_LAST_ACTIONS), np.float32)]
+)

@@ -64,6 +64,13 @@ def move_dirs(raw_actions: Sequence[Any]) -> np.ndarray:
     return out
 
 
+def task_slots(raw_actions: Sequence[Any]) -> np.ndarray:
+    """``[len(raw_actions)]`` int64: the index in the task's 23 actions of each action of an env's
+    list (its slot in the state's ``last_action_*`` one-hot), -1 for commands the task lacks."""
+    return np.array([TASK_ACTIONS.index(a) if a in TASK_ACTIONS else -1 for a in raw_actions],
+                    dtype=np.int64)  # fmt: skip
+
+
 #: Direction index (0..7) of every action id that moves (steps and rushes); -1 otherwise.
 MOVE_DIR = move_dirs(TASK_ACTIONS)
 #: Action id that types each key (its ASCII code), -1 for keys no action types: the inventory

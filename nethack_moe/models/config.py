@@ -64,6 +64,10 @@ class ModelConfig:
     """With ``last_move_inputs``: also read ``still_steps`` (steps since the hero's position or
     depth last changed, capped at 8), an input that changes while the policy repeats an action
     that does nothing (a search, a prompt key, a bump), so that a deterministic policy can stop."""
+    action_inputs: bool = False
+    """With ``still_inputs``: also read ``last_action_0..22`` (one-hot of the previous action
+    among the task's 23), so that a search, a kick, an eat or a prompt key just pressed is
+    visible; the model then reads the whole state vector."""
     gat_dedup: bool = True
     """Run the GAT once per distinct atom vector of a batch (results identical, much faster)."""
     graph_path: str | None = None
@@ -140,6 +144,8 @@ class ModelConfig:
             )
         if self.still_inputs and not self.last_move_inputs:
             raise ValueError("still_inputs: needs last_move_inputs=true")
+        if self.action_inputs and not self.still_inputs:
+            raise ValueError("action_inputs: needs still_inputs=true")
         if self.hint_to_logits and not self.hint_inputs:
             raise ValueError(
                 "hint_to_logits: needs hint_inputs=true (the skip path reads the hint)"

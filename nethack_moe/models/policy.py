@@ -25,7 +25,9 @@ from torch import Tensor, nn
 from nethack_moe.features import (
     BASE_STATE_DIM,
     HINT_STATE_COLUMNS,
+    LAST_ACTION,
     LAST_MOVE_DIM,
+    N_LAST_ACTIONS,
     N_NAV,
     NAV_ONEHOT,
     FeatureSpec,
@@ -142,6 +144,8 @@ class StateEncoder(nn.Module):
         self.state_in = BASE_STATE_DIM
         if cfg.last_move_inputs:
             self.state_in = LAST_MOVE_DIM + 1 if cfg.still_inputs else LAST_MOVE_DIM
+        if cfg.action_inputs:
+            self.state_in = LAST_ACTION + N_LAST_ACTIONS
         self.state_mlp = nn.Sequential(nn.Linear(self.state_in, cfg.hidden), nn.ReLU())
         n_conv = len(cfg.conv_channels)
         first_stride = 2 if n_conv == 1 else 1
