@@ -23,6 +23,7 @@ from nethack_moe.evaluation.evaluate import teacher_env
 from nethack_moe.evaluation.loading import load_policy
 from nethack_moe.evaluation.players import ModelPlayer
 from nethack_moe.evaluation.runner import play
+from nethack_moe.features import ATOM_INDEX
 from nethack_moe.features.glyphs import GLYPH_GROUP
 from nethack_moe.game.actions import MOVE_DIR, action_label
 from nethack_moe.game.navigation import DIRS
@@ -68,6 +69,13 @@ def report(path: str, episodes: int, greedy: bool) -> str:
             "none" if a < 0 else action_label(TASK_ACTIONS[a]) for a in acts[kinds == 0]
         )
         out.append(f"  in still states, {who} pressed: {dict(still.most_common(6))}")
+    asked = st.atoms[:, ATOM_INDEX["question_prompt"]].astype(bool)
+    out.append(f"  a question asked in {100 * asked.mean():.1f} % of steps:")
+    for who, acts in (("the player", st.action), ("the teacher", st.teacher_action)):
+        there = collections.Counter(
+            "none" if a < 0 else action_label(TASK_ACTIONS[a]) for a in acts[asked]
+        )
+        out.append(f"    {who} pressed: {dict(there.most_common(6))}")
     return "\n".join(out)
 
 
