@@ -1,0 +1,55 @@
+"""How much of the scripted teacher's choice the student's hint input already names (notebook
+entry 27): on the diver's own play of the first N E200 seeds, per teacher branch, how often its
+action is the hinted move, and in the explore branch how often it moves in the hint's direction
+(a step or a rush).
+
+    python experiments/teacher_vs_hint.py --episodes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from nethack_moe.envs.factory import EnvConfig
+from nethack_moe.envs.teacher import BRANCHES
+from nethack_moe.evaluation.evaluate import teacher_env
+from nethack_moe.evaluation.players import make_baseline
+from nethack_moe.evaluation.runner import play
+from nethack_moe.game.actions import MOVE_DIR, N_TASK_ACTIONS, RUSH_ACTIONS
+
+
+def report(episodes: int) -> str:
+    """The per-branch agreement of the diver's action with the hint, as text."""
+    res = play(make_baseline("diver", N_TASK_ACTIONS), teacher_env(EnvConfig()), episodes,
+               num_envs=1, workers=0, collect_states=True)  # fmt: skip
+    st = res.states
+    assert st is not None and st.teacher_action is not None and st.teacher_branch is not None
+    ta, hint = st.teacher_action, st.hint
+    same, hinted = ta == hint, hint >= 0
+    t_dir = np.where(ta >= 0, MOVE_DIR[np.maximum(ta, 0)], -1)
+    h_dir = np.where(hinted, MOVE_DIR[np.maximum(hint, 0)], -2)
+    out = [f"diver: mean {np.mean([r['score'] for r in res.records]):.1f} over "
+           f"{len(res.records)} episodes, {len(ta)} steps; its action is the hinted move in "
+           f"{100 * same.mean():.1f} % of steps"]  # fmt: skip
+    for b, name in enumerate(BRANCHES):
+        rows = st.teacher_branch == b
+        if rows.any():
+            out.append(f"  {name:10s} {int(rows.sum()):6d} steps: the hinted move {100 * same[rows].mean():5.1f} %, "
+                       f"a hint given {100 * hinted[rows].mean():5.1f} %")  # fmt: skip
+    rows = st.teacher_branch == BRANCHES.index("explore")
+    out.append(f"  explore: in the hint's direction (step or rush) {100 * (t_dir == h_dir)[rows].mean():.1f} %, "
+               f"a rush {100 * np.isin(ta[rows], RUSH_ACTIONS).mean():.1f} %")  # fmt: skip
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--episodes", type=int, default=10)
+    sys.stdout.write(report(ap.parse_args().episodes) + "\n")
+
+
+if __name__ == "__main__":
+    main()
