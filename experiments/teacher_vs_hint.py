@@ -1,9 +1,10 @@
 """How much of the scripted teacher's choice the student's hint input already names (notebook
 entry 27): on the diver's own play of the first N E200 seeds, per teacher branch, how often its
 action is the hinted move, and in the explore branch how often it moves in the hint's direction
-(a step or a rush).
+(a step or a rush). With checkpoints: how often each one's argmax is the diver's action on these
+states (the diver's own states, which no student played: a held-out imitation figure).
 
-    python experiments/teacher_vs_hint.py --episodes 10
+    python experiments/teacher_vs_hint.py --episodes 10 [CHECKPOINT ...]
 """
 
 from __future__ import annotations
@@ -12,19 +13,22 @@ import argparse
 import sys
 
 import numpy as np
+import torch
 
 from nethack_moe.envs.factory import EnvConfig
 from nethack_moe.envs.teacher import BRANCHES
 from nethack_moe.evaluation.evaluate import teacher_env
+from nethack_moe.evaluation.loading import load_policy
 from nethack_moe.evaluation.players import make_baseline
 from nethack_moe.evaluation.runner import play
 from nethack_moe.game.actions import MOVE_DIR, N_TASK_ACTIONS, RUSH_ACTIONS
 
 
-def report(episodes: int) -> str:
-    """The per-branch agreement of the diver's action with the hint, as text."""
+def report(episodes: int, checkpoints: list[str]) -> str:
+    """The per-branch agreement of the diver's action with the hint (and the checkpoints'
+    argmax), as text."""
     res = play(make_baseline("diver", N_TASK_ACTIONS), teacher_env(EnvConfig()), episodes,
-               num_envs=1, workers=0, collect_states=True)  # fmt: skip
+               num_envs=1, workers=0, collect_states=True, keep_obs=True)  # fmt: skip
     st = res.states
     assert st is not None and st.teacher_action is not None and st.teacher_branch is not None
     ta, hint = st.teacher_action, st.hint
@@ -42,13 +46,27 @@ def report(episodes: int) -> str:
     rows = st.teacher_branch == BRANCHES.index("explore")
     out.append(f"  explore: in the hint's direction (step or rush) {100 * (t_dir == h_dir)[rows].mean():.1f} %, "
                f"a rush {100 * np.isin(ta[rows], RUSH_ACTIONS).mean():.1f} %")  # fmt: skip
+    for path in checkpoints:
+        assert st.state is not None and st.crop is not None
+        model, _, _ = load_policy(path)
+        with torch.no_grad():
+            obs = (torch.from_numpy(x) for x in (st.state, st.crop, st.atoms))
+            am = model(*obs).logits.argmax(-1).numpy()  # [S]
+        agree = am == ta
+        per = ", ".join(f"{n} {100 * agree[st.teacher_branch == b].mean():.1f}"
+                        for b, n in enumerate(BRANCHES) if (st.teacher_branch == b).any())  # fmt: skip
+        out.append(
+            f"{path}: argmax = the diver's action on {100 * agree.mean():.1f} % of its states; {per}"
+        )
     return "\n".join(out)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--episodes", type=int, default=10)
-    sys.stdout.write(report(ap.parse_args().episodes) + "\n")
+    ap.add_argument("checkpoints", nargs="*")
+    a = ap.parse_args()
+    sys.stdout.write(report(a.episodes, a.checkpoints) + "\n")
 
 
 if __name__ == "__main__":
