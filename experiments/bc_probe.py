@@ -3,7 +3,10 @@
 then the argmax agreement on the diver's states of the first 10 E200 seeds, the held-out figure
 of ``experiments/teacher_vs_hint.py`` (notebook entry 27).
 
-    python experiments/bc_probe.py --episodes 40 --epochs 15 model.last_move_inputs=true model.still_inputs=true
+    python experiments/bc_probe.py --episodes 40 --epochs 15 --play 20 model.last_move_inputs=true model.still_inputs=true
+
+``--play N``: then the cloned policy plays the first N E200 seeds, greedy and sampled (softmax
+routing, T = 1), beside the hint follower on the same seeds.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from nethack_moe.config.train import make_config
 from nethack_moe.envs.factory import EnvConfig
 from nethack_moe.envs.teacher import BRANCHES
 from nethack_moe.evaluation.evaluate import teacher_env
-from nethack_moe.evaluation.players import make_baseline
+from nethack_moe.evaluation.players import ModelPlayer, make_baseline
 from nethack_moe.evaluation.runner import play
 from nethack_moe.features import FeatureSpec
 from nethack_moe.game.actions import N_TASK_ACTIONS
@@ -50,6 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--episodes", type=int, default=40, help="training episodes of diver play")
     ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--play", type=int, default=0, help="E200 seeds the cloned policy plays")
     ap.add_argument("overrides", nargs="*", help="config overrides (preset kickstart)")
     a = ap.parse_args()
     torch.manual_seed(0)
@@ -72,6 +76,17 @@ def main() -> None:
             sys.stdout.write(f"epoch {ep}: training states {100 * agreement(model, train).float().mean():.1f} %, "
                              f"held-out {100 * ag.float().mean():.1f} %; {per}\n")  # fmt: skip
             sys.stdout.flush()
+    if a.play:
+        model.eval()
+        players = {"greedy": ModelPlayer(model, greedy=True, routing="softmax", temperature=1.0),
+                   "sampled": ModelPlayer(model, routing="softmax", temperature=1.0),
+                   "hint follower": make_baseline("hint-follower", N_TASK_ACTIONS)}  # fmt: skip
+        for name, player in players.items():
+            res = play(
+                player, teacher_env(EnvConfig()), a.play, num_envs=4, workers=2, progress=False
+            )
+            mean = np.mean([r["score"] for r in res.records])
+            sys.stdout.write(f"{name}: mean {mean:.1f} over the first {a.play} E200 seeds\n")
 
 
 if __name__ == "__main__":
