@@ -17,10 +17,10 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
+from teacher_vs_hint import diver_play, per_branch
 
 from nethack_moe.config.train import make_config
 from nethack_moe.envs.factory import EnvConfig
-from nethack_moe.envs.teacher import BRANCHES
 from nethack_moe.evaluation.evaluate import teacher_env
 from nethack_moe.evaluation.players import ModelPlayer, make_baseline
 from nethack_moe.evaluation.runner import play
@@ -31,10 +31,7 @@ from nethack_moe.models.policy import ActorCritic, build_model
 
 def diver_states(episodes: int, seed_start: int) -> list[torch.Tensor]:
     """``[state, crop, atoms, teacher action, teacher branch]`` of the diver's own play."""
-    res = play(make_baseline("diver", N_TASK_ACTIONS), teacher_env(EnvConfig()), episodes,
-               seed_start=seed_start, num_envs=4, workers=2, collect_states=True, keep_obs=True,
-               progress=False)  # fmt: skip
-    st = res.states
+    st = diver_play(episodes, seed_start, num_envs=4, workers=2).states
     assert st is not None and st.state is not None and st.crop is not None
     assert st.teacher_action is not None and st.teacher_branch is not None
     ok = st.teacher_action >= 0
@@ -71,8 +68,7 @@ def main() -> None:
             opt.step()
         if ep % 5 == 0 or ep == a.epochs:
             ag = agreement(model, test)
-            per = ", ".join(f"{n} {100 * ag[test[4] == b].float().mean():.1f}"
-                            for b, n in enumerate(BRANCHES) if (test[4] == b).any())  # fmt: skip
+            per = per_branch(ag.numpy(), test[4].numpy())
             sys.stdout.write(f"epoch {ep}: training states {100 * agreement(model, train).float().mean():.1f} %, "
                              f"held-out {100 * ag.float().mean():.1f} %; {per}\n")  # fmt: skip
             sys.stdout.flush()

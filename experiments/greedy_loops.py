@@ -64,19 +64,20 @@ def report(path: str, episodes: int, greedy: bool) -> str:
         g = int(st.crop[r, c + dy, c + dx])
         into[CMAP_NAMES.get(g, f"group {g}")] += 1
     out.append(f"  moves that changed nothing, into: {dict(into.most_common(6))}")
-    for who, acts in (("the player", st.action), ("the teacher", st.teacher_action)):
-        still = collections.Counter(
-            "none" if a < 0 else action_label(TASK_ACTIONS[a]) for a in acts[kinds == 0]
-        )
-        out.append(f"  in still states, {who} pressed: {dict(still.most_common(6))}")
+    who = (("the player", st.action), ("the teacher", st.teacher_action))
+    for name, acts in who:
+        out.append(f"  in still states, {name} pressed: {_pressed(acts[kinds == 0])}")
     asked = st.atoms[:, ATOM_INDEX["question_prompt"]].astype(bool)
     out.append(f"  a question asked in {100 * asked.mean():.1f} % of steps:")
-    for who, acts in (("the player", st.action), ("the teacher", st.teacher_action)):
-        there = collections.Counter(
-            "none" if a < 0 else action_label(TASK_ACTIONS[a]) for a in acts[asked]
-        )
-        out.append(f"    {who} pressed: {dict(there.most_common(6))}")
+    for name, acts in who:
+        out.append(f"    {name} pressed: {_pressed(acts[asked])}")
     return "\n".join(out)
+
+
+def _pressed(acts: np.ndarray) -> dict[str, int]:
+    """The 6 actions pressed most often, by label (``none``: no action, e.g. no advice)."""
+    names = ("none" if a < 0 else action_label(TASK_ACTIONS[a]) for a in acts)
+    return dict(collections.Counter(names).most_common(6))
 
 
 def main() -> None:

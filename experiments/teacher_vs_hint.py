@@ -20,15 +20,29 @@ from nethack_moe.envs.teacher import BRANCHES
 from nethack_moe.evaluation.evaluate import teacher_env
 from nethack_moe.evaluation.loading import load_policy
 from nethack_moe.evaluation.players import make_baseline
-from nethack_moe.evaluation.runner import play
+from nethack_moe.evaluation.runner import E200_SEED_START, RolloutResult, play
 from nethack_moe.game.actions import MOVE_DIR, N_TASK_ACTIONS, RUSH_ACTIONS
+
+
+def diver_play(
+    episodes: int, seed_start: int = E200_SEED_START, num_envs: int = 1, workers: int = 0
+) -> RolloutResult:
+    """The diver's own play, every state logged with the policy inputs and its advice."""
+    return play(make_baseline("diver", N_TASK_ACTIONS), teacher_env(EnvConfig()), episodes,
+                seed_start=seed_start, num_envs=num_envs, workers=workers, collect_states=True,
+                keep_obs=True, progress=False)  # fmt: skip
+
+
+def per_branch(hit: np.ndarray, branch: np.ndarray) -> str:
+    """``hit [S]`` bool as a percentage per teacher branch (``branch [S]``), the branches seen."""
+    return ", ".join(f"{n} {100 * hit[branch == b].mean():.1f}"
+                     for b, n in enumerate(BRANCHES) if (branch == b).any())  # fmt: skip
 
 
 def report(episodes: int, checkpoints: list[str]) -> str:
     """The per-branch agreement of the diver's action with the hint (and the checkpoints'
     argmax), as text."""
-    res = play(make_baseline("diver", N_TASK_ACTIONS), teacher_env(EnvConfig()), episodes,
-               num_envs=1, workers=0, collect_states=True, keep_obs=True)  # fmt: skip
+    res = diver_play(episodes)
     st = res.states
     assert st is not None and st.teacher_action is not None and st.teacher_branch is not None
     ta, hint = st.teacher_action, st.hint
@@ -53,10 +67,9 @@ def report(episodes: int, checkpoints: list[str]) -> str:
             obs = (torch.from_numpy(x) for x in (st.state, st.crop, st.atoms))
             am = model(*obs).logits.argmax(-1).numpy()  # [S]
         agree = am == ta
-        per = ", ".join(f"{n} {100 * agree[st.teacher_branch == b].mean():.1f}"
-                        for b, n in enumerate(BRANCHES) if (st.teacher_branch == b).any())  # fmt: skip
         out.append(
-            f"{path}: argmax = the diver's action on {100 * agree.mean():.1f} % of its states; {per}"
+            f"{path}: argmax = the diver's action on {100 * agree.mean():.1f} % of its states; "
+            f"{per_branch(agree, st.teacher_branch)}"
         )
     return "\n".join(out)
 

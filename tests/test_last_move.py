@@ -10,6 +10,7 @@ import pytest
 import torch
 from model_inputs import random_inputs
 from nle import nethack as nh
+from nle.env.tasks import TASK_ACTIONS
 
 import nethack_moe.features as F
 from nethack_moe.config.train import make_config
@@ -26,6 +27,7 @@ from nethack_moe.game.actions import (
     N_TASK_ACTIONS,
     RUSH_ACTIONS,
     SEARCH_ACTION,
+    task_slots,
 )
 from nethack_moe.models.acting import Obs, Teacher
 from nethack_moe.models.policy import build_model
@@ -199,10 +201,6 @@ def test_still_inputs_without_last_move_inputs_are_refused():
 
 
 def test_the_action_slots_are_the_task_actions():
-    from nle.env.tasks import TASK_ACTIONS
-
-    from nethack_moe.game.actions import task_slots
-
     assert F.N_LAST_ACTIONS == N_TASK_ACTIONS
     np.testing.assert_array_equal(task_slots(TASK_ACTIONS), np.arange(N_TASK_ACTIONS))
     assert task_slots([TASK_ACTIONS[5], nh.actions.Command.PRAY]).tolist() == [5, -1]

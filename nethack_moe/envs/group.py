@@ -26,7 +26,6 @@ from nethack_moe.envs.factory import EnvConfig, SeedPlan, make_env, seed_env
 from nethack_moe.envs.shaping import Shaper, descend_reward
 from nethack_moe.envs.stepping import StepStatus, stepper
 from nethack_moe.envs.teacher_memory import new_teacher_memory
-from nethack_moe.game.actions import move_dirs, task_slots
 
 
 class EnvGroup:
@@ -61,8 +60,7 @@ class EnvGroup:
         # the scripted teacher's memory of this group's envs (teacher.py), when it is on
         self.teacher = new_teacher_memory(self.n) if cfg.teacher else None
         # the short memory of the state vector (last move, moved, steps still)
-        acts = self.envs[0].actions if self.n else ()
-        self.moves = F.MoveMemory(self.n, move_dirs(acts), task_slots(acts))
+        self.moves = F.MoveMemory(self.n, self.envs[0].actions if self.n else ())
 
     def _stage(self, j: int) -> None:
         """Copy env ``j``'s observation from NLE's buffers into the staging arrays."""

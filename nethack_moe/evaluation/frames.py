@@ -24,7 +24,6 @@ from nethack_moe.envs.shaping import hint_action
 from nethack_moe.envs.teacher_memory import new_teacher_memory
 from nethack_moe.evaluation.players import Player
 from nethack_moe.features import FeatureSpec, MoveMemory, compute_features, new_memory
-from nethack_moe.game.actions import move_dirs, task_slots
 from nethack_moe.models.acting import Obs, Teacher
 
 #: Actions listed per step (the policy's most probable).
@@ -111,8 +110,7 @@ def play_frames(
         seed_env(env, seed, seed)
         obs, _ = env.reset()
         mem = new_memory(1)
-        acts = env.unwrapped.actions
-        moves = MoveMemory(1, move_dirs(acts), task_slots(acts))  # as the env workers keep it
+        moves = MoveMemory(1, env.unwrapped.actions)  # as the env workers keep it
         score0 = int(obs["blstats"][nh.NLE_BL_SCORE])
         score = 0
         for t in range(cap):

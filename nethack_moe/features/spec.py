@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from nle import nethack as nh
 
 from nethack_moe.features.glyphs import N_GLYPH_GROUPS
+from nethack_moe.game.actions import N_TASK_ACTIONS, move_dirs, task_slots
 
 # --------------------------------------------------------------------------------------------
 # Scene atoms
@@ -113,7 +116,7 @@ _STATE_SCALARS = (
     "nav_goal_is_stairs",
     "nav_dist",
 )
-N_LAST_ACTIONS = 23  # NLE's TASK_ACTIONS (game.actions.N_TASK_ACTIONS)
+N_LAST_ACTIONS = N_TASK_ACTIONS  # the last_action_* one-hot: NLE's TASK_ACTIONS
 N_NAV = 9  # one-hot hint: the 8 moves (navigation.DIRS order), then "descend here"
 NAV_DIST = _STATE_SCALARS.index("nav_dist")
 NAV_STAIRS = _STATE_SCALARS.index("nav_goal_is_stairs")
@@ -248,9 +251,10 @@ class MoveMemory:
     it moved the hero, and the steps since the hero last moved. The env layer records every step
     (it knows the action) and clears a row when its env starts an episode."""
 
-    def __init__(self, n: int, move_dir: np.ndarray, slot: np.ndarray) -> None:
-        self.move_dir = move_dir  # action id -> direction 0..7 or -1 (game.actions.move_dirs)
-        self.slot = slot  # action id -> task slot 0..22 or -1 (game.actions.task_slots)
+    def __init__(self, n: int, raw_actions: Sequence[Any]) -> None:
+        """``raw_actions``: the env's action list (``env.unwrapped.actions``)."""
+        self.move_dir = move_dirs(raw_actions)  # action id -> direction 0..7 or -1
+        self.slot = task_slots(raw_actions)  # action id -> task slot 0..22 or -1
         self.last_dir = np.full(n, -1, np.int64)
         self.last_slot = np.full(n, -1, np.int64)
         self.moved = np.zeros(n, bool)
